@@ -1,1 +1,32 @@
-//! placeholder
+//! Pure parsers and writers for PostgreSQL's data-directory interlock files and for the
+//! Linux `/proc` text they are checked against.
+//!
+//! This crate is the I/O-free layer of the interlock: every function takes bytes or text
+//! that the caller has already read and returns plain values (or renders values back into
+//! the exact bytes the producer writes). Keeping it free of syscalls and `unsafe` makes it
+//! easy to test byte-for-byte against captured fixtures, to property-test round trips, and
+//! to fuzz: no parser here panics on any input, and every rejection is a [`ParseError`]
+//! that names the line, the field, what was expected and what was found.
+//!
+//! Modules:
+//! * [`pidfile`]: `postmaster.pid` as PostgreSQL 10–18 write it;
+//! * [`shmem_header`]: the `PGShmemHeader` at the start of the System V interlock segment;
+//! * [`sysvipc`]: the kernel's `/proc/sysvipc/shm` table;
+//! * [`maps`]: `/proc/PID/maps` lines, and finding System V attachments in them;
+//! * [`procstat`]: `/proc/PID/stat`, `/proc/PID/status` and the `btime` line of `/proc/stat`;
+//! * [`dsm`]: PostgreSQL's dynamic shared memory control segment.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod num;
+
+pub mod dsm;
+pub mod maps;
+pub mod pgconf;
+pub mod pidfile;
+pub mod procstat;
+pub mod shmem_header;
+pub mod sysvipc;
+
+pub use error::ParseError;

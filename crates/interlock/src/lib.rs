@@ -1,1 +1,90 @@
-//! placeholder
+//! A PostgreSQL-compatible data-directory interlock.
+//!
+//! PostgreSQL keeps two servers off one data directory with `postmaster.pid`
+//! and a tiny System V shared-memory segment whose attach count proves that
+//! no process of an earlier server still runs. This crate implements that
+//! interlock byte for byte — a real PostgreSQL 10–18 refuses to start while
+//! a [`DataDirLock`] is held, and [`DataDirLock::acquire`] refuses while a
+//! real server (or any of its orphaned backends) runs — and closes the holes
+//! PostgreSQL leaves open:
+//!
+//! * **PID reuse**: the lock file's PID is judged by identity (start time,
+//!   segment mapping, executable and cwd), not by `kill(pid, 0)`; a zombie
+//!   owner counts as gone ([`process`]).
+//! * **Racing starters** never both win and never delete each other's lock
+//!   file: acquires are serialised by a `flock` on the directory, and a
+//!   lock file is only ever unlinked if it is still the file that was judged.
+//! * **A deleted lock file, or a shifted key**, does not let anyone in while
+//!   an old process is still attached: every attached segment of this
+//!   directory is found, on whatever key it sits.
+//! * **Children**: forked children hold the interlock as backends do; a
+//!   command started with [`DataDirLock::spawn`] is covered by a keeper
+//!   process for as long as it runs, even after its parent is killed.
+//!
+//! # Example
+//!
+//! ```
+//! use interlock::{DataDirLock, LockOptions, PmStatus};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let mut lock = DataDirLock::acquire_with(dir.path(), &LockOptions::new().port(5432))?;
+//! lock.set_status(PmStatus::Ready)?;
+//! let text = std::fs::read_to_string(dir.path().join("postmaster.pid"))?;
+//! assert!(text.ends_with("ready   \n")); // padded, as PostgreSQL pads it
+//!
+//! // While held, nobody else gets the directory.
+//! assert!(DataDirLock::acquire(dir.path()).is_err());
+//!
+//! // Is the lock file still ours? (Call this about once a minute.)
+//! lock.recheck()?;
+//! drop(lock); // segment and lock file are removed
+//! assert!(!dir.path().join("postmaster.pid").exists());
+//! # Ok(()) }
+//! ```
+//!
+//! # Modules
+//!
+//! * [`lock`]: acquire / hold / release, and the order of the steps.
+//! * [`segment`]: keys, PostgreSQL's five segment states, the probe loop.
+//! * [`process`]: facts from `/proc` and the owner identity test.
+//! * [`sys`]: the only `unsafe` code (SysV calls, `fork`, `signalfd`).
+//!
+//! # Testing hook
+//!
+//! With the environment variable `INTERLOCK_FAILPOINT` set to the name of a
+//! step (`mutex_taken`, `lockfile_checked`, `segments_scanned`,
+//! `segment_created`, `segment_attached`, `stale_lockfile_removed`,
+//! `lockfile_unlinked_copy_written`, `lockfile_written`, `release_detached`,
+//! `release_segment_removed`), the process kills itself with SIGKILL when it
+//! reaches that step. The crash tests use it to prove that no step leaves
+//! the directory wedged or open while an old holder lives.
+
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+mod datadir;
+mod error;
+pub mod lock;
+mod lockfile;
+pub mod process;
+pub mod segment;
+pub mod sys;
+
+pub use datadir::act_as_owner;
+pub use error::Error;
+pub use interlock_format::pidfile::{PidFile, PmStatus};
+pub use lock::{DataDirLock, KeptChild, LockOptions, Released};
+pub use lockfile::LOCK_FILE_NAME;
+pub use sys::shm::{ShmId, ShmKey};
+
+/// Kill this process with SIGKILL if `INTERLOCK_FAILPOINT` names `step`
+/// (see "Testing hook" in the crate docs).
+pub(crate) fn failpoint(step: &str) {
+    static WANTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let wanted = WANTED.get_or_init(|| std::env::var("INTERLOCK_FAILPOINT").ok());
+    if wanted.as_deref() == Some(step) {
+        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+}

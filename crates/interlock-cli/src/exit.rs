@@ -1,0 +1,34 @@
+//! Exit codes, in one place, and their `--help` text.
+//!
+//! Like grep and ripgrep: 0 yes, 1 a negative answer, 2 an error. `hold`
+//! passes its command's status through, so its own failures use the codes
+//! that `env`, `timeout` and `chroot` use for the same purpose.
+
+/// `hold`: the data directory is in use by another process (a server, an
+/// orphaned backend, another hold); COMMAND was not run. EX_TEMPFAIL.
+pub const HOLD_BUSY: u8 = 75;
+/// `hold`: failed before COMMAND could run (bad data directory, corrupt lock
+/// file, system error).
+pub const HOLD_FAILED: u8 = 125;
+/// `hold`: COMMAND was found but could not be executed.
+pub const HOLD_CANNOT_EXEC: u8 = 126;
+/// `hold`: COMMAND was not found.
+pub const HOLD_NOT_FOUND: u8 = 127;
+
+/// Shown after the top-level `--help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    yes: running or will start; the command succeeded
+  1    no: PostgreSQL will not start (blocked)
+  2    unknown, or an error
+  hold: COMMAND's own status, or 75 (directory in use), 125 (hold failed),
+        126 (COMMAND not executable), 127 (COMMAND not found)";
+
+/// Shown after `hold --help`.
+pub const HOLD_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  N      COMMAND's exit status (128+N if COMMAND died of signal N)
+  75     the data directory is in use (a server or its leftover processes); COMMAND did not run
+  125    the hold failed before COMMAND ran
+  126    COMMAND was found but could not be executed
+  127    COMMAND was not found";

@@ -1,0 +1,118 @@
+//! `interlock hold DATADIR -- COMMAND [ARGS...]`.
+
+use std::ffi::OsString;
+use std::io::ErrorKind;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use interlock::sys::signal::SignalFd;
+use interlock::{DataDirLock, Error, LockOptions, Released};
+
+use crate::exit;
+
+#[derive(Debug)]
+pub struct HoldArgs {
+    pub datadir: PathBuf,
+    pub port: Option<u16>,
+    pub no_lock_file: bool,
+    pub wait: u64,
+    pub quiet: bool,
+    pub command: Vec<OsString>,
+}
+
+fn report(err: &Error) {
+    eprintln!("interlock: {err}");
+    if let Some(hint) = err.hint() {
+        eprintln!("hint: {hint}");
+    }
+}
+
+pub fn run(args: &HoldArgs) -> u8 {
+    // As PostgreSQL must run as the directory's owner, so must its lock.
+    if let Err(e) = interlock::act_as_owner(&args.datadir) {
+        report(&e);
+        return exit::HOLD_FAILED;
+    }
+    let settings = interlock::config::read_settings(&args.datadir);
+    let port = args.port.or(settings.port()).unwrap_or(5432);
+    let opts = LockOptions::new()
+        .standalone(true)
+        .port(port)
+        .lock_file(!args.no_lock_file)
+        .wait(Duration::from_secs(args.wait));
+
+    // Block the signals we pass on before anything is forked, so none is
+    // lost and the keeper inherits the block.
+    let signals = match SignalFd::for_forwarding() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("interlock: cannot set up signal forwarding: {e}");
+            return exit::HOLD_FAILED;
+        }
+    };
+    let lock = match DataDirLock::acquire_with(&args.datadir, &opts) {
+        Ok(lock) => lock,
+        Err(e) => {
+            report(&e);
+            return match e {
+                Error::LockFileHeld { .. } | Error::SegmentInUse { .. } | Error::SegmentAnalysisFailed { .. } => {
+                    exit::HOLD_BUSY
+                }
+                _ => exit::HOLD_FAILED,
+            };
+        }
+    };
+    let (program, rest) = match args.command.split_first() {
+        Some(split) => split,
+        None => return exit::HOLD_FAILED, // clap requires at least one
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(rest);
+    let mut child = match lock.spawn(&mut cmd) {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("interlock: cannot run {}: {e}", program.to_string_lossy());
+            return match e.kind() {
+                ErrorKind::NotFound => exit::HOLD_NOT_FOUND,
+                ErrorKind::PermissionDenied => exit::HOLD_CANNOT_EXEC,
+                _ => exit::HOLD_FAILED,
+            };
+        }
+    };
+    if !args.quiet {
+        let what = match lock.lock_file() {
+            Some(f) => format!("lock file {} (PID -{})", f.display(), std::process::id()),
+            None => "no lock file".to_string(),
+        };
+        eprintln!(
+            "interlock: holding {} (segment key {}, ID {}; {what}) while PID {} runs",
+            lock.data_dir().display(),
+            lock.key(),
+            lock.shmid(),
+            child.id()
+        );
+    }
+    let status = child.wait_forwarding(&signals);
+    drop(signals);
+    let code = match status {
+        Ok(st) => match (st.code(), st.signal()) {
+            (Some(c), _) => c.clamp(0, 255) as u8,
+            (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+            _ => exit::HOLD_FAILED,
+        },
+        Err(e) => {
+            eprintln!("interlock: waiting for the command failed: {e}");
+            exit::HOLD_FAILED
+        }
+    };
+    match lock.release() {
+        Released::Deferred { nattch } if !args.quiet => eprintln!(
+            "interlock: {nattch} process(es) started by the command still hold the directory; \
+             the lock stays until they exit"
+        ),
+        _ => {}
+    }
+    code
+}

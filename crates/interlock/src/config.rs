@@ -1,0 +1,145 @@
+//! A data directory's configuration: `postgresql.conf`, then
+//! `postgresql.auto.conf` (which `ALTER SYSTEM` writes and which wins),
+//! following `include`, `include_if_exists` and `include_dir` as the server
+//! does. Later settings override earlier ones.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use interlock_format::pgconf::parse_conf;
+
+/// A setting and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The value, unquoted.
+    pub value: String,
+    /// The file that set it last.
+    pub file: PathBuf,
+    /// The line in that file.
+    pub line: usize,
+}
+
+/// Settings by lower-case name, plus problems met on the way (unreadable
+/// files, syntax errors, include loops), each naming file and line.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The settings.
+    pub values: BTreeMap<String, Setting>,
+    /// What could not be read.
+    pub problems: Vec<String>,
+}
+
+impl Settings {
+    /// A setting's value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(&name.to_ascii_lowercase()).map(|s| s.value.as_str())
+    }
+
+    /// `port`, if set and valid.
+    pub fn port(&self) -> Option<u16> {
+        self.get("port").and_then(|v| v.parse().ok())
+    }
+}
+
+const MAX_DEPTH: usize = 10;
+
+/// Read the configuration of the cluster in `data_dir`.
+pub fn read_settings(data_dir: &Path) -> Settings {
+    let mut s = Settings::default();
+    read_file(&data_dir.join("postgresql.conf"), true, 0, &mut s);
+    read_file(&data_dir.join("postgresql.auto.conf"), false, 0, &mut s);
+    s
+}
+
+fn read_file(path: &Path, required: bool, depth: usize, out: &mut Settings) {
+    if depth > MAX_DEPTH {
+        out.problems.push(format!("{}: includes nested deeper than {MAX_DEPTH} levels", path.display()));
+        return;
+    }
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            if required || e.kind() != std::io::ErrorKind::NotFound {
+                out.problems.push(format!("{}: {e}", path.display()));
+            }
+            return;
+        }
+    };
+    let entries = match parse_conf(&text) {
+        Ok(e) => e,
+        Err(e) => {
+            out.problems.push(format!("{}: {e}", path.display()));
+            return;
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    for e in entries {
+        let target = || {
+            let p = PathBuf::from(&e.value);
+            if p.is_absolute() {
+                p
+            } else {
+                base.join(p)
+            }
+        };
+        match e.name.as_str() {
+            "include" => read_file(&target(), true, depth + 1, out),
+            "include_if_exists" => read_file(&target(), false, depth + 1, out),
+            "include_dir" => {
+                let dir = target();
+                let mut files: Vec<PathBuf> = match fs::read_dir(&dir) {
+                    Ok(rd) => rd
+                        .filter_map(|d| d.ok().map(|d| d.path()))
+                        .filter(|p| {
+                            p.extension().is_some_and(|x| x == "conf")
+                                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                        })
+                        .collect(),
+                    Err(err) => {
+                        out.problems.push(format!("{}: {err}", dir.display()));
+                        continue;
+                    }
+                };
+                files.sort();
+                for f in files {
+                    read_file(&f, true, depth + 1, out);
+                }
+            }
+            _ => {
+                out.values.insert(e.name.clone(), Setting { value: e.value.clone(), file: path.to_path_buf(), line: e.line });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_conf_wins_and_includes_are_followed() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("postgresql.conf"), "port = 5433\ninclude 'extra.conf'\ninclude_dir 'conf.d'\n").unwrap();
+        fs::write(d.path().join("extra.conf"), "shared_buffers = 1GB\n").unwrap();
+        fs::create_dir(d.path().join("conf.d")).unwrap();
+        fs::write(d.path().join("conf.d/01.conf"), "max_connections = 50\n").unwrap();
+        fs::write(d.path().join("postgresql.auto.conf"), "port = '5444'\n").unwrap();
+        let s = read_settings(d.path());
+        assert_eq!(s.port(), Some(5444));
+        assert_eq!(s.get("shared_buffers"), Some("1GB"));
+        assert_eq!(s.get("max_connections"), Some("50"));
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+    }
+
+    #[test]
+    fn include_loops_and_bad_lines_are_reported() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("postgresql.conf"), "include 'postgresql.conf'\n").unwrap();
+        let s = read_settings(d.path());
+        assert!(s.problems.iter().any(|p| p.contains("nested")));
+        fs::write(d.path().join("postgresql.conf"), "port = 'x\n").unwrap();
+        let s = read_settings(d.path());
+        assert!(s.problems.iter().any(|p| p.contains("line 1")), "{:?}", s.problems);
+    }
+}

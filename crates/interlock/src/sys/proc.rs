@@ -1,0 +1,292 @@
+//! Process creation and credentials that rustix does not cover: `fork`,
+//! the keeper process that holds the interlock for an exec'd child, the
+//! pre-exec handshake, `setresuid`/`setresgid`/`setgroups`, and `atexit`.
+//!
+//! # Safety
+//!
+//! After `fork()` in a process that may have other threads, the child may
+//! only call async-signal-safe functions until it execs or exits: no
+//! allocation, no locks, no `std::io`. The child code here is therefore
+//! written as straight-line raw syscalls on integers and stack buffers, and
+//! ends in `_exit`. Every value the child needs is computed before `fork`.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// `fork()` — duplicate the calling process.
+///
+/// Returns `None` in the child and `Some(child_pid)` in the parent. The
+/// child inherits every SysV attachment, so it counts in `shm_nattch` of the
+/// interlock segment exactly like a PostgreSQL backend does.
+///
+/// # Safety
+///
+/// If the calling process has more than one thread, the child may only call
+/// async-signal-safe functions until it execs or exits (see `fork(2)` and
+/// `signal-safety(7)`); in particular it must not allocate. A
+/// single-threaded caller has no such restriction.
+///
+/// # Errors
+/// EAGAIN (process limit), ENOMEM.
+pub unsafe fn fork() -> io::Result<Option<i32>> {
+    // SAFETY: the caller upholds the async-signal-safety contract above.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid)),
+    }
+}
+
+/// Create a pipe whose both ends are close-on-exec.
+fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((r, w))
+}
+
+/// Close every descriptor except those in `keep` (sorted, distinct).
+/// Async-signal-safe: only `close_range(2)` syscalls.
+fn close_all_except(keep: &[RawFd; 2]) {
+    let mut lo: libc::c_uint = 0;
+    for &fd in keep {
+        let fd = fd as libc::c_uint;
+        if fd > lo {
+            // SAFETY: close_range only closes descriptors; none of them is
+            // used by the remaining child code except those in `keep`.
+            unsafe { libc::syscall(libc::SYS_close_range, lo, fd - 1, 0) };
+        }
+        lo = fd + 1;
+    }
+    // SAFETY: as above, for the tail above the highest kept descriptor.
+    unsafe { libc::syscall(libc::SYS_close_range, lo, libc::c_uint::MAX, 0) };
+}
+
+/// Block every signal in the calling thread. Async-signal-safe.
+fn block_all_signals() {
+    // SAFETY: sigset_t is plain data; all-zero is a valid value to fill.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t we own.
+    unsafe { libc::sigfillset(&mut set) };
+    // SAFETY: `set` is initialised; a NULL old-set pointer is allowed.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+}
+
+/// Unblock every signal in the calling thread. Async-signal-safe.
+fn unblock_all_signals() {
+    // SAFETY: sigset_t is plain data; all-zero is a valid value to clear.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t we own.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: `set` is initialised; a NULL old-set pointer is allowed.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+}
+
+/// Read exactly 4 bytes, retrying on EINTR. Async-signal-safe.
+fn read4(fd: RawFd) -> Option<[u8; 4]> {
+    let mut buf = [0u8; 4];
+    let mut got = 0usize;
+    while got < 4 {
+        // SAFETY: the destination is our stack buffer, bounded by 4 - got.
+        let r = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast(), 4 - got) };
+        if r > 0 {
+            got += r as usize;
+        } else if r < 0 && errno() == libc::EINTR {
+            continue;
+        } else {
+            return None;
+        }
+    }
+    Some(buf)
+}
+
+/// Write all of `bytes`, retrying on EINTR. Async-signal-safe.
+fn write_all(fd: RawFd, bytes: &[u8]) -> bool {
+    let mut done = 0usize;
+    while done < bytes.len() {
+        // SAFETY: the source is a live slice, bounded by its length.
+        let r = unsafe { libc::write(fd, bytes[done..].as_ptr().cast(), bytes.len() - done) };
+        if r > 0 {
+            done += r as usize;
+        } else if r < 0 && errno() == libc::EINTR {
+            continue;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// The keeper side of [`prepare_kept_command`]; runs in the forked child and
+/// never returns.
+fn keeper_main(pid_in: RawFd, ack_out: RawFd) -> ! {
+    // Terminal signals (Ctrl-C reaches the whole foreground process group)
+    // must not end the keeper before the command it keeps: block them all.
+    // Only SIGKILL can end it early.
+    block_all_signals();
+    let mut keep = [pid_in, ack_out];
+    keep.sort_unstable();
+    close_all_except(&keep);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes
+    // from a static.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"interlock-keep".as_ptr(), 0, 0, 0) };
+
+    let Some(raw_pid) = read4(pid_in) else {
+        // The command never got as far as announcing itself; nothing to keep.
+        // SAFETY: _exit is async-signal-safe and ends the process.
+        unsafe { libc::_exit(0) }
+    };
+    let pid = i32::from_ne_bytes(raw_pid);
+    // The command is blocked in its pre-exec hook waiting for our ack, and
+    // is its parent's unreaped child, so `pid` cannot have been reused.
+    // SAFETY: pidfd_open takes integers only.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+    let ack: &[u8] = if pidfd >= 0 { b"k" } else { b"n" };
+    let acked = write_all(ack_out, ack);
+    // SAFETY: closing our own descriptors.
+    unsafe { libc::close(ack_out) };
+    // SAFETY: closing our own descriptors.
+    unsafe { libc::close(pid_in) };
+    if pidfd < 0 || !acked {
+        // SAFETY: _exit is async-signal-safe and ends the process.
+        unsafe { libc::_exit(1) }
+    }
+    loop {
+        let mut pfd = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: `pfd` is a valid pollfd on our stack; count 1 matches.
+        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if r > 0 || (r < 0 && errno() != libc::EINTR) {
+            break;
+        }
+    }
+    // SAFETY: _exit is async-signal-safe and ends the process.
+    unsafe { libc::_exit(0) }
+}
+
+/// A keeper forked by [`prepare_kept_command`].
+#[derive(Debug)]
+pub struct Keeper {
+    /// The keeper's PID; reap it with `waitpid` once the command has exited.
+    pub pid: i32,
+    // The parent's copies of the command's handshake ends; they must stay
+    // open until the command is forked, and be closed right after.
+    pid_w: OwnedFd,
+    ack_r: OwnedFd,
+}
+
+impl Keeper {
+    /// Close the parent's copies of the handshake descriptors; call right
+    /// after the command was spawned (or failed to spawn).
+    pub fn command_spawned(self) -> i32 {
+        drop(self.pid_w);
+        drop(self.ack_r);
+        self.pid
+    }
+}
+
+/// Fork a keeper process for a command about to be spawned from `cmd`, and
+/// install the command's half of the handshake as a pre-exec hook.
+///
+/// The keeper is a fork of the caller, so it inherits the caller's SysV
+/// attachments and counts in `shm_nattch`; it stays alive until the command
+/// exits, even if the caller is killed. The command announces its PID to the
+/// keeper from its pre-exec hook and does not exec until the keeper holds a
+/// pidfd on it, so there is no moment at which the command runs unkept:
+/// if the keeper is gone, the command's spawn fails (ECHILD) instead.
+///
+/// `cmd` must be spawned once, after this call and before
+/// [`Keeper::command_spawned`].
+pub fn prepare_kept_command(cmd: &mut Command) -> io::Result<Keeper> {
+    let (pid_r, pid_w) = pipe_cloexec()?;
+    let (ack_r, ack_w) = pipe_cloexec()?;
+    let (pid_r_raw, ack_w_raw) = (pid_r.as_raw_fd(), ack_w.as_raw_fd());
+    // SAFETY: the child runs only `keeper_main`, which is written for the
+    // post-fork restrictions (raw syscalls, no allocation) and never returns.
+    let keeper = match unsafe { fork() }? {
+        None => keeper_main(pid_r_raw, ack_w_raw),
+        Some(pid) => pid,
+    };
+    // The keeper's ends must not stay open here (or in the command, which
+    // is forked from us), else the command would never see EOF if the
+    // keeper died.
+    drop(pid_r);
+    drop(ack_w);
+    let (pid_w_raw, ack_r_raw) = (pid_w.as_raw_fd(), ack_r.as_raw_fd());
+    let hook = move || -> io::Result<()> {
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        let announced = write_all(pid_w_raw, &me.to_ne_bytes());
+        // SAFETY: closing the command's copy of the descriptor.
+        unsafe { libc::close(pid_w_raw) };
+        let mut ack = [0u8; 1];
+        let got = loop {
+            // SAFETY: reading one byte into our stack buffer.
+            let r = unsafe { libc::read(ack_r_raw, ack.as_mut_ptr().cast(), 1) };
+            if r < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            break r;
+        };
+        // SAFETY: closing the command's copy of the descriptor.
+        unsafe { libc::close(ack_r_raw) };
+        if !announced || got != 1 || ack[0] != b'k' {
+            return Err(io::Error::from_raw_os_error(libc::ECHILD));
+        }
+        unblock_all_signals();
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec and calls only
+    // async-signal-safe functions on integers and stack buffers.
+    unsafe { cmd.pre_exec(hook) };
+    Ok(Keeper { pid: keeper, pid_w, ack_r })
+}
+
+/// Switch the whole process to `uid`/`gid` with no supplementary groups:
+/// `setgroups(1, [gid])`, `setresgid(gid×3)`, `setresuid(uid×3)`, in that
+/// order (groups can only be changed while still privileged). glibc applies
+/// these to every thread.
+///
+/// # Errors
+/// EPERM when not privileged.
+#[doc(alias = "setresuid")]
+pub fn switch_user(uid: u32, gid: u32) -> io::Result<()> {
+    let groups = [gid];
+    // SAFETY: `groups` is a valid array of one gid_t for the duration.
+    if unsafe { libc::setgroups(1, groups.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: integer arguments only.
+    if unsafe { libc::setresgid(gid, gid, gid) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: integer arguments only.
+    if unsafe { libc::setresuid(uid, uid, uid) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `atexit(f)` — run `f` when the process calls `exit` (also from
+/// `std::process::exit`), as PostgreSQL's `on_proc_exit` does.
+pub fn at_exit(f: extern "C" fn()) -> io::Result<()> {
+    // SAFETY: `f` is a plain `extern "C" fn()` with static lifetime.
+    if unsafe { libc::atexit(f) } != 0 {
+        return Err(io::Error::other("atexit failed"));
+    }
+    Ok(())
+}
+
+/// `_exit(status)` — end the process at once, without running `atexit`
+/// handlers or destructors. Used after `fork` in children that must not run
+/// the parent's clean-up.
+pub fn exit_now(status: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(status) }
+}

@@ -1,0 +1,198 @@
+//! System V shared memory: `shmget`, `shmctl`, `shmat`, `shmdt`.
+//!
+//! # Safety
+//!
+//! Neither rustix nor nix wraps SysV shared memory (rustix lists it under
+//! "not implemented yet", nix-rust/nix #1718), so these are hand-written
+//! `libc` calls. The invariants that make them sound are local:
+//!
+//! * `shmctl(IPC_STAT)` writes into a `shmid_ds` we own and zero first.
+//! * `shmat` returns a mapping that stays valid until `shmdt`; [`Attachment`]
+//!   owns it, detaches exactly once on drop, and never hands out a slice over
+//!   memory another process can write to. Reads and writes copy through raw
+//!   pointers with volatile accesses, within the segment size that
+//!   `IPC_STAT` reported before attaching (the kernel maps whole pages, so the
+//!   mapping is at least that long).
+//! * errno is captured on the line right after each failing call.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::ptr::NonNull;
+
+/// A System V IPC key (`key_t`), e.g. the data directory's inode truncated
+/// to 32 bits, as PostgreSQL 13+ uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShmKey(pub i32);
+
+/// A System V shared-memory identifier (`shmid`), as the kernel returns it
+/// from `shmget` and as `postmaster.pid` line 7 records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShmId(pub i32);
+
+impl std::fmt::Display for ShmKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // PostgreSQL prints keys as `(unsigned long) key`, so a negative
+        // key_t shows as a 20-digit number; do the same so that our words
+        // match the server's log.
+        write!(f, "{}", self.0 as i64 as u64)
+    }
+}
+
+impl std::fmt::Display for ShmId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What `shmctl(IPC_STAT)` says about a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShmStat {
+    /// Number of current attaches (`shm_nattch`).
+    pub nattch: u64,
+    /// Size in bytes (`shm_segsz`).
+    pub size: u64,
+    /// Creator PID (`shm_cpid`).
+    pub cpid: i32,
+    /// PID of the last `shmat`/`shmdt` (`shm_lpid`).
+    pub lpid: i32,
+    /// Owner uid (`shm_perm.uid`).
+    pub uid: u32,
+    /// Creator uid (`shm_perm.cuid`).
+    pub cuid: u32,
+    /// Mode bits, including `SHM_DEST` (0o1000) once removal was requested.
+    pub mode: u32,
+}
+
+/// `shmget(key, size, flags)` — find or create a segment.
+///
+/// # Errors
+/// EEXIST (with `IPC_CREAT|IPC_EXCL`: key taken), ENOENT (no segment, no
+/// `IPC_CREAT`), EACCES (exists, not ours), EINVAL (exists but smaller than
+/// `size`, or size outside SHMMIN..SHMMAX), ENOSPC (SHMMNI or SHMALL
+/// reached), ENOMEM, EIDRM (being removed).
+#[doc(alias = "shmget")]
+pub fn get(key: ShmKey, size: usize, flags: i32) -> io::Result<ShmId> {
+    // SAFETY: shmget takes plain integers and touches no memory of ours.
+    let id = unsafe { libc::shmget(key.0, size, flags) };
+    if id < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ShmId(id))
+}
+
+/// `shmget(key, size, IPC_CREAT | IPC_EXCL | 0600)` — create a new segment
+/// exactly as PostgreSQL's `InternalIpcMemoryCreate` does.
+pub fn create_exclusive(key: ShmKey, size: usize) -> io::Result<ShmId> {
+    get(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600)
+}
+
+/// `shmctl(id, IPC_STAT, &buf)` — read a segment's status without attaching.
+///
+/// # Errors
+/// EINVAL (no such id), EACCES (no read permission), EIDRM (removed).
+#[doc(alias = "shmctl")]
+pub fn stat(id: ShmId) -> io::Result<ShmStat> {
+    // SAFETY: shmid_ds is a plain C struct of integers; all-zero is valid.
+    let mut buf: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: `buf` is a valid, writable shmid_ds that outlives the call.
+    let rc = unsafe { libc::shmctl(id.0, libc::IPC_STAT, &mut buf) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ShmStat {
+        nattch: buf.shm_nattch as u64,
+        size: buf.shm_segsz as u64,
+        cpid: buf.shm_cpid,
+        lpid: buf.shm_lpid,
+        uid: buf.shm_perm.uid,
+        cuid: buf.shm_perm.cuid,
+        mode: u32::from(buf.shm_perm.mode),
+    })
+}
+
+/// `shmctl(id, IPC_RMID, NULL)` — mark a segment for removal. The kernel
+/// destroys it after the last detach; until then it stays attached to its
+/// holders but can no longer be found by key.
+#[doc(alias = "shmctl")]
+pub fn remove(id: ShmId) -> io::Result<()> {
+    // SAFETY: IPC_RMID ignores the buffer argument; NULL is allowed.
+    let rc = unsafe { libc::shmctl(id.0, libc::IPC_RMID, std::ptr::null_mut()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An attachment (`shmat`) that detaches (`shmdt`) when dropped.
+///
+/// A forked child inherits the mapping (the kernel counts it in
+/// `shm_nattch`); exec drops it. Dropping an `Attachment` in a forked child
+/// detaches only the child's copy.
+#[derive(Debug)]
+pub struct Attachment {
+    addr: NonNull<libc::c_void>,
+    len: usize,
+}
+
+// SAFETY: the attachment is a process-wide mapping; the pointer is not tied
+// to the thread that created it, and all access goes through volatile
+// copies that take `&self`/`&mut self`.
+unsafe impl Send for Attachment {}
+// SAFETY: see above; `read` takes `&self` and only performs volatile loads.
+unsafe impl Sync for Attachment {}
+
+/// `shmat(id, NULL, 0)` — attach a segment whose `IPC_STAT` size is
+/// `len` bytes (callers pass what [`stat`] reported).
+///
+/// # Errors
+/// EINVAL (removed between stat and attach), EACCES (not permitted), EIDRM
+/// (being removed), ENOMEM.
+#[doc(alias = "shmat")]
+pub fn attach(id: ShmId, len: usize) -> io::Result<Attachment> {
+    // SAFETY: a NULL address lets the kernel choose where to map; no memory
+    // of ours is affected.
+    let addr = unsafe { libc::shmat(id.0, std::ptr::null(), 0) };
+    if addr as isize == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    match NonNull::new(addr) {
+        Some(addr) => Ok(Attachment { addr, len }),
+        None => Err(io::Error::other("shmat returned a null address")),
+    }
+}
+
+impl Attachment {
+    /// Copy up to `n` bytes from the start of the segment.
+    pub fn read(&self, n: usize) -> Vec<u8> {
+        let n = n.min(self.len);
+        let base = self.addr.as_ptr().cast::<u8>();
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            // SAFETY: i < n <= len, the segment size reported by IPC_STAT;
+            // the mapping covers it until `shmdt` in Drop. Volatile because
+            // another process may write concurrently.
+            let byte = unsafe { base.add(i).read_volatile() };
+            out.push(byte);
+        }
+        out
+    }
+
+    /// Copy `bytes` to the start of the segment (truncated to its size).
+    pub fn write(&mut self, bytes: &[u8]) {
+        let base = self.addr.as_ptr().cast::<u8>();
+        for (i, b) in bytes.iter().take(self.len).enumerate() {
+            // SAFETY: i < len; the mapping is writable (attached without
+            // SHM_RDONLY) and valid until Drop.
+            unsafe { base.add(i).write_volatile(*b) };
+        }
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        // SAFETY: `addr` came from a successful shmat and is detached only
+        // here, once. A failure (EINVAL) would mean it is already gone.
+        unsafe { libc::shmdt(self.addr.as_ptr()) };
+    }
+}
