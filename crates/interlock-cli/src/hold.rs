@@ -57,9 +57,9 @@ pub fn run(args: &HoldArgs) -> u8 {
         Err(e) => {
             report(&e);
             return match e {
-                Error::LockFileHeld { .. } | Error::SegmentInUse { .. } | Error::SegmentAnalysisFailed { .. } => {
-                    exit::HOLD_BUSY
-                }
+                Error::LockFileHeld { .. }
+                | Error::SegmentInUse { .. }
+                | Error::SegmentAnalysisFailed { .. } => exit::HOLD_BUSY,
                 _ => exit::HOLD_FAILED,
             };
         }

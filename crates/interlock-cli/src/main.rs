@@ -67,9 +67,21 @@ enum Cmd {
 fn main() -> ExitCode {
     let args = Args::parse();
     let code = match args.command {
-        Cmd::Hold { datadir, port, no_lock_file, wait, quiet, command } => {
-            hold::run(&hold::HoldArgs { datadir, port, no_lock_file, wait, quiet, command })
-        }
+        Cmd::Hold {
+            datadir,
+            port,
+            no_lock_file,
+            wait,
+            quiet,
+            command,
+        } => hold::run(&hold::HoldArgs {
+            datadir,
+            port,
+            no_lock_file,
+            wait,
+            quiet,
+            command,
+        }),
     };
     ExitCode::from(code)
 }

@@ -38,7 +38,12 @@ fn main() {
         eprintln!("usage: holder DATADIR [--fork N] [--exec PROGRAM [ARGS...]] [--standalone] [--no-lock-file] [--ready]");
         std::process::exit(2);
     };
-    let (mut forks, mut exec, mut opts, mut ready) = (0, Vec::<String>::new(), LockOptions::new().port(5432), false);
+    let (mut forks, mut exec, mut opts, mut ready) = (
+        0,
+        Vec::<String>::new(),
+        LockOptions::new().port(5432),
+        false,
+    );
     while let Some(a) = args.next() {
         match a.as_str() {
             "--fork" => forks = args.next().and_then(|n| n.parse().ok()).unwrap_or(1),
@@ -63,7 +68,12 @@ fn main() {
     if ready {
         lock.set_status(PmStatus::Ready).expect("set status");
     }
-    println!("ACQUIRED {} {} {}", std::process::id(), lock.key(), lock.shmid());
+    println!(
+        "ACQUIRED {} {} {}",
+        std::process::id(),
+        lock.key(),
+        lock.shmid()
+    );
     for _ in 0..forks {
         out.lock().flush().ok();
         // SAFETY: this example is single-threaded, so the child may do

@@ -33,7 +33,9 @@ fn serve(dir: &str) -> Result<(), Error> {
     }
     // Any program can be a worker: exec drops the SysV attachment, so the
     // library keeps it covered with a keeper process.
-    let exec_worker = lock.spawn(Command::new("sleep").arg("3600")).expect("spawn sleep");
+    let exec_worker = lock
+        .spawn(Command::new("sleep").arg("3600"))
+        .expect("spawn sleep");
     // Watch SIGINT/SIGTERM only now, so the workers do not inherit the block.
     let signals = SignalFd::for_forwarding().expect("signalfd");
     lock.set_status(PmStatus::Ready)?;
@@ -62,7 +64,9 @@ fn serve(dir: &str) -> Result<(), Error> {
     for pid in &workers {
         let _ = Command::new("kill").arg(pid.to_string()).status();
     }
-    let _ = Command::new("kill").arg(exec_worker.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg(exec_worker.id().to_string())
+        .status();
     Ok(())
 }
 
@@ -72,7 +76,11 @@ fn step(n: u32, text: &str) {
 
 fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let path = dir.path().to_str().ok_or("temp path is not UTF-8")?.to_string();
+    let path = dir
+        .path()
+        .to_str()
+        .ok_or("temp path is not UTF-8")?
+        .to_string();
     step(1, &format!("start the server on {path}"));
     let mut server = Command::new(std::env::current_exe()?)
         .args(["serve", &path])
@@ -85,11 +93,19 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("server did not start: {line}").into());
     }
     let (pid, w1, w2, exec, keeper) = (f[1], f[3], f[4], f[6], f[8]);
-    println!("   server {pid}: forked workers {w1} and {w2}, exec'd worker {exec} (kept by {keeper})");
+    println!(
+        "   server {pid}: forked workers {w1} and {w2}, exec'd worker {exec} (kept by {keeper})"
+    );
     println!("   key {}, shmid {}", f[10], f[12]);
-    print!("   postmaster.pid:\n{}", indent(&std::fs::read_to_string(dir.path().join("postmaster.pid"))?));
+    print!(
+        "   postmaster.pid:\n{}",
+        indent(&std::fs::read_to_string(dir.path().join("postmaster.pid"))?)
+    );
 
-    step(2, &format!("kill -9 {pid} (the server), while its workers live"));
+    step(
+        2,
+        &format!("kill -9 {pid} (the server), while its workers live"),
+    );
     server.kill()?;
     server.wait()?;
 
@@ -105,14 +121,19 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    step(4, &format!("stop the old workers: kill {}", workers.join(" ")));
+    step(
+        4,
+        &format!("stop the old workers: kill {}", workers.join(" ")),
+    );
     for w in workers {
         Command::new("kill").arg(w).status()?;
     }
     // The forked workers are our grandchildren, re-parented to init, which
     // reaps them; give it a moment.
     for _ in 0..100 {
-        if workers.iter().all(|w| !std::path::Path::new(&format!("/proc/{w}")).exists())
+        if workers
+            .iter()
+            .all(|w| !std::path::Path::new(&format!("/proc/{w}")).exists())
             && !std::path::Path::new(&format!("/proc/{keeper}")).exists()
         {
             break;
@@ -138,11 +159,12 @@ fn indent(s: &str) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result: Result<(), Box<dyn std::error::Error>> = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["serve", dir] => serve(dir).map_err(Into::into),
-        ["demo"] | [] => demo(),
-        _ => Err("usage: server [demo] | server serve DATADIR".into()),
-    };
+    let result: Result<(), Box<dyn std::error::Error>> =
+        match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            ["serve", dir] => serve(dir).map_err(Into::into),
+            ["demo"] | [] => demo(),
+            _ => Err("usage: server [demo] | server serve DATADIR".into()),
+        };
     if let Err(e) = result {
         eprintln!("server: {e}");
         std::process::exit(1);

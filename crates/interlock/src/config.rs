@@ -33,7 +33,9 @@ pub struct Settings {
 impl Settings {
     /// A setting's value.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(&name.to_ascii_lowercase()).map(|s| s.value.as_str())
+        self.values
+            .get(&name.to_ascii_lowercase())
+            .map(|s| s.value.as_str())
     }
 
     /// `port`, if set and valid.
@@ -54,7 +56,10 @@ pub fn read_settings(data_dir: &Path) -> Settings {
 
 fn read_file(path: &Path, required: bool, depth: usize, out: &mut Settings) {
     if depth > MAX_DEPTH {
-        out.problems.push(format!("{}: includes nested deeper than {MAX_DEPTH} levels", path.display()));
+        out.problems.push(format!(
+            "{}: includes nested deeper than {MAX_DEPTH} levels",
+            path.display()
+        ));
         return;
     }
     let text = match fs::read_to_string(path) {
@@ -93,7 +98,9 @@ fn read_file(path: &Path, required: bool, depth: usize, out: &mut Settings) {
                         .filter_map(|d| d.ok().map(|d| d.path()))
                         .filter(|p| {
                             p.extension().is_some_and(|x| x == "conf")
-                                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                                && !p
+                                    .file_name()
+                                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
                         })
                         .collect(),
                     Err(err) => {
@@ -107,7 +114,14 @@ fn read_file(path: &Path, required: bool, depth: usize, out: &mut Settings) {
                 }
             }
             _ => {
-                out.values.insert(e.name.clone(), Setting { value: e.value.clone(), file: path.to_path_buf(), line: e.line });
+                out.values.insert(
+                    e.name.clone(),
+                    Setting {
+                        value: e.value.clone(),
+                        file: path.to_path_buf(),
+                        line: e.line,
+                    },
+                );
             }
         }
     }
@@ -120,7 +134,11 @@ mod tests {
     #[test]
     fn auto_conf_wins_and_includes_are_followed() {
         let d = tempfile::tempdir().unwrap();
-        fs::write(d.path().join("postgresql.conf"), "port = 5433\ninclude 'extra.conf'\ninclude_dir 'conf.d'\n").unwrap();
+        fs::write(
+            d.path().join("postgresql.conf"),
+            "port = 5433\ninclude 'extra.conf'\ninclude_dir 'conf.d'\n",
+        )
+        .unwrap();
         fs::write(d.path().join("extra.conf"), "shared_buffers = 1GB\n").unwrap();
         fs::create_dir(d.path().join("conf.d")).unwrap();
         fs::write(d.path().join("conf.d/01.conf"), "max_connections = 50\n").unwrap();
@@ -135,11 +153,19 @@ mod tests {
     #[test]
     fn include_loops_and_bad_lines_are_reported() {
         let d = tempfile::tempdir().unwrap();
-        fs::write(d.path().join("postgresql.conf"), "include 'postgresql.conf'\n").unwrap();
+        fs::write(
+            d.path().join("postgresql.conf"),
+            "include 'postgresql.conf'\n",
+        )
+        .unwrap();
         let s = read_settings(d.path());
         assert!(s.problems.iter().any(|p| p.contains("nested")));
         fs::write(d.path().join("postgresql.conf"), "port = 'x\n").unwrap();
         let s = read_settings(d.path());
-        assert!(s.problems.iter().any(|p| p.contains("line 1")), "{:?}", s.problems);
+        assert!(
+            s.problems.iter().any(|p| p.contains("line 1")),
+            "{:?}",
+            s.problems
+        );
     }
 }

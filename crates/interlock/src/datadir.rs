@@ -41,7 +41,11 @@ pub(crate) struct DataDir {
 /// Make `path` absolute and lexically clean, like PostgreSQL's
 /// `make_absolute_path` + `canonicalize_path` (no symlink resolution).
 pub(crate) fn absolute_clean(path: &Path) -> io::Result<PathBuf> {
-    let joined = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) };
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
     let mut out = PathBuf::new();
     for comp in joined.components() {
         match comp {
@@ -61,9 +65,17 @@ impl DataDir {
     /// owner: "data directory has wrong ownership").
     pub(crate) fn open(path: &Path) -> Result<DataDir, Error> {
         let abs = absolute_clean(path).map_err(|e| Error::sys("getcwd()", e))?;
-        let fd = match rustix::fs::open(&abs, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+        let fd = match rustix::fs::open(
+            &abs,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
             Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => return Err(Error::DataDirMissing { path: path.to_path_buf() }),
+            Err(rustix::io::Errno::NOENT) => {
+                return Err(Error::DataDirMissing {
+                    path: path.to_path_buf(),
+                })
+            }
             Err(rustix::io::Errno::NOTDIR) => {
                 return Err(Error::DataDirUnusable {
                     path: path.to_path_buf(),
@@ -80,7 +92,8 @@ impl DataDir {
             }
             Err(e) => return Err(Error::sys(format!("open(\"{}\")", abs.display()), e.into())),
         };
-        let st = rustix::fs::fstat(&fd).map_err(|e| Error::sys(format!("fstat(\"{}\")", abs.display()), e.into()))?;
+        let st = rustix::fs::fstat(&fd)
+            .map_err(|e| Error::sys(format!("fstat(\"{}\")", abs.display()), e.into()))?;
         let euid = rustix::process::geteuid().as_raw();
         if st.st_uid != euid {
             return Err(Error::DataDirUnusable {
@@ -113,10 +126,18 @@ impl DataDir {
                 Err(rustix::io::Errno::NOLCK) | Err(rustix::io::Errno::OPNOTSUPP) => {
                     return Ok(StartupMutex { dir: self })
                 }
-                Err(e) => return Err(Error::sys(format!("flock(\"{}\", LOCK_EX)", self.path.display()), e.into())),
+                Err(e) => {
+                    return Err(Error::sys(
+                        format!("flock(\"{}\", LOCK_EX)", self.path.display()),
+                        e.into(),
+                    ))
+                }
             }
             if started.elapsed() >= wait {
-                return Err(Error::Busy { path: self.path.clone(), waited_ms: wait.as_millis() });
+                return Err(Error::Busy {
+                    path: self.path.clone(),
+                    waited_ms: wait.as_millis(),
+                });
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -155,14 +176,24 @@ pub fn act_as_owner(data_dir: &Path) -> Result<Option<u32>, Error> {
     }
     let st = match rustix::fs::stat(data_dir) {
         Ok(st) => st,
-        Err(rustix::io::Errno::NOENT) => return Err(Error::DataDirMissing { path: data_dir.to_path_buf() }),
-        Err(e) => return Err(Error::sys(format!("stat(\"{}\")", data_dir.display()), e.into())),
+        Err(rustix::io::Errno::NOENT) => {
+            return Err(Error::DataDirMissing {
+                path: data_dir.to_path_buf(),
+            })
+        }
+        Err(e) => {
+            return Err(Error::sys(
+                format!("stat(\"{}\")", data_dir.display()),
+                e.into(),
+            ))
+        }
     };
     if st.st_uid == 0 {
         return Err(Error::DataDirUnusable {
             path: data_dir.to_path_buf(),
             reason: "is owned by root, and PostgreSQL refuses to run as root".into(),
-            hint: "chown the directory to the PostgreSQL user (e.g. postgres) and chmod it 0700".into(),
+            hint: "chown the directory to the PostgreSQL user (e.g. postgres) and chmod it 0700"
+                .into(),
         });
     }
     crate::sys::proc::switch_user(st.st_uid, st.st_gid)

@@ -167,13 +167,19 @@ fn describe_holders(nattch: u64, holders: &[Holder]) -> String {
     if holders.is_empty() {
         return format!(" by {nattch} attached process(es) not visible here");
     }
-    let list: Vec<String> = holders.iter().map(|h| format!("{} ({})", h.pid, h.name)).collect();
+    let list: Vec<String> = holders
+        .iter()
+        .map(|h| format!("{} ({})", h.pid, h.name))
+        .collect();
     format!(": attached by PID {}", list.join(", "))
 }
 
 impl Error {
     pub(crate) fn sys(op: impl Into<String>, source: io::Error) -> Self {
-        Error::Sys { op: op.into(), source }
+        Error::Sys {
+            op: op.into(),
+            source,
+        }
     }
 
     /// What to do next, in one or two sentences.
@@ -193,15 +199,20 @@ impl Error {
                 data_dir.display()
             ),
             Error::SegmentAnalysisFailed { .. } => {
-                "run as the data directory's owner; PostgreSQL would refuse to start here too".into()
+                "run as the data directory's owner; PostgreSQL would refuse to start here too"
+                    .into()
             }
-            Error::LockFileEmpty { .. } => "either another server is starting, or the lock file is the remnant \
+            Error::LockFileEmpty { .. } => {
+                "either another server is starting, or the lock file is the remnant \
                  of a startup crash; if no process uses the directory, remove the file"
-                .into(),
+                    .into()
+            }
             Error::LockFileCorrupt { .. } | Error::LockFileUnsafe { .. } => {
                 "inspect the file; if no process uses the data directory, remove it by hand".into()
             }
-            Error::Busy { .. } => "retry; if it persists, look for a stopped (SIGSTOP) process".into(),
+            Error::Busy { .. } => {
+                "retry; if it persists, look for a stopped (SIGSTOP) process".into()
+            }
             Error::AlreadyHeld { .. } => "use the guard you already have".into(),
             Error::LockLost { .. } | Error::SegmentRemoved { .. } => {
                 "shut down now: another server may start on this data directory".into()
@@ -214,7 +225,9 @@ impl Error {
 /// PostgreSQL's per-errno hints for `shmget`, in our words.
 fn errno_hint(err: &io::Error) -> Option<String> {
     match err.raw_os_error()? {
-        libc::EINVAL => Some("the request is outside the kernel's SHMMIN..SHMMAX (kernel.shmmax)".into()),
+        libc::EINVAL => {
+            Some("the request is outside the kernel's SHMMIN..SHMMAX (kernel.shmmax)".into())
+        }
         libc::ENOMEM => Some("the kernel's SHMALL (kernel.shmall) is reached".into()),
         libc::ENOSPC => Some(
             "this is not disk space: all shared memory ids are taken (raise kernel.shmmni) \

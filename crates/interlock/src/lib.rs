@@ -85,6 +85,7 @@ pub(crate) fn failpoint(step: &str) {
     static WANTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let wanted = WANTED.get_or_init(|| std::env::var("INTERLOCK_FAILPOINT").ok());
     if wanted.as_deref() == Some(step) {
-        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     }
 }

@@ -165,7 +165,9 @@ fn registry() -> &'static Mutex<Vec<Held>> {
 }
 
 fn lock_registry() -> std::sync::MutexGuard<'static, Vec<Held>> {
-    registry().lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    registry()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 extern "C" fn release_all_at_exit() {
@@ -226,12 +228,20 @@ impl DataDirLock {
     /// Acquire `data_dir`: refuse if a live owner or any attached segment of
     /// this directory exists, clean up stale remains, create segment and
     /// lock file. The errors name the competing PID, key and shmid.
-    pub fn acquire_with(data_dir: impl AsRef<Path>, opts: &LockOptions) -> Result<DataDirLock, Error> {
+    pub fn acquire_with(
+        data_dir: impl AsRef<Path>,
+        opts: &LockOptions,
+    ) -> Result<DataDirLock, Error> {
         let given = data_dir.as_ref();
         let dir = DataDir::open(given)?;
         let me = my_pid();
-        if lock_registry().iter().any(|h| h.owner_pid == me && h.dev == dir.dev && h.ino == dir.ino) {
-            return Err(Error::AlreadyHeld { path: dir.path.clone() });
+        if lock_registry()
+            .iter()
+            .any(|h| h.owner_pid == me && h.dev == dir.dev && h.ino == dir.ino)
+        {
+            return Err(Error::AlreadyHeld {
+                path: dir.path.clone(),
+            });
         }
         let mutex = dir.startup_mutex(opts.wait)?;
         crate::failpoint("mutex_taken");
@@ -248,7 +258,10 @@ impl DataDirLock {
             attempts += 1;
             let stale = check_existing(&dir, &procfs, me, opts.lock_file)?;
             crate::failpoint("lockfile_checked");
-            if let Some(seg) = segment::attached_segments_of(&dir.path, dir.uid)?.into_iter().next() {
+            if let Some(seg) = segment::attached_segments_of(&dir.path, dir.uid)?
+                .into_iter()
+                .next()
+            {
                 return Err(Error::SegmentInUse {
                     data_dir: dir.path.clone(),
                     key: seg.key,
@@ -258,8 +271,14 @@ impl DataDirLock {
                 });
             }
             crate::failpoint("segments_scanned");
-            let created =
-                segment::create(&dir.path, dir.dev, dir.ino, segment::key_for_inode(dir.ino), me, dir.uid)?;
+            let created = segment::create(
+                &dir.path,
+                dir.dev,
+                dir.ino,
+                segment::key_for_inode(dir.ino),
+                me,
+                dir.uid,
+            )?;
             crate::failpoint("segment_attached");
             if !opts.lock_file {
                 break (created, None);
@@ -279,7 +298,10 @@ impl DataDirLock {
                         // Judge once more so the error names the winner.
                         check_existing(&dir, &procfs, me, true)?;
                         return Err(Error::sys(
-                            format!("open(\"{}\", O_CREAT|O_EXCL)", lockfile::path(&dir).display()),
+                            format!(
+                                "open(\"{}\", O_CREAT|O_EXCL)",
+                                lockfile::path(&dir).display()
+                            ),
                             std::io::Error::from_raw_os_error(libc::EEXIST),
                         ));
                     }
@@ -293,7 +315,10 @@ impl DataDirLock {
         let id = next_id();
         let (lock_fd, pidfile) = match lock {
             Some((fd, fid, content)) => (Some((fd, fid)), content),
-            None => (None, render(&dir, me, start_time, opts, created.key, created.shmid)),
+            None => (
+                None,
+                render(&dir, me, start_time, opts, created.key, created.shmid),
+            ),
         };
         let guard = DataDirLock {
             id,
@@ -355,10 +380,18 @@ impl DataDirLock {
         self.pidfile.line_count = 8;
         let bytes = self.pidfile.render();
         let reg = lock_registry();
-        let Some(held) = reg.iter().find(|h| h.id == self.id) else { return Ok(()) };
+        let Some(held) = reg.iter().find(|h| h.id == self.id) else {
+            return Ok(());
+        };
         if let Some((fd, _)) = &held.lock {
             lockfile::write_at_start(fd, &bytes).map_err(|e| {
-                Error::sys(format!("write(\"{}\")", self.lock_path.as_deref().unwrap_or(Path::new("")).display()), e)
+                Error::sys(
+                    format!(
+                        "write(\"{}\")",
+                        self.lock_path.as_deref().unwrap_or(Path::new("")).display()
+                    ),
+                    e,
+                )
             })?;
         }
         Ok(())
@@ -375,17 +408,30 @@ impl DataDirLock {
             Ok(st) if st.mode & 0o1000 == 0 => {}
             _ => return Err(Error::SegmentRemoved { shmid: self.shmid }),
         }
-        let Some(path) = &self.lock_path else { return Ok(()) };
+        let Some(path) = &self.lock_path else {
+            return Ok(());
+        };
         let reg = lock_registry();
-        let Some(held) = reg.iter().find(|h| h.id == self.id) else { return Ok(()) };
-        let Some((_, ours)) = &held.lock else { return Ok(()) };
+        let Some(held) = reg.iter().find(|h| h.id == self.id) else {
+            return Ok(());
+        };
+        let Some((_, ours)) = &held.lock else {
+            return Ok(());
+        };
         match lockfile::read(&held.dir) {
             Ok(Existing::Parsed(pf, id)) if id == *ours && pf.pid == self.pidfile.pid => Ok(()),
-            Ok(Existing::Parsed(pf, _)) => {
-                Err(Error::LockLost { path: path.clone(), found: format!("it names PID {}", pf.pid) })
-            }
-            Ok(Existing::Absent) => Err(Error::LockLost { path: path.clone(), found: "it was removed".into() }),
-            Err(e) => Err(Error::LockLost { path: path.clone(), found: e.to_string() }),
+            Ok(Existing::Parsed(pf, _)) => Err(Error::LockLost {
+                path: path.clone(),
+                found: format!("it names PID {}", pf.pid),
+            }),
+            Ok(Existing::Absent) => Err(Error::LockLost {
+                path: path.clone(),
+                found: "it was removed".into(),
+            }),
+            Err(e) => Err(Error::LockLost {
+                path: path.clone(),
+                found: e.to_string(),
+            }),
         }
     }
 
@@ -412,7 +458,12 @@ impl DataDirLock {
                 let pid = rustix::process::Pid::from_child(&child);
                 // The child is ours and unreaped: its PID cannot be reused.
                 let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
-                Ok(KeptChild { child, keeper_pid, pidfd, keeper_reaped: false })
+                Ok(KeptChild {
+                    child,
+                    keeper_pid,
+                    pidfd,
+                    keeper_reaped: false,
+                })
             }
             Err(e) => {
                 reap(keeper_pid);
@@ -494,11 +545,17 @@ impl KeptChild {
     /// reaches the command through its process group and is not sent
     /// twice). `signals` must have been created before the command was
     /// spawned, in a single-threaded process, so that no signal is lost.
-    pub fn wait_forwarding(&mut self, signals: &sys::signal::SignalFd) -> std::io::Result<std::process::ExitStatus> {
+    pub fn wait_forwarding(
+        &mut self,
+        signals: &sys::signal::SignalFd,
+    ) -> std::io::Result<std::process::ExitStatus> {
         use rustix::event::{poll, PollFd, PollFlags};
         use rustix::process::Signal;
         loop {
-            let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN), PollFd::new(signals, PollFlags::IN)];
+            let mut fds = [
+                PollFd::new(&self.pidfd, PollFlags::IN),
+                PollFd::new(signals, PollFlags::IN),
+            ];
             match poll(&mut fds, None) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
@@ -554,13 +611,23 @@ fn ensure_exit_hook() {
     });
 }
 
-fn render(dir: &DataDir, pid: i32, start_time: i64, opts: &LockOptions, key: ShmKey, shmid: ShmId) -> PidFile {
+fn render(
+    dir: &DataDir,
+    pid: i32,
+    start_time: i64,
+    opts: &LockOptions,
+    key: ShmKey,
+    shmid: ShmId,
+) -> PidFile {
     let mut pf = if opts.standalone {
         PidFile::new_standalone(pid, dir.path.clone(), start_time, opts.port)
     } else {
         PidFile::new_server(pid, dir.path.clone(), start_time, opts.port)
     };
-    pf.shmem = Some(ShmemLine { key: key.0, shmid: shmid.0 });
+    pf.shmem = Some(ShmemLine {
+        key: key.0,
+        shmid: shmid.0,
+    });
     if opts.standalone {
         pf.line_count = 7;
     } else {
@@ -572,7 +639,12 @@ fn render(dir: &DataDir, pid: i32, start_time: i64, opts: &LockOptions, key: Shm
 
 /// Step 3: judge an existing lock file. Returns the stale file's identity
 /// (to unlink later) or refuses.
-fn check_existing(dir: &DataDir, procfs: &ProcFs, me: i32, lock_file: bool) -> Result<Option<FileId>, Error> {
+fn check_existing(
+    dir: &DataDir,
+    procfs: &ProcFs,
+    me: i32,
+    lock_file: bool,
+) -> Result<Option<FileId>, Error> {
     let (pf, id) = match lockfile::read(dir)? {
         Existing::Absent => return Ok(None),
         Existing::Parsed(pf, id) => (pf, id),
@@ -587,7 +659,10 @@ fn check_existing(dir: &DataDir, procfs: &ProcFs, me: i32, lock_file: bool) -> R
                 evidence: evidence.to_string(),
             })
         }
-        OwnerVerdict::Gone | OwnerVerdict::Zombie | OwnerVerdict::Reused { .. } | OwnerVerdict::OtherUser => {}
+        OwnerVerdict::Gone
+        | OwnerVerdict::Zombie
+        | OwnerVerdict::Reused { .. }
+        | OwnerVerdict::OtherUser => {}
     }
     if let Some(line) = pf.shmem {
         let shmid = ShmId(line.shmid);
@@ -602,7 +677,12 @@ fn check_existing(dir: &DataDir, procfs: &ProcFs, me: i32, lock_file: bool) -> R
                 })
             }
             SegmentState::AnalysisFailure { op, error } => {
-                return Err(Error::SegmentAnalysisFailed { key: ShmKey(line.key), shmid, op, source: error })
+                return Err(Error::SegmentAnalysisFailed {
+                    key: ShmKey(line.key),
+                    shmid,
+                    op,
+                    source: error,
+                })
             }
             SegmentState::Unattached { .. } => {
                 segment::remove_if_unattached(shmid, &dir.path, dir.uid);

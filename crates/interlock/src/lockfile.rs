@@ -61,9 +61,13 @@ pub(crate) fn read(dir: &DataDir) -> Result<Existing, Error> {
         }
         Err(e) => return Err(Error::sys(format!("open(\"{}\")", p.display()), e.into())),
     };
-    let st = rustix::fs::fstat(&fd).map_err(|e| Error::sys(format!("fstat(\"{}\")", p.display()), e.into()))?;
+    let st = rustix::fs::fstat(&fd)
+        .map_err(|e| Error::sys(format!("fstat(\"{}\")", p.display()), e.into()))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(Error::LockFileUnsafe { path: p, reason: "is not a regular file".into() });
+        return Err(Error::LockFileUnsafe {
+            path: p,
+            reason: "is not a regular file".into(),
+        });
     }
     let mut bytes = Vec::with_capacity(1024);
     let mut file = std::fs::File::from(fd);
@@ -80,8 +84,15 @@ pub(crate) fn read(dir: &DataDir) -> Result<Existing, Error> {
     if bytes.is_empty() {
         return Err(Error::LockFileEmpty { path: p });
     }
-    let parsed = PidFile::parse(&bytes).map_err(|source| Error::LockFileCorrupt { path: p, source })?;
-    Ok(Existing::Parsed(parsed, FileId { dev: st.st_dev, ino: st.st_ino }))
+    let parsed =
+        PidFile::parse(&bytes).map_err(|source| Error::LockFileCorrupt { path: p, source })?;
+    Ok(Existing::Parsed(
+        parsed,
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        },
+    ))
 }
 
 /// Create the lock file exclusively with `content`, fsync'd, and return
@@ -98,8 +109,12 @@ pub(crate) fn read(dir: &DataDir) -> Result<Existing, Error> {
 pub(crate) fn create(dir: &DataDir, content: &[u8]) -> Result<Option<(OwnedFd, FileId)>, Error> {
     let p = path(dir);
     let mode = Mode::from_raw_mode(dir.file_mode());
-    let (fd, temp_name) = match rustix::fs::openat(&dir.fd, ".", OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, mode)
-    {
+    let (fd, temp_name) = match rustix::fs::openat(
+        &dir.fd,
+        ".",
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        mode,
+    ) {
         Ok(fd) => (fd, None),
         Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL) => {
             let name = format!("{LOCK_FILE_NAME}.tmp.{}", std::process::id());
@@ -109,10 +124,17 @@ pub(crate) fn create(dir: &DataDir, content: &[u8]) -> Result<Option<(OwnedFd, F
                 OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 mode,
             )
-            .map_err(|e| Error::sys(format!("open(\"{}/{name}\")", dir.path.display()), e.into()))?;
+            .map_err(|e| {
+                Error::sys(format!("open(\"{}/{name}\")", dir.path.display()), e.into())
+            })?;
             (fd, Some(name))
         }
-        Err(e) => return Err(Error::sys(format!("open(\"{}\", O_TMPFILE)", dir.path.display()), e.into())),
+        Err(e) => {
+            return Err(Error::sys(
+                format!("open(\"{}\", O_TMPFILE)", dir.path.display()),
+                e.into(),
+            ))
+        }
     };
     let cleanup = |dir: &DataDir| {
         if let Some(name) = &temp_name {
@@ -132,7 +154,13 @@ pub(crate) fn create(dir: &DataDir, content: &[u8]) -> Result<Option<(OwnedFd, F
             LOCK_FILE_NAME,
             AtFlags::SYMLINK_FOLLOW,
         ),
-        Some(name) => rustix::fs::linkat(&dir.fd, name.as_str(), &dir.fd, LOCK_FILE_NAME, AtFlags::empty()),
+        Some(name) => rustix::fs::linkat(
+            &dir.fd,
+            name.as_str(),
+            &dir.fd,
+            LOCK_FILE_NAME,
+            AtFlags::empty(),
+        ),
     };
     cleanup(dir);
     match linked {
@@ -140,8 +168,15 @@ pub(crate) fn create(dir: &DataDir, content: &[u8]) -> Result<Option<(OwnedFd, F
         Err(rustix::io::Errno::EXIST) => return Ok(None),
         Err(e) => return Err(Error::sys(format!("link(\"{}\")", p.display()), e.into())),
     }
-    let st = rustix::fs::fstat(&fd).map_err(|e| Error::sys(format!("fstat(\"{}\")", p.display()), e.into()))?;
-    Ok(Some((fd, FileId { dev: st.st_dev, ino: st.st_ino })))
+    let st = rustix::fs::fstat(&fd)
+        .map_err(|e| Error::sys(format!("fstat(\"{}\")", p.display()), e.into()))?;
+    Ok(Some((
+        fd,
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        },
+    )))
 }
 
 /// Write `content` at offset 0 in one call and fsync. Lines only grow, so
@@ -159,7 +194,10 @@ pub(crate) fn write_at_start(fd: &OwnedFd, content: &[u8]) -> io::Result<()> {
 /// Which file is at the lock file's name now, without following links.
 pub(crate) fn current_id(dir: &DataDir) -> io::Result<Option<FileId>> {
     match rustix::fs::statat(&dir.fd, LOCK_FILE_NAME, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => Ok(Some(FileId { dev: st.st_dev, ino: st.st_ino })),
+        Ok(st) => Ok(Some(FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })),
         Err(rustix::io::Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
     }

@@ -42,7 +42,9 @@ pub struct ProcFs {
 
 impl Default for ProcFs {
     fn default() -> Self {
-        ProcFs { root: PathBuf::from("/proc") }
+        ProcFs {
+            root: PathBuf::from("/proc"),
+        }
     }
 }
 
@@ -73,7 +75,9 @@ impl std::fmt::Display for OwnerEvidence {
         f.write_str(match self {
             OwnerEvidence::StartTime => "its start time matches line 3 of the lock file",
             OwnerEvidence::MapsSegment => "it is attached to the segment named on line 7",
-            OwnerEvidence::PostgresInDataDir => "it is a postgres process working in this directory",
+            OwnerEvidence::PostgresInDataDir => {
+                "it is a postgres process working in this directory"
+            }
             OwnerEvidence::ThisProcess => "it is this process",
         })
     }
@@ -128,13 +132,15 @@ impl ProcFs {
     /// `/proc/PID/stat`, parsed.
     pub fn stat(&self, pid: i32) -> io::Result<ProcStat> {
         let bytes = fs::read(self.pid_path(pid, "stat"))?;
-        parse_proc_stat(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+        parse_proc_stat(&bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
     }
 
     /// Boot time (`btime` in `/proc/stat`), epoch seconds.
     pub fn boot_time(&self) -> io::Result<i64> {
         let bytes = fs::read(self.root.join("stat"))?;
-        parse_boot_time(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+        parse_boot_time(&bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
     }
 
     /// A process's start time in epoch seconds, from its start ticks and
@@ -166,7 +172,11 @@ impl ProcFs {
         let mut pids = Vec::new();
         for entry in fs::read_dir(&self.root)? {
             let Ok(entry) = entry else { continue };
-            if let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+            if let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            {
                 pids.push(pid);
             }
         }
@@ -184,7 +194,10 @@ impl ProcFs {
                 break;
             }
             if let Ok(true) = self.maps_segment(pid, shmid) {
-                let name = self.stat(pid).map(|s| printable(&s.comm)).unwrap_or_else(|_| "?".into());
+                let name = self
+                    .stat(pid)
+                    .map(|s| printable(&s.comm))
+                    .unwrap_or_else(|_| "?".into());
                 found.push(Holder { pid, name });
             }
         }
@@ -225,23 +238,39 @@ impl ProcFs {
         let started = self.start_time(&stat).ok();
         if let Some(started) = started {
             if (started - pidfile.start_time).abs() <= START_TIME_TOLERANCE_SECS {
-                return OwnerVerdict::Alive { pid, evidence: OwnerEvidence::StartTime };
+                return OwnerVerdict::Alive {
+                    pid,
+                    evidence: OwnerEvidence::StartTime,
+                };
             }
         }
         if let Some(shm) = pidfile.shmem {
             if let Ok(true) = self.maps_segment(pid, ShmId(shm.shmid)) {
-                return OwnerVerdict::Alive { pid, evidence: OwnerEvidence::MapsSegment };
+                return OwnerVerdict::Alive {
+                    pid,
+                    evidence: OwnerEvidence::MapsSegment,
+                };
             }
         }
         let is_postgres = self
             .exe(pid)
             .ok()
-            .and_then(|exe| exe.file_name().map(|n| n == "postgres" || n == "postmaster"))
+            .and_then(|exe| {
+                exe.file_name()
+                    .map(|n| n == "postgres" || n == "postmaster")
+            })
             .unwrap_or(false);
         if is_postgres && self.cwd(pid).map(|cwd| cwd == data_dir).unwrap_or(false) {
-            return OwnerVerdict::Alive { pid, evidence: OwnerEvidence::PostgresInDataDir };
+            return OwnerVerdict::Alive {
+                pid,
+                evidence: OwnerEvidence::PostgresInDataDir,
+            };
         }
-        OwnerVerdict::Reused { pid, name: printable(&stat.comm), started: started.unwrap_or(0) }
+        OwnerVerdict::Reused {
+            pid,
+            name: printable(&stat.comm),
+            started: started.unwrap_or(0),
+        }
     }
 }
 

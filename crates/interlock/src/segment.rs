@@ -76,7 +76,10 @@ pub enum SegmentState {
 impl SegmentState {
     /// Whether PostgreSQL would refuse to start because of it.
     pub fn blocks_startup(&self) -> bool {
-        matches!(self, SegmentState::Attached { .. } | SegmentState::AnalysisFailure { .. })
+        matches!(
+            self,
+            SegmentState::Attached { .. } | SegmentState::AnalysisFailure { .. }
+        )
     }
 }
 
@@ -94,7 +97,10 @@ pub fn analyze(shmid: ShmId, data_dir: &Path) -> SegmentState {
             return match errno(&e) {
                 libc::EINVAL | libc::EIDRM => SegmentState::Enoent,
                 libc::EACCES => SegmentState::Foreign,
-                _ => SegmentState::AnalysisFailure { op: format!("shmctl({shmid}, IPC_STAT)"), error: e },
+                _ => SegmentState::AnalysisFailure {
+                    op: format!("shmctl({shmid}, IPC_STAT)"),
+                    error: e,
+                },
             }
         }
     };
@@ -118,7 +124,10 @@ pub fn analyze(shmid: ShmId, data_dir: &Path) -> SegmentState {
             return match errno(&e) {
                 libc::EINVAL | libc::EIDRM => SegmentState::Enoent,
                 libc::EACCES => SegmentState::Foreign,
-                _ => SegmentState::AnalysisFailure { op: format!("shmat(id={shmid}, addr=NULL, flags=0x0)"), error: e },
+                _ => SegmentState::AnalysisFailure {
+                    op: format!("shmat(id={shmid}, addr=NULL, flags=0x0)"),
+                    error: e,
+                },
             }
         }
     };
@@ -133,7 +142,10 @@ pub fn analyze(shmid: ShmId, data_dir: &Path) -> SegmentState {
     if st.nattch == 0 {
         SegmentState::Unattached { header }
     } else {
-        SegmentState::Attached { nattch: st.nattch, header }
+        SegmentState::Attached {
+            nattch: st.nattch,
+            header,
+        }
     }
 }
 
@@ -152,17 +164,28 @@ pub struct AttachedSegment {
 /// holders, whose header names this data directory. An unreadable table
 /// yields an error: the caller cannot then claim the directory is free.
 pub fn attached_segments_of(data_dir: &Path, uid: u32) -> Result<Vec<AttachedSegment>, Error> {
-    let text = fs::read_to_string("/proc/sysvipc/shm").map_err(|e| Error::sys("read(\"/proc/sysvipc/shm\")", e))?;
+    let text = fs::read_to_string("/proc/sysvipc/shm")
+        .map_err(|e| Error::sys("read(\"/proc/sysvipc/shm\")", e))?;
     let table = parse_shm_table(&text).map_err(|e| {
-        Error::sys("parse(\"/proc/sysvipc/shm\")", io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+        Error::sys(
+            "parse(\"/proc/sysvipc/shm\")",
+            io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+        )
     })?;
     let mut found = Vec::new();
     for entry in table {
-        if entry.nattch == 0 || entry.size < HEADER_SIZE as u64 || (entry.uid != uid && entry.cuid != uid) {
+        if entry.nattch == 0
+            || entry.size < HEADER_SIZE as u64
+            || (entry.uid != uid && entry.cuid != uid)
+        {
             continue;
         }
         if let SegmentState::Attached { nattch, .. } = analyze(ShmId(entry.shmid), data_dir) {
-            found.push(AttachedSegment { key: ShmKey(entry.key), shmid: ShmId(entry.shmid), nattch });
+            found.push(AttachedSegment {
+                key: ShmKey(entry.key),
+                shmid: ShmId(entry.shmid),
+                nattch,
+            });
         }
     }
     Ok(found)
@@ -184,7 +207,9 @@ pub(crate) fn cleanup_dsm_in(shm_dir: &Path, handle: u32, uid: u32) -> Vec<PathB
         return removed;
     }
     let owned_file = |p: &Path| {
-        fs::symlink_metadata(p).map(|m| m.file_type().is_file() && m.uid() == uid).unwrap_or(false)
+        fs::symlink_metadata(p)
+            .map(|m| m.file_type().is_file() && m.uid() == uid)
+            .unwrap_or(false)
     };
     let control = shm_dir.join(dsm_file_name(handle));
     if !owned_file(&control) {
@@ -192,11 +217,15 @@ pub(crate) fn cleanup_dsm_in(shm_dir: &Path, handle: u32, uid: u32) -> Vec<PathB
     }
     // A control segment holds 64 + 5 * MaxBackends items of at most 40
     // bytes; 64 MiB is far beyond any real one.
-    let Ok(bytes) = fs::read(&control) else { return removed };
+    let Ok(bytes) = fs::read(&control) else {
+        return removed;
+    };
     if bytes.len() > 64 << 20 {
         return removed;
     }
-    let Ok(ctl) = parse_dsm_control(&bytes) else { return removed };
+    let Ok(ctl) = parse_dsm_control(&bytes) else {
+        return removed;
+    };
     for h in ctl.live_segment_handles() {
         let p = shm_dir.join(dsm_file_name(h));
         if owned_file(&p) && fs::remove_file(&p).is_ok() {
@@ -252,11 +281,18 @@ pub(crate) fn create(
                     Error::sys(format!("shmat(id={shmid}, addr=NULL, flags=0x0)"), e)
                 })?;
                 attachment.write(&ShmemHeader::new_interlock(creator_pid, dev, ino).render());
-                return Ok(Created { key, shmid, attachment });
+                return Ok(Created {
+                    key,
+                    shmid,
+                    attachment,
+                });
             }
             Err(e) if matches!(errno(&e), libc::EEXIST | libc::EACCES | libc::EIDRM) => {}
             Err(e) => {
-                return Err(Error::sys(format!("shmget(key={key}, size={HEADER_SIZE}, 03600)"), e));
+                return Err(Error::sys(
+                    format!("shmget(key={key}, size={HEADER_SIZE}, 03600)"),
+                    e,
+                ));
             }
         }
         // Collision: look at what holds the key.
@@ -280,7 +316,12 @@ pub(crate) fn create(
                 })
             }
             SegmentState::AnalysisFailure { op, error } => {
-                return Err(Error::SegmentAnalysisFailed { key, shmid, op, source: error })
+                return Err(Error::SegmentAnalysisFailed {
+                    key,
+                    shmid,
+                    op,
+                    source: error,
+                })
             }
             SegmentState::Unattached { header } => {
                 cleanup_dsm(header.dsm_control, uid);
@@ -312,7 +353,10 @@ mod tests {
         assert_eq!(key_for_inode(4096), ShmKey(4096));
         // facts sheet 1.11: inode 0x180000001 -> key_t -2147483647
         assert_eq!(key_for_inode(0x1_8000_0001), ShmKey(-2147483647));
-        assert_eq!(key_for_inode(0x1_8000_0001).to_string(), "18446744071562067969");
+        assert_eq!(
+            key_for_inode(0x1_8000_0001).to_string(),
+            "18446744071562067969"
+        );
     }
 
     #[test]
@@ -330,9 +374,18 @@ mod tests {
             maxitems: 4,
             item_size: 40,
             items: vec![
-                DsmItem { handle: 100, refcnt: 2 },
-                DsmItem { handle: 101, refcnt: 2 }, // odd: main region, no file
-                DsmItem { handle: 200, refcnt: 0 }, // free slot
+                DsmItem {
+                    handle: 100,
+                    refcnt: 2,
+                },
+                DsmItem {
+                    handle: 101,
+                    refcnt: 2,
+                }, // odd: main region, no file
+                DsmItem {
+                    handle: 200,
+                    refcnt: 0,
+                }, // free slot
             ],
         };
         fs::write(dir.path().join("PostgreSQL.7"), render_dsm_control(&ctl)).unwrap();
@@ -340,11 +393,16 @@ mod tests {
             fs::write(dir.path().join(format!("PostgreSQL.{h}")), b"x").unwrap();
         }
         let removed = cleanup_dsm_in(dir.path(), 7, uid);
-        let names: Vec<String> =
-            removed.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = removed
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, vec!["PostgreSQL.100", "PostgreSQL.7"]);
         for h in [101, 200, 300] {
-            assert!(dir.path().join(format!("PostgreSQL.{h}")).exists(), "{h} must stay");
+            assert!(
+                dir.path().join(format!("PostgreSQL.{h}")).exists(),
+                "{h} must stay"
+            );
         }
     }
 

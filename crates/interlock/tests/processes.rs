@@ -16,13 +16,19 @@ fn inode(dir: &std::path::Path) -> u64 {
 
 fn refused(o: &Outcome, variant: &str) -> String {
     match o {
-        Outcome::Refused { variant: v, message } if v == variant => message.clone(),
+        Outcome::Refused {
+            variant: v,
+            message,
+        } if v == variant => message.clone(),
         other => panic!("expected {variant}, got {other:?}"),
     }
 }
 
 fn acquired(o: &Outcome) {
-    assert!(matches!(o, Outcome::Acquired { .. }), "expected ACQUIRED, got {o:?}");
+    assert!(
+        matches!(o, Outcome::Acquired { .. }),
+        "expected ACQUIRED, got {o:?}"
+    );
 }
 
 #[test]
@@ -30,18 +36,29 @@ fn killed_owner_with_live_child_is_refused_until_the_child_exits() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Cleanup::for_dir(dir.path());
     let mut owner = Holder::start(dir.path(), &["--fork", "1"], &mut c);
-    let Outcome::Acquired { shmid, .. } = owner.outcome(&mut c) else { panic!("not acquired") };
+    let Outcome::Acquired { shmid, .. } = owner.outcome(&mut c) else {
+        panic!("not acquired")
+    };
     let child = owner.children(1, &mut c)[0];
     owner.kill9();
 
     let msg = refused(&acquire_outcome(dir.path(), &mut c), "SegmentInUse");
-    assert!(msg.contains(&format!("ID {shmid}) is still in use")), "{msg}");
-    assert!(msg.contains(&format!("PID {child}")), "the holder is named: {msg}");
+    assert!(
+        msg.contains(&format!("ID {shmid}) is still in use")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("PID {child}")),
+        "the holder is named: {msg}"
+    );
 
     signal(child, Signal::KILL);
     wait_gone(child);
     acquired(&acquire_outcome(dir.path(), &mut c));
-    assert!(!dir.path().join("postmaster.pid").exists(), "released cleanly");
+    assert!(
+        !dir.path().join("postmaster.pid").exists(),
+        "released cleanly"
+    );
 }
 
 #[test]
@@ -75,7 +92,10 @@ fn exec_child_is_kept_covered_after_its_parent_is_killed() {
     assert!(pid_alive(exec) && pid_alive(keeper));
 
     let msg = refused(&acquire_outcome(dir.path(), &mut c), "SegmentInUse");
-    assert!(msg.contains(&format!("PID {keeper} (interlock-keep)")), "{msg}");
+    assert!(
+        msg.contains(&format!("PID {keeper} (interlock-keep)")),
+        "{msg}"
+    );
 
     // The keeper goes exactly when the command goes.
     signal(exec, Signal::KILL);
@@ -98,8 +118,14 @@ fn zombie_owner_counts_as_gone() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(std::path::Path::new(&format!("/proc/{}", owner.pid)).exists(), "still a zombie");
-    assert!(rustix::process::test_kill_process(rustix::process::Pid::from_raw(owner.pid).unwrap()).is_ok());
+    assert!(
+        std::path::Path::new(&format!("/proc/{}", owner.pid)).exists(),
+        "still a zombie"
+    );
+    assert!(
+        rustix::process::test_kill_process(rustix::process::Pid::from_raw(owner.pid).unwrap())
+            .is_ok()
+    );
     acquired(&acquire_outcome(dir.path(), &mut c));
     drop(owner);
 }
@@ -108,20 +134,30 @@ fn zombie_owner_counts_as_gone() {
 fn lock_file_naming_an_unrelated_live_process_is_stale_and_that_process_is_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Cleanup::for_dir(dir.path());
-    let mut bystander = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
     let pid = bystander.id() as i32;
     c.pid(pid);
     // Written an hour before the bystander started: a reused PID.
     let started_long_ago = 1_600_000_000;
     write_file(
         &dir.path().join("postmaster.pid"),
-        format!("{pid}\n{}\n{started_long_ago}\n5432\n/tmp\n*\n   999999     999999\nready   \n", dir.path().display())
-            .as_bytes(),
+        format!(
+            "{pid}\n{}\n{started_long_ago}\n5432\n/tmp\n*\n   999999     999999\nready   \n",
+            dir.path().display()
+        )
+        .as_bytes(),
     );
     let h = Holder::start(dir.path(), &[], &mut c);
     acquired(&h.outcome(&mut c));
     let text = std::fs::read_to_string(dir.path().join("postmaster.pid")).unwrap();
-    assert_eq!(text.lines().next().unwrap(), h.pid.to_string(), "the new lock file is the winner's");
+    assert_eq!(
+        text.lines().next().unwrap(),
+        h.pid.to_string(),
+        "the new lock file is the winner's"
+    );
     h.finish();
     assert!(pid_alive(pid), "the bystander was not signalled");
     bystander.kill().unwrap();
@@ -135,7 +171,10 @@ fn live_owner_is_refused_by_identity() {
     let owner = Holder::start(dir.path(), &["--ready"], &mut c);
     acquired(&owner.outcome(&mut c));
     let msg = refused(&acquire_outcome(dir.path(), &mut c), "LockFileHeld");
-    assert!(msg.contains(&format!("another postmaster (PID {})", owner.pid)), "{msg}");
+    assert!(
+        msg.contains(&format!("another postmaster (PID {})", owner.pid)),
+        "{msg}"
+    );
     assert!(msg.contains("start time matches line 3"), "{msg}");
     assert!(owner.finish().starts_with("RELEASED Clean"));
 }
@@ -164,18 +203,31 @@ fn shifting_the_key_does_not_let_anyone_in() {
     let mut c = Cleanup::for_dir(dir.path());
     let key = key_for_inode(inode(dir.path()));
     // Another cluster's segment on our first key.
-    let foreign = interlock::sys::shm::create_exclusive(key, 56).expect("test segment on the inode key");
+    let foreign =
+        interlock::sys::shm::create_exclusive(key, 56).expect("test segment on the inode key");
     c.shmid(foreign);
     let mut owner = Holder::start(dir.path(), &["--fork", "1"], &mut c);
     acquired(&owner.outcome(&mut c));
     let child = owner.children(1, &mut c)[0];
     let line7 = std::fs::read_to_string(dir.path().join("postmaster.pid")).unwrap();
-    let k: i64 = line7.lines().nth(6).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let k: i64 = line7
+        .lines()
+        .nth(6)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(k, i64::from(key.0) + 1, "the owner moved to the next key");
     owner.kill9();
 
     interlock::sys::shm::remove(foreign).unwrap();
-    std::fs::rename(dir.path().join("postmaster.pid"), dir.path().join("postmaster.pid.bak")).unwrap();
+    std::fs::rename(
+        dir.path().join("postmaster.pid"),
+        dir.path().join("postmaster.pid.bak"),
+    )
+    .unwrap();
     let msg = refused(&acquire_outcome(dir.path(), &mut c), "SegmentInUse");
     assert!(msg.contains(&format!("PID {child}")), "{msg}");
 
@@ -189,7 +241,9 @@ fn concurrent_starters_have_exactly_one_winner_every_round() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Cleanup::for_dir(dir.path());
     for round in 0..15 {
-        let starters: Vec<Holder> = (0..6).map(|_| Holder::start(dir.path(), &[], &mut c)).collect();
+        let starters: Vec<Holder> = (0..6)
+            .map(|_| Holder::start(dir.path(), &[], &mut c))
+            .collect();
         let outcomes: Vec<Outcome> = starters.iter().map(|h| h.outcome(&mut c)).collect();
         let winners: Vec<i32> = outcomes
             .iter()
@@ -201,16 +255,26 @@ fn concurrent_starters_have_exactly_one_winner_every_round() {
         assert_eq!(winners.len(), 1, "round {round}: {outcomes:?}");
         for o in &outcomes {
             if let Outcome::Refused { variant, .. } = o {
-                assert!(variant == "LockFileHeld" || variant == "SegmentInUse", "round {round}: {o:?}");
+                assert!(
+                    variant == "LockFileHeld" || variant == "SegmentInUse",
+                    "round {round}: {o:?}"
+                );
             }
         }
         // Nobody deleted the winner's lock file.
         let text = std::fs::read_to_string(dir.path().join("postmaster.pid")).unwrap();
-        assert_eq!(text.lines().next().unwrap(), winners[0].to_string(), "round {round}");
+        assert_eq!(
+            text.lines().next().unwrap(),
+            winners[0].to_string(),
+            "round {round}"
+        );
         for h in starters {
             h.finish();
         }
-        assert!(!dir.path().join("postmaster.pid").exists(), "round {round}: released");
+        assert!(
+            !dir.path().join("postmaster.pid").exists(),
+            "round {round}: released"
+        );
     }
 }
 
@@ -249,7 +313,10 @@ fn a_crash_at_any_step_of_acquire_never_wedges_the_next_one() {
         crash_at(dir.path(), step, &mut c);
         let h = Holder::start(dir.path(), &[], &mut c);
         let o = h.outcome(&mut c);
-        assert!(matches!(o, Outcome::Acquired { .. }), "after a crash at {step}: {o:?}");
+        assert!(
+            matches!(o, Outcome::Acquired { .. }),
+            "after a crash at {step}: {o:?}"
+        );
         // Leave a stale file again for the next step.
         let mut h = h;
         h.kill9();
@@ -265,7 +332,13 @@ fn a_crash_at_any_step_never_wins_while_an_old_holder_lives() {
     let orphan = old.children(1, &mut c)[0];
     old.kill9();
     for step in ACQUIRE_STEPS {
-        let h = Holder::start_as(None, dir.path(), &[], &[("INTERLOCK_FAILPOINT", step)], &mut c);
+        let h = Holder::start_as(
+            None,
+            dir.path(),
+            &[],
+            &[("INTERLOCK_FAILPOINT", step)],
+            &mut c,
+        );
         // Either it crashed, or it refused before reaching the step.
         if let Some(line) = h.line() {
             assert!(line.starts_with("REFUSED SegmentInUse"), "{step}: {line}");
@@ -282,7 +355,13 @@ fn a_crash_during_release_leaves_nothing_that_blocks() {
     for step in ["release_detached", "release_segment_removed"] {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Cleanup::for_dir(dir.path());
-        let h = Holder::start_as(None, dir.path(), &[], &[("INTERLOCK_FAILPOINT", step)], &mut c);
+        let h = Holder::start_as(
+            None,
+            dir.path(),
+            &[],
+            &[("INTERLOCK_FAILPOINT", step)],
+            &mut c,
+        );
         acquired(&h.outcome(&mut c));
         h.finish();
         acquired(&acquire_outcome(dir.path(), &mut c));
@@ -297,7 +376,10 @@ fn release_with_children_still_attached_keeps_the_directory_locked() {
     acquired(&owner.outcome(&mut c));
     let child = owner.children(1, &mut c)[0];
     assert_eq!(owner.finish(), "RELEASED Deferred { nattch: 1 }");
-    assert!(dir.path().join("postmaster.pid").exists(), "kept while the child lives");
+    assert!(
+        dir.path().join("postmaster.pid").exists(),
+        "kept while the child lives"
+    );
     refused(&acquire_outcome(dir.path(), &mut c), "SegmentInUse");
     signal(child, Signal::KILL);
     wait_gone(child);

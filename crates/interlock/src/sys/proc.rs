@@ -159,7 +159,11 @@ fn keeper_main(pid_in: RawFd, ack_out: RawFd) -> ! {
         unsafe { libc::_exit(1) }
     }
     loop {
-        let mut pfd = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: `pfd` is a valid pollfd on our stack; count 1 matches.
         let r = unsafe { libc::poll(&mut pfd, 1, -1) };
         if r > 0 || (r < 0 && errno() != libc::EINTR) {
@@ -245,7 +249,11 @@ pub fn prepare_kept_command(cmd: &mut Command) -> io::Result<Keeper> {
     // SAFETY: the hook runs between fork and exec and calls only
     // async-signal-safe functions on integers and stack buffers.
     unsafe { cmd.pre_exec(hook) };
-    Ok(Keeper { pid: keeper, pid_w, ack_r })
+    Ok(Keeper {
+        pid: keeper,
+        pid_w,
+        ack_r,
+    })
 }
 
 /// Switch the whole process to `uid`/`gid` with no supplementary groups:

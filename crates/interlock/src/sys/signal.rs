@@ -75,7 +75,10 @@ impl SignalFd {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(SignalFd { fd: unsafe { OwnedFd::from_raw_fd(fd) }, old_mask })
+        Ok(SignalFd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            old_mask,
+        })
     }
 
     /// Block and watch the signals `interlock hold` passes on to its command:
@@ -90,7 +93,13 @@ impl SignalFd {
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
         // SAFETY: `info` is a writable buffer of exactly `size` bytes.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+        let n = unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
+        };
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::WouldBlock {
@@ -101,7 +110,11 @@ impl SignalFd {
         if n as usize != size {
             return Err(io::Error::other("short read from signalfd"));
         }
-        Ok(Some(Received { signo: info.ssi_signo as i32, code: info.ssi_code, pid: info.ssi_pid }))
+        Ok(Some(Received {
+            signo: info.ssi_signo as i32,
+            code: info.ssi_code,
+            pid: info.ssi_pid,
+        }))
     }
 }
 

@@ -17,7 +17,11 @@ pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join("examples").join(name);
-    assert!(p.exists(), "{} is missing: run the tests through `cargo test`, which builds the examples", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests through `cargo test`, which builds the examples",
+        p.display()
+    );
     p
 }
 
@@ -28,7 +32,10 @@ pub fn is_root() -> bool {
 pub fn pid_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => {
-            let state = s.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+            let state = s
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
             !matches!(state, Some("Z") | Some("X"))
         }
         Err(_) => false,
@@ -66,7 +73,11 @@ impl Cleanup {
     /// (crashed acquires leave some that no line reported). Declare the
     /// `Cleanup` after the temporary directory so it runs first.
     pub fn for_dir(dir: &Path) -> Cleanup {
-        Cleanup { pids: Vec::new(), shmids: Vec::new(), dirs: vec![dir.to_path_buf()] }
+        Cleanup {
+            pids: Vec::new(),
+            shmids: Vec::new(),
+            dirs: vec![dir.to_path_buf()],
+        }
     }
 
     pub fn pid(&mut self, pid: i32) {
@@ -99,14 +110,22 @@ impl Drop for Cleanup {
         let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
         for line in table.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let Some(id) = f.get(1).and_then(|s| s.parse().ok()) else { continue };
-            if f.get(4).and_then(|s| s.parse::<i32>().ok()).is_some_and(|cpid| self.pids.contains(&cpid)) {
+            let Some(id) = f.get(1).and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            if f.get(4)
+                .and_then(|s| s.parse::<i32>().ok())
+                .is_some_and(|cpid| self.pids.contains(&cpid))
+            {
                 let _ = interlock::sys::shm::remove(ShmId(id));
                 continue;
             }
             for dir in &self.dirs {
                 use interlock::segment::{analyze, SegmentState};
-                if matches!(analyze(ShmId(id), dir), SegmentState::Attached { .. } | SegmentState::Unattached { .. }) {
+                if matches!(
+                    analyze(ShmId(id), dir),
+                    SegmentState::Attached { .. } | SegmentState::Unattached { .. }
+                ) {
                     let _ = interlock::sys::shm::remove(ShmId(id));
                 }
             }
@@ -131,7 +150,13 @@ pub enum Outcome {
 
 impl Holder {
     /// Start `holder DIR ARGS` as the current user (or as `user` via runuser).
-    pub fn start_as(user: Option<&str>, dir: &Path, args: &[&str], env: &[(&str, &str)], cleanup: &mut Cleanup) -> Holder {
+    pub fn start_as(
+        user: Option<&str>,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cleanup: &mut Cleanup,
+    ) -> Holder {
         let mut cmd = match user {
             Some(u) => {
                 let mut c = Command::new("runuser");
@@ -140,7 +165,11 @@ impl Holder {
             }
             None => Command::new(example("holder")),
         };
-        cmd.arg(dir).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.arg(dir)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -158,7 +187,12 @@ impl Holder {
             }
         });
         let stdin = child.stdin.take();
-        Holder { child, stdin, lines: rx, pid }
+        Holder {
+            child,
+            stdin,
+            lines: rx,
+            pid,
+        }
     }
 
     pub fn start(dir: &Path, args: &[&str], cleanup: &mut Cleanup) -> Holder {
@@ -179,12 +213,18 @@ impl Holder {
             Some("ACQUIRED") => {
                 let shmid: i32 = f[3].parse().expect("shmid");
                 cleanup.shmid(ShmId(shmid));
-                Outcome::Acquired { pid: f[1].parse().expect("pid"), shmid }
+                Outcome::Acquired {
+                    pid: f[1].parse().expect("pid"),
+                    shmid,
+                }
             }
             Some("REFUSED") => {
                 let rest = line.trim_start_matches("REFUSED ").to_string();
                 let (variant, message) = rest.split_once(": ").unwrap_or((&rest, ""));
-                Outcome::Refused { variant: variant.to_string(), message: message.to_string() }
+                Outcome::Refused {
+                    variant: variant.to_string(),
+                    message: message.to_string(),
+                }
             }
             _ => panic!("unexpected holder output: {line}"),
         }

@@ -1,0 +1,378 @@
+//! Harness for the CLI and PostgreSQL tests: data directories owned by the
+//! right user, a PostgreSQL 15 fixture that starts the `postgres` binary
+//! itself, and guards that kill only what a test started and remove only
+//! the segments of its own directories.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_interlock"))
+}
+
+/// `target/<profile>/examples/<name>` (built by `cargo test --workspace`).
+pub fn example(name: &str) -> PathBuf {
+    let p = bin()
+        .parent()
+        .expect("target dir")
+        .join("examples")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo test --workspace`, which builds the examples",
+        p.display()
+    );
+    p
+}
+
+fn id_of(flag: &str, user: &str) -> u32 {
+    let out = Command::new("id").args([flag, user]).output().expect("id");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("numeric id")
+}
+
+/// The user PostgreSQL runs as in these tests.
+pub const PG_USER: &str = "postgres";
+
+/// A temporary root (mode 0755) with a data directory inside (mode 0700)
+/// owned by `postgres` when we are root, else by us.
+pub struct TestDir {
+    pub root: tempfile::TempDir,
+    pub data: PathBuf,
+}
+
+impl TestDir {
+    pub fn new() -> TestDir {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(
+            root.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let data = root.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        if is_root() {
+            chown_r(&data);
+        }
+        TestDir { root, data }
+    }
+}
+
+pub fn chown_r(path: &Path) {
+    let st = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{PG_USER}:"))
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !matches!(
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next()),
+            Some("Z" | "X")
+        ),
+        Err(_) => false,
+    }
+}
+
+pub fn signal(pid: i32, sig: rustix::process::Signal) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, sig);
+    }
+}
+
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills (SIGCONT, SIGKILL) the processes a test started and removes
+/// segments that name its data directories, on drop.
+#[derive(Default)]
+pub struct Cleanup {
+    pub pids: Vec<i32>,
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Cleanup {
+    pub fn for_dir(dir: &Path) -> Cleanup {
+        Cleanup {
+            pids: Vec::new(),
+            dirs: vec![dir.to_path_buf()],
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            signal(pid, rustix::process::Signal::CONT);
+            signal(pid, rustix::process::Signal::KILL);
+        }
+        for &pid in &self.pids {
+            let start = Instant::now();
+            while pid_alive(pid) && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+        for line in table.lines().skip(1) {
+            let Some(id) = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            for dir in &self.dirs {
+                use interlock::segment::{analyze, SegmentState};
+                if matches!(
+                    analyze(interlock::ShmId(id), dir),
+                    SegmentState::Attached { .. } | SegmentState::Unattached { .. }
+                ) {
+                    let _ = interlock::sys::shm::remove(interlock::ShmId(id));
+                }
+            }
+        }
+    }
+}
+
+/// Segments that name `dir` (attached or not).
+pub fn segments_of(dir: &Path) -> Vec<i32> {
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1).and_then(|s| s.parse().ok()))
+        .filter(|&id| {
+            use interlock::segment::{analyze, SegmentState};
+            matches!(
+                analyze(interlock::ShmId(id), dir),
+                SegmentState::Attached { .. } | SegmentState::Unattached { .. }
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+/// The directory holding `postgres`, `initdb`, `pg_resetwal`: the
+/// `INTERLOCK_PG_BINDIR` environment variable, else Debian's newest.
+pub fn pg_bindir() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("INTERLOCK_PG_BINDIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("postgres").exists())
+        .collect();
+    found.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+    });
+    found.pop()
+}
+
+/// Skip (with the reason printed) unless root and PostgreSQL is installed.
+macro_rules! require_postgres {
+    () => {
+        match (common::is_root(), common::pg_bindir()) {
+            (true, Some(bindir)) => bindir,
+            (false, _) => {
+                eprintln!("skipped: PostgreSQL runs as the postgres user, which needs root here");
+                return;
+            }
+            (_, None) => {
+                eprintln!("skipped: no PostgreSQL found (set INTERLOCK_PG_BINDIR)");
+                return;
+            }
+        }
+    };
+}
+pub(crate) use require_postgres;
+
+fn template(bindir: &Path) -> &'static Path {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        // One template per test process; those of finished runs are removed.
+        for e in std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name
+                .strip_prefix("interlock-pg-template-")
+                .and_then(|p| p.parse::<i32>().ok())
+            {
+                if !pid_alive(pid) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let root =
+            std::env::temp_dir().join(format!("interlock-pg-template-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let data = root.join("data");
+        chown_r(&root);
+        let out = Command::new("runuser")
+            .args(["-u", PG_USER, "--"])
+            .arg(bindir.join("initdb"))
+            .args(["--no-sync", "-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data)
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        data
+    })
+}
+
+/// A fresh cluster: a copy of one initdb'd template (a new inode, so new
+/// keys), owned by postgres.
+pub fn cluster(bindir: &Path) -> TestDir {
+    let t = TestDir::new();
+    std::fs::remove_dir(&t.data).unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(template(bindir))
+        .arg(&t.data)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    t
+}
+
+/// Outcome of starting the `postgres` binary.
+pub enum Start {
+    /// It is running; the child is the postmaster.
+    Running(Child),
+    /// It exited; its stderr.
+    Exited(String),
+}
+
+/// Start `postgres -D data` as postgres, with the socket in the data
+/// directory and no TCP, and wait until it is ready or has exited.
+pub fn start_postgres(bindir: &Path, data: &Path, cleanup: &mut Cleanup) -> Start {
+    let log = data.parent().unwrap().join(format!(
+        "postgres-{}.log",
+        Instant::now().elapsed().as_nanos()
+    ));
+    let logfile = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new("runuser")
+        .args(["-u", PG_USER, "--"])
+        .arg(bindir.join("postgres"))
+        .arg("-D")
+        .arg(data)
+        .args(["-p", "5999", "-c", "listen_addresses=", "-k"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(logfile)
+        .spawn()
+        .unwrap();
+    // runuser execs nothing itself: it forks postgres; find the postmaster
+    // through the lock file once it is ready.
+    cleanup.pids.push(child.id() as i32);
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("ready to accept connections") {
+            if let Some(pm) = postmaster_pid(data) {
+                cleanup.pids.push(pm);
+            }
+            return Start::Running(child);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            let mut s = String::new();
+            let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut s));
+            return Start::Exited(s);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "postgres neither started nor exited:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn postmaster_pid(data: &Path) -> Option<i32> {
+    std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Line 7 of the lock file: (key, shmid) as printed.
+pub fn line7(data: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(data.join("postmaster.pid")).unwrap();
+    let l = text.lines().nth(6).expect("line 7");
+    let mut f = l.split_whitespace();
+    (f.next().unwrap().to_string(), f.next().unwrap().to_string())
+}
+
+/// Stop a running postmaster with SIGQUIT (immediate) and wait.
+pub fn stop_postgres(data: &Path, mut child: Child) {
+    if let Some(pm) = postmaster_pid(data) {
+        signal(pm, rustix::process::Signal::QUIT);
+        wait_until("postmaster exit", || !pid_alive(pm));
+    }
+    let _ = child.wait();
+}
+
+/// Children of `ppid` whose command line contains `needle`.
+pub fn children_named(ppid: i32, needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let pp = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<i32>().ok());
+        if pp == Some(ppid) {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(needle) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
