@@ -1,6 +1,9 @@
 //! `interlock hold` as a user runs it: exit codes, what it leaves behind,
 //! signals, refusals, and `--help`.
 
+// Processes a test spawns are killed by its `Cleanup` guard, also on panic.
+#![allow(clippy::zombie_processes)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

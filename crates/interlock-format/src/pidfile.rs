@@ -10,7 +10,7 @@
 //! | 3 | start time, seconds since the epoch (`"%ld"`; `INT64_FORMAT` in 14+, same text) | creation |
 //! | 4 | port (`"%d"`) | creation |
 //! | 5 | first Unix-socket directory; empty at creation | creation, rewritten later |
-//! | 6 | first listen address that bound (an IP or `*`), empty if none | sockets; standalone: empty at creation |
+//! | 6 | first `listen_addresses` entry that bound (`*`, a host name or an IP), empty if none | sockets; standalone: empty at creation |
 //! | 7 | shared memory key and ID (`"%9lu %9lu"`) | shared memory creation |
 //! | 8 | status, padded to 8 characters | postmaster only |
 //!
@@ -226,9 +226,11 @@ pub struct PidFile {
     pub start_time: i64,
     /// Line 4: the port. 0 is accepted: this library writes it when the owner serves no port.
     pub port: u16,
-    /// Line 5: the first Unix-socket directory; `None` while the line is empty.
+    /// Line 5: the first Unix-socket directory; `None` while the line is empty. Since
+    /// PostgreSQL 14 it can also be an abstract-namespace name starting with `@`.
     pub socket_dir: Option<PathBuf>,
-    /// Line 6: the first listen address that bound; `None` when absent or empty.
+    /// Line 6: the first `listen_addresses` entry that bound, as configured (`*`, a host
+    /// name such as `localhost`, or an IP address); `None` when absent or empty.
     pub listen_addr: Option<String>,
     /// Line 7: the shared memory key and ID; `None` when absent or empty.
     pub shmem: Option<ShmemLine>,
@@ -345,7 +347,7 @@ impl PidFile {
     /// * line 3: `"%ld"` of the start time (`INT64_FORMAT` in 14+);
     /// * line 4: `"%d"` of the port, 0..=65535;
     /// * line 5: any bytes (a path); empty until the first Unix socket exists;
-    /// * line 6: a listen address (an IP or `*`), must be UTF-8; empty when there is no TCP
+    /// * line 6: a `listen_addresses` entry (`*`, a host name or an IP), must be UTF-8; empty when there is no TCP
     ///   socket, or explicitly empty in a standalone backend's file;
     /// * line 7: see [`ShmemLine::parse`]; empty when `AddToDataDirLockFile` padded it;
     /// * line 8: one of the four padded statuses; the unpadded word (or a shorter padding) is
@@ -467,7 +469,7 @@ impl PidFile {
                         ParseError::quoting(
                             Some(6),
                             line_name(6),
-                            "a listen address in UTF-8 (an IP address or \"*\")",
+                            "a listen address in UTF-8 (\"*\", a host name or an IP address)",
                             l6,
                         )
                     })?

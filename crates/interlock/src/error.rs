@@ -195,7 +195,7 @@ impl Error {
             ),
             Error::SegmentInUse { data_dir, .. } => format!(
                 "terminate the old server processes associated with data directory \"{}\" \
-                 (interlock status shows them); do not remove the segment with ipcrm",
+                 (the PIDs found are listed); do not remove the segment with ipcrm",
                 data_dir.display()
             ),
             Error::SegmentAnalysisFailed { .. } => {

@@ -197,6 +197,7 @@ pub fn pg_bindir() -> Option<PathBuf> {
 }
 
 /// Skip (with the reason printed) unless root and PostgreSQL is installed.
+#[allow(unused_macros)]
 macro_rules! require_postgres {
     () => {
         match (common::is_root(), common::pg_bindir()) {
@@ -212,6 +213,7 @@ macro_rules! require_postgres {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use require_postgres;
 
 fn template(bindir: &Path) -> &'static Path {

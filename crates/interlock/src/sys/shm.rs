@@ -169,10 +169,13 @@ impl Attachment {
         let base = self.addr.as_ptr().cast::<u8>();
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            // SAFETY: i < n <= len, the segment size reported by IPC_STAT;
-            // the mapping covers it until `shmdt` in Drop. Volatile because
-            // another process may write concurrently.
-            let byte = unsafe { base.add(i).read_volatile() };
+            // SAFETY: i < n <= len, the segment size reported by IPC_STAT,
+            // so the offset stays inside the mapping.
+            let p = unsafe { base.add(i) };
+            // SAFETY: `p` is inside the mapping, which stays valid until
+            // `shmdt` in Drop. Volatile because another process may write
+            // concurrently.
+            let byte = unsafe { p.read_volatile() };
             out.push(byte);
         }
         out
@@ -182,9 +185,11 @@ impl Attachment {
     pub fn write(&mut self, bytes: &[u8]) {
         let base = self.addr.as_ptr().cast::<u8>();
         for (i, b) in bytes.iter().take(self.len).enumerate() {
-            // SAFETY: i < len; the mapping is writable (attached without
-            // SHM_RDONLY) and valid until Drop.
-            unsafe { base.add(i).write_volatile(*b) };
+            // SAFETY: i < len, so the offset stays inside the mapping.
+            let p = unsafe { base.add(i) };
+            // SAFETY: `p` is inside the mapping, which is writable (attached
+            // without SHM_RDONLY) and valid until Drop.
+            unsafe { p.write_volatile(*b) };
         }
     }
 }

@@ -75,10 +75,8 @@ impl SignalFd {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(SignalFd {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            old_mask,
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(SignalFd { fd, old_mask })
     }
 
     /// Block and watch the signals `interlock hold` passes on to its command:
