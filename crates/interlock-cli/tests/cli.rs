@@ -6,9 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use assert_cmd::Command as Cmd;
 use common::*;
 use predicates::str::contains;
@@ -54,30 +51,8 @@ fn hold_runs_the_command_with_the_lock_in_place_and_leaves_nothing_behind() {
 fn hold_passes_sigterm_on_and_exits_like_the_command() {
     let t = TestDir::new();
     let mut c = Cleanup::for_dir(&t.data);
-    let mut hold = Command::new(bin())
-        .arg("hold")
-        .arg(&t.data)
-        .args(["--", "sleep", "600"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.pids.push(hold.id() as i32);
-    let banner = BufReader::new(hold.stderr.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
+    let (mut hold, sleep_pid, banner) = spawn_hold(&t.data, &[], &mut c);
     assert!(banner.starts_with("interlock: holding"), "{banner}");
-    let sleep_pid: i32 = banner
-        .rsplit("while PID ")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    c.pids.push(sleep_pid);
     signal(hold.id() as i32, rustix::process::Signal::TERM);
     let st = hold.wait().unwrap();
     assert_eq!(st.code(), Some(128 + 15));
@@ -90,29 +65,7 @@ fn hold_passes_sigterm_on_and_exits_like_the_command() {
 fn a_second_hold_is_refused_naming_the_first() {
     let t = TestDir::new();
     let mut c = Cleanup::for_dir(&t.data);
-    let mut first = Command::new(bin())
-        .arg("hold")
-        .arg(&t.data)
-        .args(["--", "sleep", "600"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.pids.push(first.id() as i32);
-    let banner = BufReader::new(first.stderr.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let sleep_pid: i32 = banner
-        .rsplit("while PID ")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    c.pids.push(sleep_pid);
+    let (mut first, _, _) = spawn_hold(&t.data, &[], &mut c);
     Cmd::new(bin())
         .arg("hold")
         .arg(&t.data)
@@ -123,6 +76,12 @@ fn a_second_hold_is_refused_naming_the_first() {
             "another postgres (PID {}) is running",
             first.id()
         )));
+    signal(first.id() as i32, rustix::process::Signal::TERM);
+    assert_eq!(
+        first.wait().unwrap().code(),
+        Some(143),
+        "the first hold is unharmed"
+    );
 }
 
 #[test]

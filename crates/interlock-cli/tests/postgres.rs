@@ -89,27 +89,8 @@ fn server_refuses_while_hold_runs_even_after_hold_is_killed() {
     let bindir = require_postgres!();
     let t = cluster(&bindir);
     let mut c = Cleanup::for_dir(&t.data);
-    let mut hold = Command::new(bin())
-        .arg("hold")
-        .arg(&t.data)
-        .args(["--", "sleep", "600"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut hold, sleep_pid, _) = spawn_hold(&t.data, &[], &mut c);
     let hold_pid = hold.id() as i32;
-    c.pids.push(hold_pid);
-    let mut err = BufReader::new(hold.stderr.take().unwrap()).lines();
-    let banner = err.next().unwrap().unwrap();
-    let sleep_pid: i32 = banner
-        .rsplit("while PID ")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    c.pids.push(sleep_pid);
     // The lock file is a standalone backend's, owned by the data directory's owner.
     let text = std::fs::read_to_string(t.data.join("postmaster.pid")).unwrap();
     assert_eq!(text.lines().next().unwrap(), format!("-{hold_pid}"));
@@ -248,29 +229,7 @@ fn hold_without_lock_file_lets_pg_resetwal_run_and_still_blocks_the_server() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("pg_control version number"));
 
     // and the server is still refused meanwhile.
-    let mut hold = Command::new(bin())
-        .args(["hold", "--no-lock-file"])
-        .arg(&t.data)
-        .args(["--", "sleep", "600"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.pids.push(hold.id() as i32);
-    let banner = BufReader::new(hold.stderr.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let sleep_pid: i32 = banner
-        .rsplit("while PID ")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    c.pids.push(sleep_pid);
+    let (mut hold, _, _) = spawn_hold(&t.data, &["--no-lock-file"], &mut c);
     assert!(!t.data.join("postmaster.pid").exists());
     match start_postgres(&bindir, &t.data, &mut c) {
         Start::Exited(log) => assert!(log.contains("pre-existing shared memory block"), "{log}"),

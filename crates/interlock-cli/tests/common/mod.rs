@@ -174,6 +174,35 @@ pub fn segments_of(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// Start `interlock hold [OPTS] DATA -- sleep 600`; returns the hold
+/// process, the command's PID (from the banner) and the banner. Both PIDs
+/// are registered for clean-up.
+pub fn spawn_hold(data: &Path, opts: &[&str], c: &mut Cleanup) -> (Child, i32, String) {
+    use std::io::BufRead;
+    let mut hold = Command::new(bin())
+        .arg("hold")
+        .args(opts)
+        .arg(data)
+        .args(["--", "sleep", "600"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.pids.push(hold.id() as i32);
+    let banner = std::io::BufReader::new(hold.stderr.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let pid: i32 = banner
+        .rsplit("while PID ")
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no command PID in {banner:?}"));
+    c.pids.push(pid);
+    (hold, pid, banner)
+}
+
 // ---------------------------------------------------------------- PostgreSQL
 
 /// The directory holding `postgres`, `initdb`, `pg_resetwal`: the
