@@ -573,12 +573,31 @@ impl PidFile {
     }
 }
 
+/// Whether `tail`, found after line 8, is what a non-truncating rewrite
+/// leaves of an older, longer file: the last bytes of a padded status line
+/// and its newline (a shmid can only lose one digit, "%9lu" pads the rest).
+fn is_stale_status_tail(tail: &[u8]) -> bool {
+    tail.len() <= 9
+        && PmStatus::ALL.iter().any(|st| {
+            let line = [st.padded().as_bytes(), b"\n"].concat();
+            line.ends_with(tail)
+        })
+}
+
 /// Splits the file into 5..=8 newline-terminated lines (without their newlines).
 fn split_lines(bytes: &[u8]) -> Result<Vec<&[u8]>, ParseError> {
     let mut lines: Vec<&[u8]> = Vec::with_capacity(8);
     let mut rest = bytes;
     while !rest.is_empty() {
         let n = lines.len().saturating_add(1);
+        if n > LINE_NAMES.len() && is_stale_status_tail(rest) {
+            // AddToDataDirLockFile rewrites the file from offset 0 without
+            // truncating it. When a crash-restart writes a line 7 that is
+            // shorter than before (a 10-digit shmid followed by a 9-digit
+            // one), the old file's last bytes — the end of line 8 — stay
+            // behind it. PostgreSQL ignores them; so do we.
+            break;
+        }
         if n > LINE_NAMES.len() {
             let line9 = rest.split(|b| *b == b'\n').next().unwrap_or(rest);
             return Err(ParseError::quoting(
@@ -954,8 +973,10 @@ mod tests {
         nine.extend_from_slice(b"extra\n");
         let e = err_on(&nine, 9);
         assert!(e.found.contains("extra"), "{e}");
+        // A lone extra newline is what a non-truncating rewrite leaves
+        // (see rewrite_tests); two are not.
         let mut blank_ninth = PG12_FULL.to_vec();
-        blank_ninth.push(b'\n');
+        blank_ninth.extend_from_slice(b"\n\n");
         err_on(&blank_ninth, 9);
     }
 
@@ -1033,6 +1054,38 @@ mod tests {
         for bad in ["running", "", "ready    ", " ready", "READY", "rea"] {
             let e = err_on(format!("{base}{bad}\n").as_bytes(), 8);
             assert!(e.expected.contains("\"standby \""), "{e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod rewrite_tests {
+    use super::*;
+
+    /// A crash-restart moves line 7 from a 10-digit to a 9-digit shmid;
+    /// PostgreSQL rewrites in place without truncating, so one byte of the
+    /// old file (its final newline) stays behind.
+    #[test]
+    fn stale_tail_of_a_non_truncating_rewrite_is_accepted() {
+        let old = b"242712\n/data\n1772698474\n8531\n/tmp\n*\n     4096 1328250881\nready   \n";
+        let new = b"242712\n/data\n1772698474\n8531\n/tmp\n*\n     4096 328250882\nready   \n";
+        let mut on_disk = new.to_vec();
+        on_disk.extend_from_slice(&old[new.len()..]);
+        assert_eq!(&on_disk[new.len()..], b"\n");
+        let pf = PidFile::parse(&on_disk).unwrap();
+        assert_eq!(pf.shmem.unwrap().shmid, 328250882);
+        assert_eq!(pf.status, Some(PmStatus::Ready));
+        assert_eq!(pf.render(), new.to_vec());
+    }
+
+    #[test]
+    fn other_tails_after_line_8_are_still_rejected() {
+        let base = b"1\n/d\n1\n5432\n\n\n        1         2\nready   \n".to_vec();
+        for tail in [&b"x\n"[..], b"ready\n\n", b"9\n", b"\n\n"] {
+            let mut f = base.clone();
+            f.extend_from_slice(tail);
+            let e = PidFile::parse(&f).unwrap_err();
+            assert_eq!(e.line, Some(9), "{tail:?}");
         }
     }
 }
