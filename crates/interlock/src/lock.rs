@@ -283,14 +283,23 @@ impl DataDirLock {
             if !opts.lock_file {
                 break (created, None);
             }
-            if let Some(id) = stale {
-                lockfile::unlink_if_same(&dir, id)?;
-            }
-            crate::failpoint("stale_lockfile_removed");
             let content = render(&dir, me, start_time, opts, created.key, created.shmid);
-            match lockfile::create(&dir, &content.render())? {
-                Some((fd, id)) => break (created, Some((fd, id, content))),
-                None => {
+            let published = stale
+                .map_or(Ok(false), |id| lockfile::unlink_if_same(&dir, id))
+                .and_then(|_| {
+                    crate::failpoint("stale_lockfile_removed");
+                    lockfile::create(&dir, &content.render())
+                });
+            match published {
+                Ok(Some((fd, id))) => break (created, Some((fd, id, content))),
+                Err(e) => {
+                    // Leave no segment behind for an acquire that failed.
+                    let shmid = created.shmid;
+                    drop(created);
+                    let _ = sys::shm::remove(shmid);
+                    return Err(e);
+                }
+                Ok(None) => {
                     let shmid = created.shmid;
                     drop(created);
                     let _ = sys::shm::remove(shmid);
