@@ -48,17 +48,20 @@ fn hold_runs_the_command_with_the_lock_in_place_and_leaves_nothing_behind() {
 }
 
 #[test]
-fn hold_passes_sigterm_on_and_exits_like_the_command() {
-    let t = TestDir::new();
-    let mut c = Cleanup::for_dir(&t.data);
-    let (mut hold, sleep_pid, banner) = spawn_hold(&t.data, &[], &mut c);
-    assert!(banner.starts_with("interlock: holding"), "{banner}");
-    signal(hold.id() as i32, rustix::process::Signal::TERM);
-    let st = hold.wait().unwrap();
-    assert_eq!(st.code(), Some(128 + 15));
-    assert!(!pid_alive(sleep_pid));
-    assert!(!t.data.join("postmaster.pid").exists());
-    assert!(segments_of(&t.data).is_empty());
+fn hold_passes_sigint_and_sigterm_on_and_exits_like_the_command() {
+    use rustix::process::Signal;
+    for (sig, n) in [(Signal::INT, 2), (Signal::TERM, 15)] {
+        let t = TestDir::new();
+        let mut c = Cleanup::for_dir(&t.data);
+        let (mut hold, sleep_pid, banner) = spawn_hold(&t.data, &[], &mut c);
+        assert!(banner.starts_with("interlock: holding"), "{banner}");
+        signal(hold.id() as i32, sig);
+        let st = hold.wait().unwrap();
+        assert_eq!(st.code(), Some(128 + n), "{sig:?}");
+        assert!(!pid_alive(sleep_pid));
+        assert!(!t.data.join("postmaster.pid").exists());
+        assert!(segments_of(&t.data).is_empty());
+    }
 }
 
 #[test]
