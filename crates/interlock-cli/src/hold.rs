@@ -12,13 +12,30 @@ use interlock::{DataDirLock, Error, LockOptions, Released};
 
 use crate::exit;
 
-#[derive(Debug)]
+/// Arguments of `interlock hold`.
+#[derive(Debug, clap::Args)]
 pub struct HoldArgs {
+    /// The data directory.
     pub datadir: PathBuf,
+    /// Port for line 4 of the lock file [default: the cluster's
+    /// configured port, else 5432].
+    #[arg(long)]
     pub port: Option<u16>,
+    /// Hold with the segment only, writing no postmaster.pid: for tools
+    /// that refuse to run while postmaster.pid exists (pg_resetwal,
+    /// pg_upgrade). PostgreSQL 13+ still refuses to start; 10–12 do not
+    /// look for the segment without the lock file.
+    #[arg(long)]
     pub no_lock_file: bool,
+    /// Seconds to wait for another interlock process that is acquiring
+    /// the same directory.
+    #[arg(long, default_value_t = 10)]
     pub wait: u64,
+    /// Print nothing but errors.
+    #[arg(long, short)]
     pub quiet: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, num_args = 1..)]
     pub command: Vec<OsString>,
 }
 

@@ -10,8 +10,6 @@
 mod exit;
 mod hold;
 
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -38,50 +36,13 @@ enum Cmd {
     /// SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to it are passed on to
     /// COMMAND. Exits with COMMAND's status (128+N if it died of signal N).
     #[command(after_help = exit::HOLD_EXIT_CODES_HELP)]
-    Hold {
-        /// The data directory.
-        datadir: PathBuf,
-        /// Port for line 4 of the lock file [default: the cluster's
-        /// configured port, else 5432].
-        #[arg(long)]
-        port: Option<u16>,
-        /// Hold with the segment only, writing no postmaster.pid: for tools
-        /// that refuse to run while postmaster.pid exists (pg_resetwal,
-        /// pg_upgrade). PostgreSQL 13+ still refuses to start; 10–12 do not
-        /// look for the segment without the lock file.
-        #[arg(long)]
-        no_lock_file: bool,
-        /// Seconds to wait for another interlock process that is acquiring
-        /// the same directory.
-        #[arg(long, default_value_t = 10)]
-        wait: u64,
-        /// Print nothing but errors.
-        #[arg(long, short)]
-        quiet: bool,
-        /// The command and its arguments.
-        #[arg(last = true, required = true, num_args = 1..)]
-        command: Vec<OsString>,
-    },
+    Hold(hold::HoldArgs),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let code = match args.command {
-        Cmd::Hold {
-            datadir,
-            port,
-            no_lock_file,
-            wait,
-            quiet,
-            command,
-        } => hold::run(&hold::HoldArgs {
-            datadir,
-            port,
-            no_lock_file,
-            wait,
-            quiet,
-            command,
-        }),
+        Cmd::Hold(hold) => hold::run(&hold),
     };
     ExitCode::from(code)
 }

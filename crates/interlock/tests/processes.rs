@@ -31,6 +31,23 @@ fn acquired(o: &Outcome) {
     );
 }
 
+/// An owner that forked one child and was then SIGKILLed: the child, an
+/// orphan still attached, like a backend of a killed postmaster.
+fn orphaned_child(dir: &std::path::Path, c: &mut Cleanup) -> i32 {
+    let mut owner = Holder::start(dir, &["--fork", "1"], c);
+    acquired(&owner.outcome(c));
+    let child = owner.children(1, c)[0];
+    owner.kill9();
+    child
+}
+
+/// Kill the orphan: then the directory is free again.
+fn end_orphan_then_acquire(dir: &std::path::Path, orphan: i32, c: &mut Cleanup) {
+    signal(orphan, Signal::KILL);
+    wait_gone(orphan);
+    acquired(&acquire_outcome(dir, c));
+}
+
 #[test]
 fn killed_owner_with_live_child_is_refused_until_the_child_exits() {
     let dir = tempfile::tempdir().unwrap();
@@ -183,15 +200,10 @@ fn live_owner_is_refused_by_identity() {
 fn deleting_the_lock_file_does_not_let_anyone_in() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Cleanup::for_dir(dir.path());
-    let mut owner = Holder::start(dir.path(), &["--fork", "1"], &mut c);
-    acquired(&owner.outcome(&mut c));
-    let child = owner.children(1, &mut c)[0];
-    owner.kill9();
+    let child = orphaned_child(dir.path(), &mut c);
     std::fs::remove_file(dir.path().join("postmaster.pid")).unwrap();
     refused(&acquire_outcome(dir.path(), &mut c), "SegmentInUse");
-    signal(child, Signal::KILL);
-    wait_gone(child);
-    acquired(&acquire_outcome(dir.path(), &mut c));
+    end_orphan_then_acquire(dir.path(), child, &mut c);
 }
 
 /// 000_2c92e32b102abf06.txt's bypass: the old holder sits on key K+1
@@ -231,9 +243,7 @@ fn shifting_the_key_does_not_let_anyone_in() {
     let msg = refused(&acquire_outcome(dir.path(), &mut c), "SegmentInUse");
     assert!(msg.contains(&format!("PID {child}")), "{msg}");
 
-    signal(child, Signal::KILL);
-    wait_gone(child);
-    acquired(&acquire_outcome(dir.path(), &mut c));
+    end_orphan_then_acquire(dir.path(), child, &mut c);
 }
 
 #[test]
@@ -327,10 +337,7 @@ fn a_crash_at_any_step_of_acquire_never_wedges_the_next_one() {
 fn a_crash_at_any_step_never_wins_while_an_old_holder_lives() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Cleanup::for_dir(dir.path());
-    let mut old = Holder::start(dir.path(), &["--fork", "1"], &mut c);
-    acquired(&old.outcome(&mut c));
-    let orphan = old.children(1, &mut c)[0];
-    old.kill9();
+    let orphan = orphaned_child(dir.path(), &mut c);
     for step in ACQUIRE_STEPS {
         let h = Holder::start_as(
             None,
@@ -345,9 +352,7 @@ fn a_crash_at_any_step_never_wins_while_an_old_holder_lives() {
         }
         refused(&acquire_outcome(dir.path(), &mut c), "SegmentInUse");
     }
-    signal(orphan, Signal::KILL);
-    wait_gone(orphan);
-    acquired(&acquire_outcome(dir.path(), &mut c));
+    end_orphan_then_acquire(dir.path(), orphan, &mut c);
 }
 
 #[test]
