@@ -24,6 +24,7 @@ mod num;
 pub mod dsm;
 pub mod maps;
 pub mod pgconf;
+pub mod pgproc;
 pub mod pidfile;
 pub mod procstat;
 pub mod shmem_header;

@@ -22,8 +22,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use interlock_format::maps::maps_mentions_shmid;
+use interlock_format::pgproc::pg_role;
 use interlock_format::pidfile::PidFile;
-use interlock_format::procstat::{parse_boot_time, parse_proc_stat, ProcStat};
+use interlock_format::procstat::{parse_boot_time, parse_proc_stat, parse_proc_status, ProcStat};
 
 use crate::sys::shm::ShmId;
 
@@ -55,6 +56,48 @@ pub struct Holder {
     pub pid: i32,
     /// Its name (`comm`), sanitised for printing.
     pub name: String,
+}
+
+/// What a process is doing, as `ps` names its state letter.
+pub fn state_name(state: u8) -> &'static str {
+    match state {
+        b'R' => "running",
+        b'S' => "sleeping",
+        b'D' => "disk sleep",
+        b'Z' => "zombie",
+        b'T' => "stopped",
+        b't' => "tracing stop",
+        b'X' | b'x' => "dead",
+        b'I' => "idle",
+        b'W' => "paging",
+        b'P' => "parked",
+        _ => "unknown",
+    }
+}
+
+/// Facts about one process, for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Its PID (in our PID namespace).
+    pub pid: i32,
+    /// Its parent.
+    pub ppid: i32,
+    /// Its state letter (`S`, `T`, `Z`, `D`, …); see [`state_name`].
+    pub state: u8,
+    /// Its name (`comm`), printable.
+    pub name: String,
+    /// Its command line, NULs as spaces, printable; empty for kernel
+    /// threads and zombies.
+    pub cmdline: String,
+    /// Start time, epoch seconds.
+    pub start_time: i64,
+    /// Real uid.
+    pub uid: u32,
+    /// Its PID in each nested PID namespace, ours first (`NSpid`); more
+    /// than one entry means it lives in a child namespace.
+    pub nspid: Vec<i32>,
+    /// Its PostgreSQL role (`postmaster`, `checkpointer`, `client backend`…).
+    pub role: Option<String>,
 }
 
 /// Why we believe the process named in a lock file is its owner.
@@ -148,6 +191,34 @@ impl ProcFs {
     pub fn start_time(&self, stat: &ProcStat) -> io::Result<i64> {
         let ticks = rustix::param::clock_ticks_per_second().max(1);
         Ok(self.boot_time()? + (stat.start_time_ticks / ticks) as i64)
+    }
+
+    /// Everything [`ProcessInfo`] holds. A process that vanishes while it
+    /// is read yields `ErrorKind::NotFound` (an expected race).
+    pub fn info(&self, pid: i32) -> io::Result<ProcessInfo> {
+        let stat = self.stat(pid)?;
+        let status_bytes = fs::read(self.pid_path(pid, "status"))?;
+        let status = parse_proc_status(&status_bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let cmdline_bytes = fs::read(self.pid_path(pid, "cmdline"))?;
+        let mut cmdline = printable(
+            &cmdline_bytes
+                .iter()
+                .map(|&b| if b == 0 { b' ' } else { b })
+                .collect::<Vec<u8>>(),
+        );
+        cmdline.truncate(cmdline.trim_end().len());
+        Ok(ProcessInfo {
+            pid,
+            ppid: stat.ppid,
+            state: stat.state,
+            name: printable(&stat.comm),
+            start_time: self.start_time(&stat)?,
+            uid: status.uid[0],
+            nspid: status.nspid,
+            role: pg_role(&cmdline_bytes),
+            cmdline,
+        })
     }
 
     /// `/proc/PID/cwd`.
@@ -286,4 +357,135 @@ pub fn printable(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use interlock_format::pidfile::ShmemLine;
+
+    const BTIME: i64 = 1_700_000_000;
+
+    /// A /proc tree with one PostgreSQL checkpointer: a name with spaces and
+    /// parentheses, a uid above 65535 (a user-namespaced container seen from
+    /// the host), a nested PID namespace, stopped, attached to shmid 65538.
+    fn fixture(state: char) -> (tempfile::TempDir, ProcFs, i64) {
+        let root = tempfile::tempdir().unwrap();
+        let hz = rustix::param::clock_ticks_per_second() as i64;
+        std::fs::write(
+            root.path().join("stat"),
+            format!("cpu  1 2 3 4\nbtime {BTIME}\nprocesses 9\n"),
+        )
+        .unwrap();
+        let p = root.path().join("4242");
+        std::fs::create_dir(&p).unwrap();
+        let start_ticks = 500 * hz;
+        std::fs::write(
+            p.join("stat"),
+            format!(
+                "4242 (postgres: bob (x) ) {state} 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {start_ticks} \
+                 228147200 2000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("status"),
+            format!(
+                "Name:\tpostgres: bob (x) \nState:\t{state} (stopped)\nTgid:\t4242\nPid:\t4242\nPPid:\t1\n\
+                 Uid:\t100000\t100000\t100000\t100000\nGid:\t100000\t100000\t100000\t100000\nNSpid:\t4242\t7\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(p.join("cmdline"), b"postgres: checkpointer \0").unwrap();
+        std::fs::write(
+            p.join("maps"),
+            "7f2b61b05000-7f2b61b06000 rw-s 00000000 00:01 65538                      /SYSV0000a000 (deleted)\n\
+             7f2b61b06000-7f2b61b07000 r--p 00000000 08:01 1234                       /usr/lib/libc.so.6\n",
+        )
+        .unwrap();
+        // A process that vanished between readdir and read: only a directory.
+        std::fs::create_dir(root.path().join("4243")).unwrap();
+        let procfs = ProcFs::new(root.path());
+        (root, procfs, BTIME + 500)
+    }
+
+    #[test]
+    fn process_info_from_a_fixture_tree() {
+        let (_root, procfs, started) = fixture('T');
+        let info = procfs.info(4242).unwrap();
+        assert_eq!(info.name, "postgres: bob (x) ");
+        assert_eq!(state_name(info.state), "stopped");
+        assert_eq!(info.ppid, 1);
+        assert_eq!(info.uid, 100_000);
+        assert_eq!(info.nspid, vec![4242, 7]);
+        assert_eq!(info.cmdline, "postgres: checkpointer");
+        assert_eq!(info.role.as_deref(), Some("checkpointer"));
+        assert_eq!(info.start_time, started);
+    }
+
+    #[test]
+    fn vanished_processes_read_as_not_found_and_are_skipped() {
+        let (_root, procfs, _) = fixture('S');
+        assert_eq!(
+            procfs.info(4243).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(procfs.info(99).unwrap_err().kind(), io::ErrorKind::NotFound);
+        let holders = procfs.holders_of(ShmId(65538), 5);
+        assert_eq!(
+            holders,
+            vec![Holder {
+                pid: 4242,
+                name: "postgres: bob (x) ".into()
+            }]
+        );
+        assert!(procfs.holders_of(ShmId(65539), 5).is_empty());
+    }
+
+    fn pidfile(start_time: i64, shmid: i32) -> PidFile {
+        let mut pf = PidFile::new_server(4242, "/data", start_time, 5432);
+        pf.shmem = Some(ShmemLine { key: 40960, shmid });
+        pf.line_count = 7;
+        pf
+    }
+
+    #[test]
+    fn owner_identity_by_start_time_segment_and_state() {
+        let (_root, procfs, started) = fixture('S');
+        let data = Path::new("/data");
+        assert_eq!(
+            procfs.judge_owner(&pidfile(started + 1, 1), data, 1),
+            OwnerVerdict::Alive {
+                pid: 4242,
+                evidence: OwnerEvidence::StartTime
+            }
+        );
+        // Clock stepped by an hour, but it maps the segment on line 7.
+        assert_eq!(
+            procfs.judge_owner(&pidfile(started - 3600, 65538), data, 1),
+            OwnerVerdict::Alive {
+                pid: 4242,
+                evidence: OwnerEvidence::MapsSegment
+            }
+        );
+        // Neither: the PID was reused.
+        assert!(matches!(
+            procfs.judge_owner(&pidfile(started - 3600, 1), data, 1),
+            OwnerVerdict::Reused { pid: 4242, .. }
+        ));
+        // The lock file names this very process: a stale file from before a reboot.
+        assert_eq!(
+            procfs.judge_owner(&pidfile(started, 1), data, 4242),
+            OwnerVerdict::Gone
+        );
+    }
+
+    #[test]
+    fn a_zombie_owner_is_not_alive() {
+        let (_root, procfs, started) = fixture('Z');
+        assert_eq!(
+            procfs.judge_owner(&pidfile(started, 65538), Path::new("/data"), 1),
+            OwnerVerdict::Zombie
+        );
+    }
 }

@@ -1,0 +1,134 @@
+//! What a PostgreSQL process is, from its command line.
+//!
+//! Every child of a postmaster rewrites its process title (`init_ps_display`)
+//! to `postgres: [cluster_name: ]<what>`, e.g. `postgres: checkpointer`,
+//! `postgres: 15/main: walwriter`, or, for a client backend,
+//! `postgres: alice shop [local] idle`. The postmaster keeps its original
+//! argv (`/usr/lib/postgresql/15/bin/postgres -D …`). `/proc/PID/cmdline`
+//! shows the title with NUL separators or, once rewritten, as one string
+//! padded with NULs or spaces.
+
+/// The kinds of auxiliary processes, by the title they set (PostgreSQL
+/// 10–18). Anything else after `postgres: ` is a client backend.
+const AUXILIARY: &[&str] = &[
+    "checkpointer",
+    "background writer",
+    "walwriter",
+    "wal writer",
+    "autovacuum launcher",
+    "autovacuum worker",
+    "logical replication launcher",
+    "logical replication worker",
+    "logical replication apply worker",
+    "logical replication parallel apply worker",
+    "logical replication tablesync worker",
+    "stats collector",
+    "archiver",
+    "logger",
+    "startup",
+    "walreceiver",
+    "walsender",
+    "walsummarizer",
+    "slotsync worker",
+    "io worker",
+    "parallel worker",
+    "background worker",
+    "dead-end",
+];
+
+/// The role of a process from its `/proc/PID/cmdline` bytes: `postmaster`
+/// for a `postgres`/`postmaster` executable that kept its argv, the title's
+/// kind for an auxiliary process (`checkpointer`, `walwriter`, …),
+/// `client backend` for any other `postgres: ` title, `None` for a process
+/// that is not PostgreSQL's.
+pub fn pg_role(cmdline: &[u8]) -> Option<String> {
+    let text: String = String::from_utf8_lossy(cmdline).replace('\0', " ");
+    let text = text.trim();
+    if let Some(title) = text
+        .strip_prefix("postgres: ")
+        .or_else(|| text.strip_prefix("postmaster: "))
+    {
+        // Skip an optional "cluster_name: " prefix: the kind follows the
+        // last ": " that precedes one of the known words.
+        for part in
+            std::iter::once(title).chain(title.match_indices(": ").map(|(i, _)| &title[i + 2..]))
+        {
+            if let Some(kind) = AUXILIARY.iter().find(|k| part.starts_with(*k)) {
+                return Some(match *kind {
+                    "wal writer" => "walwriter".to_string(),
+                    other => other.to_string(),
+                });
+            }
+        }
+        return Some("client backend".to_string());
+    }
+    let argv0 = text.split(' ').next().unwrap_or("");
+    let base = argv0.rsplit('/').next().unwrap_or(argv0);
+    if base == "postgres" || base == "postmaster" {
+        return Some("postmaster".to_string());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pg_role;
+
+    fn role(s: &str) -> Option<String> {
+        pg_role(s.as_bytes())
+    }
+
+    #[test]
+    fn postmaster_keeps_its_argv() {
+        assert_eq!(
+            role("/usr/lib/postgresql/15/bin/postgres\0-D\0/data\0").as_deref(),
+            Some("postmaster")
+        );
+        assert_eq!(role("postmaster -D /data").as_deref(), Some("postmaster"));
+    }
+
+    #[test]
+    fn auxiliary_processes_by_title() {
+        assert_eq!(
+            role("postgres: checkpointer ").as_deref(),
+            Some("checkpointer")
+        );
+        assert_eq!(
+            role("postgres: 15/main: walwriter   \0\0\0").as_deref(),
+            Some("walwriter")
+        );
+        assert_eq!(
+            role("postgres: wal writer process   ").as_deref(),
+            Some("walwriter")
+        );
+        assert_eq!(
+            role("postgres: autovacuum launcher").as_deref(),
+            Some("autovacuum launcher")
+        );
+        assert_eq!(role("postgres: logger ").as_deref(), Some("logger"));
+        assert_eq!(
+            role("postgres: parallel worker for PID 4242").as_deref(),
+            Some("parallel worker")
+        );
+        assert_eq!(role("postgres: io worker 2").as_deref(), Some("io worker"));
+    }
+
+    #[test]
+    fn anything_else_titled_is_a_client_backend() {
+        assert_eq!(
+            role("postgres: alice shop [local] idle").as_deref(),
+            Some("client backend")
+        );
+        assert_eq!(
+            role("postgres: main: bob db 10.0.0.1(5432) SELECT").as_deref(),
+            Some("client backend")
+        );
+    }
+
+    #[test]
+    fn other_programs_have_no_role() {
+        assert_eq!(role("sleep\0\x36\x30\x30\0"), None); // sleep 600
+        assert_eq!(role("/usr/bin/postgresql-check"), None);
+        assert_eq!(role(""), None);
+    }
+}
