@@ -34,6 +34,27 @@ fn fatal_segment_in_use(log: &str, key: &str, shmid: &str) {
     );
 }
 
+/// Start the server and expect it to come up; stop it again.
+fn expect_starts(bindir: &std::path::Path, data: &std::path::Path, c: &mut Cleanup, when: &str) {
+    match start_postgres(bindir, data, c) {
+        Start::Running(child) => stop_postgres(data, child),
+        Start::Exited(log) => panic!("postgres did not start {when}:\n{log}"),
+    }
+}
+
+/// Start the server and expect it to refuse; its log.
+fn expect_refused(
+    bindir: &std::path::Path,
+    data: &std::path::Path,
+    c: &mut Cleanup,
+    when: &str,
+) -> String {
+    match start_postgres(bindir, data, c) {
+        Start::Exited(log) => log,
+        Start::Running(_) => panic!("postgres started {when}"),
+    }
+}
+
 /// The library holder, run as postgres.
 struct LibHolder {
     child: std::process::Child,
@@ -66,10 +87,13 @@ fn server_refuses_while_the_library_holds_and_starts_after() {
     let holder_pid: i32 = first.split_whitespace().nth(1).unwrap().parse().unwrap();
     c.pids.push(holder_pid);
 
-    match start_postgres(&bindir, &t.data, &mut c) {
-        Start::Exited(log) => fatal_lock_file_exists(&log, holder_pid, "postmaster", &t.data),
-        Start::Running(_) => panic!("postgres started while the library held the directory"),
-    }
+    let log = expect_refused(
+        &bindir,
+        &t.data,
+        &mut c,
+        "while the library held the directory",
+    );
+    fatal_lock_file_exists(&log, holder_pid, "postmaster", &t.data);
     drop(h.child.stdin.take());
     assert!(h
         .lines
@@ -78,10 +102,7 @@ fn server_refuses_while_the_library_holds_and_starts_after() {
         .unwrap()
         .starts_with("RELEASED Clean"));
     h.child.wait().unwrap();
-    match start_postgres(&bindir, &t.data, &mut c) {
-        Start::Running(child) => stop_postgres(&t.data, child),
-        Start::Exited(log) => panic!("postgres did not start after release:\n{log}"),
-    }
+    expect_starts(&bindir, &t.data, &mut c, "after release");
 }
 
 #[test]
@@ -100,10 +121,8 @@ fn server_refuses_while_hold_runs_even_after_hold_is_killed() {
     assert_eq!(meta.uid(), data_meta.uid());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 
-    match start_postgres(&bindir, &t.data, &mut c) {
-        Start::Exited(log) => fatal_lock_file_exists(&log, hold_pid, "postgres", &t.data),
-        Start::Running(_) => panic!("postgres started during hold"),
-    }
+    let log = expect_refused(&bindir, &t.data, &mut c, "during hold");
+    fatal_lock_file_exists(&log, hold_pid, "postgres", &t.data);
 
     // SIGKILL the hold itself: the command still runs, so the server must
     // still refuse — now because of the segment its keeper holds.
@@ -111,10 +130,8 @@ fn server_refuses_while_hold_runs_even_after_hold_is_killed() {
     signal(hold_pid, Signal::KILL);
     hold.wait().unwrap();
     assert!(pid_alive(sleep_pid));
-    match start_postgres(&bindir, &t.data, &mut c) {
-        Start::Exited(log) => fatal_segment_in_use(&log, &key, &shmid),
-        Start::Running(_) => panic!("postgres started while the held command still ran"),
-    }
+    let log = expect_refused(&bindir, &t.data, &mut c, "while the held command still ran");
+    fatal_segment_in_use(&log, &key, &shmid);
 
     signal(sleep_pid, Signal::KILL);
     wait_until("keeper exit", || {
@@ -124,10 +141,7 @@ fn server_refuses_while_hold_runs_even_after_hold_is_killed() {
                 .unwrap_or(true)
         })
     });
-    match start_postgres(&bindir, &t.data, &mut c) {
-        Start::Running(child) => stop_postgres(&t.data, child),
-        Start::Exited(log) => panic!("postgres did not start after the command exited:\n{log}"),
-    }
+    expect_starts(&bindir, &t.data, &mut c, "after the command exited");
 }
 
 #[test]
@@ -231,10 +245,8 @@ fn hold_without_lock_file_lets_pg_resetwal_run_and_still_blocks_the_server() {
     // and the server is still refused meanwhile.
     let (mut hold, _, _) = spawn_hold(&t.data, &["--no-lock-file"], &mut c);
     assert!(!t.data.join("postmaster.pid").exists());
-    match start_postgres(&bindir, &t.data, &mut c) {
-        Start::Exited(log) => assert!(log.contains("pre-existing shared memory block"), "{log}"),
-        Start::Running(_) => panic!("postgres started during a segment-only hold"),
-    }
+    let log = expect_refused(&bindir, &t.data, &mut c, "during a segment-only hold");
+    assert!(log.contains("pre-existing shared memory block"), "{log}");
     signal(hold.id() as i32, Signal::TERM);
     let st = hold.wait().unwrap();
     assert_eq!(st.code(), Some(143), "SIGTERM passed on to sleep");

@@ -151,8 +151,6 @@ pub enum Released {
 struct Held {
     id: u64,
     owner_pid: i32,
-    dev: u64,
-    ino: u64,
     shmid: ShmId,
     attachment: Option<Attachment>,
     lock: Option<(OwnedFd, FileId)>,
@@ -237,7 +235,7 @@ impl DataDirLock {
         let me = my_pid();
         if lock_registry()
             .iter()
-            .any(|h| h.owner_pid == me && h.dev == dir.dev && h.ino == dir.ino)
+            .any(|h| h.owner_pid == me && h.dir.dev == dir.dev && h.dir.ino == dir.ino)
         {
             return Err(Error::AlreadyHeld {
                 path: dir.path.clone(),
@@ -343,8 +341,6 @@ impl DataDirLock {
         lock_registry().push(Held {
             id,
             owner_pid: me,
-            dev: dir.dev,
-            ino: dir.ino,
             shmid: created.shmid,
             attachment: Some(created.attachment),
             lock: lock_fd,

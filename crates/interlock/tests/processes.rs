@@ -69,9 +69,7 @@ fn killed_owner_with_live_child_is_refused_until_the_child_exits() {
         "the holder is named: {msg}"
     );
 
-    signal(child, Signal::KILL);
-    wait_gone(child);
-    acquired(&acquire_outcome(dir.path(), &mut c));
+    end_orphan_then_acquire(dir.path(), child, &mut c);
     assert!(
         !dir.path().join("postmaster.pid").exists(),
         "released cleanly"
@@ -92,9 +90,7 @@ fn killed_owner_with_stopped_child_is_refused() {
 
     let msg = refused(&acquire_outcome(dir.path(), &mut c), "SegmentInUse");
     assert!(msg.contains(&format!("PID {}", kids[0])), "{msg}");
-    signal(kids[0], Signal::KILL);
-    wait_gone(kids[0]);
-    acquired(&acquire_outcome(dir.path(), &mut c));
+    end_orphan_then_acquire(dir.path(), kids[0], &mut c);
 }
 
 #[test]

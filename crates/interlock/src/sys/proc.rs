@@ -290,11 +290,3 @@ pub fn at_exit(f: extern "C" fn()) -> io::Result<()> {
     }
     Ok(())
 }
-
-/// `_exit(status)` — end the process at once, without running `atexit`
-/// handlers or destructors. Used after `fork` in children that must not run
-/// the parent's clean-up.
-pub fn exit_now(status: i32) -> ! {
-    // SAFETY: _exit never returns and has no preconditions.
-    unsafe { libc::_exit(status) }
-}
