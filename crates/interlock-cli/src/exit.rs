@@ -4,6 +4,14 @@
 //! passes its command's status through, so its own failures use the codes
 //! that `env`, `timeout` and `chroot` use for the same purpose.
 
+/// `status`/`scan`: PostgreSQL runs, or would start safely.
+pub const OK: u8 = 0;
+/// `status`/`scan`: PostgreSQL would not start, or would start alongside
+/// processes of an earlier server.
+pub const BLOCKED: u8 = 1;
+/// `status`/`scan`: the answer cannot be told, or an error.
+pub const UNKNOWN: u8 = 2;
+
 /// `hold`: the data directory is in use by another process (a server, an
 /// orphaned backend, another hold); COMMAND was not run. EX_TEMPFAIL.
 pub const HOLD_BUSY: u8 = 75;
@@ -18,9 +26,11 @@ pub const HOLD_NOT_FOUND: u8 = 127;
 /// Shown after the top-level `--help`.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0    yes: running or will start; the command succeeded
-  1    no: PostgreSQL will not start (blocked)
-  2    unknown, or an error
+  0    status, scan: running, or would start safely
+  1    status, scan: blocked (PostgreSQL would stop with a FATAL error), or
+       it would start alongside processes of an earlier server (unsafe)
+  2    status, scan: unknown (something that decides could not be read),
+       or an error
   hold: COMMAND's own status, or 75 (directory in use), 125 (hold failed),
         126 (COMMAND not executable), 127 (COMMAND not found)";
 

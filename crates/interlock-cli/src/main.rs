@@ -9,6 +9,7 @@
 
 mod exit;
 mod hold;
+mod status;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,16 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Will PostgreSQL start on DATADIR? If not, why not, who holds it, and
+    /// what to do.
+    ///
+    /// Replays the server's own startup checks (data directory, lock file,
+    /// line 7's segment, the key probe) against what /proc shows, and names
+    /// the FATAL message the server would log. Attaches to no segment: a
+    /// segment's processes are found in /proc/PID/maps and its header is
+    /// read through a holder's /proc/PID/mem (needs root), so a server
+    /// starting at the same moment is never disturbed.
+    Status(status::StatusArgs),
     /// Hold DATADIR, in PostgreSQL's own format, while COMMAND runs.
     ///
     /// PostgreSQL refuses to start on DATADIR until COMMAND has exited, even
@@ -43,6 +54,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let code = match args.command {
         Cmd::Hold(hold) => hold::run(&hold),
+        Cmd::Status(st) => status::run(&st),
     };
     ExitCode::from(code)
 }

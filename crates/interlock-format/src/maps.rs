@@ -289,6 +289,63 @@ pub fn maps_mentions_shmid(maps_text: &[u8], shmid: i32) -> bool {
         .any(|(_, id)| id == shmid)
 }
 
+/// A System V attachment seen in a maps text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SysvMapping {
+    /// The segment id (the mapping's inode).
+    pub shmid: i32,
+    /// The key the segment was created with (from the `/SYSV%08x` name).
+    pub key: i32,
+    /// Where it is mapped: the start of the segment in that process.
+    pub start: u64,
+}
+
+/// The shared mappings of one process that matter to the interlock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedMappings {
+    /// One entry per `shmat`: mappings at offset 0 of a `/SYSV` file. (An attachment split
+    /// by `mprotect` shows further lines at nonzero offsets, which are not counted, so the
+    /// entries for a shmid add up to that process's share of `shm_nattch`.)
+    pub sysv: Vec<SysvMapping>,
+    /// Handles of the POSIX dynamic shared memory segments mapped (`/dev/shm/PostgreSQL.N`).
+    pub dsm_handles: Vec<u32>,
+}
+
+/// Collects the System V attachments and PostgreSQL DSM mappings of a maps text. Only
+/// lines that name `/SYSV` or `/dev/shm/PostgreSQL.` are parsed; unparsable lines are
+/// skipped.
+pub fn shared_mappings(maps_text: &[u8]) -> SharedMappings {
+    let mut out = SharedMappings::default();
+    for line in maps_text.split(|b| *b == b'\n') {
+        let interesting = line.windows(5).any(|w| w == b"/SYSV" || w == b"/dev/");
+        if !interesting {
+            continue;
+        }
+        let Ok(raw) = parse_raw(line) else { continue };
+        if let Some((key, shmid)) = raw_attachment(&raw) {
+            if raw.offset == 0 {
+                out.sysv.push(SysvMapping {
+                    shmid,
+                    key,
+                    start: raw.start,
+                });
+            }
+            continue;
+        }
+        let handle = raw
+            .path
+            .and_then(|p| p.strip_prefix(b"/dev/shm/".as_slice()))
+            .and_then(|name| std::str::from_utf8(name).ok())
+            .and_then(crate::dsm::parse_dsm_file_name);
+        if let Some(h) = handle {
+            if raw.offset == 0 && !out.dsm_handles.contains(&h) {
+                out.dsm_handles.push(h);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,5 +475,44 @@ mod tests {
         assert!(maps_mentions_shmid(text, 65539));
         assert!(!maps_mentions_shmid(text, 123));
         assert_eq!(sysv_attachments(b"").count(), 0);
+    }
+}
+
+#[cfg(test)]
+mod shared_mappings_tests {
+    use super::*;
+
+    #[test]
+    fn attachments_dsm_and_split_mappings() {
+        let text = b"7f0000000000-7f0000001000 rw-s 00000000 00:01 65538                      /SYSV0052e2c1 (deleted)
+7f0000001000-7f0000002000 r--s 00001000 00:01 65538                      /SYSV0052e2c1 (deleted)
+7f0000003000-7f0000004000 rw-s 00000000 00:01 65538                      /SYSV0052e2c1 (deleted)
+7f0000010000-7f0000020000 rw-s 00000000 00:19 12                         /dev/shm/PostgreSQL.1804289383
+7f0000020000-7f0000030000 rw-s 00000000 00:19 13                         /dev/shm/PostgreSQL.42 (deleted)
+7f0000030000-7f0000040000 rw-s 00000000 00:19 14                         /dev/shm/other
+7f0000040000-7f0000050000 r--p 00000000 08:01 99                         /usr/lib/x86_64-linux-gnu/libc.so.6
+";
+        let m = shared_mappings(text);
+        // Attached twice (two offset-0 mappings); the split tail is not counted.
+        assert_eq!(
+            m.sysv,
+            vec![
+                SysvMapping {
+                    shmid: 65538,
+                    key: 5432001,
+                    start: 0x7f0000000000
+                },
+                SysvMapping {
+                    shmid: 65538,
+                    key: 5432001,
+                    start: 0x7f0000003000
+                },
+            ]
+        );
+        assert_eq!(m.dsm_handles, vec![1804289383, 42]);
+        assert_eq!(
+            shared_mappings(b"garbage\n/SYSV\n"),
+            SharedMappings::default()
+        );
     }
 }

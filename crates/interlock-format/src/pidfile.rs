@@ -663,6 +663,141 @@ fn path_to_bytes(path: &Path) -> Vec<u8> {
     path.to_string_lossy().into_owned().into_bytes()
 }
 
+/// How many bytes of an existing lock file `CreateLockFile` reads: its buffer is
+/// `MAXPGPATH * 2 + 256` bytes and one is kept for the terminating NUL.
+pub const SERVER_READ_LIMIT: usize = 1024 * 2 + 256 - 1;
+
+/// What PostgreSQL's `CreateLockFile` (10–18) takes from an existing lock file, read the
+/// server's lenient way rather than by [`PidFile::parse`]'s strict rules. A diagnosis must
+/// predict what the server does, and the server reads far less than it writes:
+/// * it reads at most [`SERVER_READ_LIMIT`] bytes, as a C string (a NUL ends it);
+/// * the PID is `atoi` of the whole buffer: leading white space, an optional sign, digits,
+///   anything after ignored, and 0 when no digit follows ("bogus data" when the result,
+///   sign removed, is not positive);
+/// * the segment is `sscanf(line 7, "%lu %lu")`: both numbers may be preceded by any white
+///   space (newlines included), and a missing or unreadable line 7 silently skips the
+///   shared-memory check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerReading {
+    /// `atoi` of the buffer: negative for a standalone backend.
+    pub pid: i32,
+    /// Line 7's two numbers (key, shmid) as `unsigned long`, if `sscanf` finds both.
+    pub shmem: Option<(u64, u64)>,
+    /// The buffer as the server holds it (up to the limit or the first NUL), for the
+    /// `bogus data in lock file "…": "…"` message.
+    pub buffer: Vec<u8>,
+}
+
+impl ServerReading {
+    /// Reads `bytes` as the server would.
+    pub fn of(bytes: &[u8]) -> ServerReading {
+        let limited = &bytes[..bytes.len().min(SERVER_READ_LIMIT)];
+        let buffer = match limited.iter().position(|&b| b == 0) {
+            Some(nul) => &limited[..nul],
+            None => limited,
+        };
+        let mut line7 = Some(buffer);
+        for _ in 1..7 {
+            line7 = line7.and_then(|rest| {
+                let nl = rest.iter().position(|&b| b == b'\n')?;
+                rest.get(nl + 1..)
+            });
+        }
+        let shmem = line7.and_then(|rest| {
+            let (id1, rest) = c_strtoul(rest)?;
+            let (id2, _) = c_strtoul(rest)?;
+            Some((id1, id2))
+        });
+        ServerReading {
+            pid: c_atoi(buffer),
+            shmem,
+            buffer: buffer.to_vec(),
+        }
+    }
+
+    /// The PID with the standalone sign removed, as the server compares it.
+    pub fn other_pid(&self) -> i32 {
+        self.pid.wrapping_abs()
+    }
+
+    /// Whether the server stops with "bogus data in lock file" (PID not positive).
+    pub fn is_bogus(&self) -> bool {
+        self.other_pid() <= 0
+    }
+}
+
+/// C's `isspace` in the "C" locale.
+fn c_isspace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// glibc's `atoi`: `(int) strtol(s, NULL, 10)`, where `strtol` saturates at the `long`
+/// bounds and the cast keeps the low 32 bits.
+fn c_atoi(s: &[u8]) -> i32 {
+    let start = s.iter().position(|&b| !c_isspace(b)).unwrap_or(s.len());
+    let mut rest = &s[start..];
+    let negative = match rest.first() {
+        Some(b'-') => {
+            rest = &rest[1..];
+            true
+        }
+        Some(b'+') => {
+            rest = &rest[1..];
+            false
+        }
+        _ => false,
+    };
+    let mut value: i128 = 0;
+    for &b in rest.iter().take_while(|b| b.is_ascii_digit()) {
+        value = (value * 10 + i128::from(b - b'0')).min(i128::from(i64::MAX) + 1);
+    }
+    let value = if negative { -value } else { value };
+    let long = value.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    long as i32
+}
+
+/// One `%lu` conversion of `sscanf`: skips white space, takes an optional sign and at least
+/// one digit; saturates at `ULONG_MAX`; a minus sign negates in unsigned arithmetic.
+/// Returns the value and the rest.
+fn c_strtoul(s: &[u8]) -> Option<(u64, &[u8])> {
+    let start = s.iter().position(|&b| !c_isspace(b))?;
+    let mut rest = &s[start..];
+    let negative = match rest.first() {
+        Some(b'-') => {
+            rest = &rest[1..];
+            true
+        }
+        Some(b'+') => {
+            rest = &rest[1..];
+            false
+        }
+        _ => false,
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    let mut overflow = false;
+    for &b in &rest[..digits] {
+        match value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+        {
+            Some(v) => value = v,
+            None => overflow = true,
+        }
+    }
+    let value = if overflow {
+        u64::MAX
+    } else if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    };
+    Some((value, &rest[digits..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1087,5 +1222,57 @@ mod rewrite_tests {
             let e = PidFile::parse(&f).unwrap_err();
             assert_eq!(e.line, Some(9), "{tail:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod server_reading_tests {
+    use super::*;
+
+    #[test]
+    fn a_normal_file_reads_pid_and_segment() {
+        let r = ServerReading::of(
+            b"4242\n/data\n1700000000\n5432\n/tmp\n*\n  5432001     65538\nready   \n",
+        );
+        assert_eq!(r.pid, 4242);
+        assert_eq!(r.shmem, Some((5432001, 65538)));
+        assert!(!r.is_bogus());
+    }
+
+    #[test]
+    fn atoi_semantics() {
+        assert_eq!(ServerReading::of(b"  -77junk").pid, -77);
+        assert_eq!(ServerReading::of(b"garbage\n").pid, 0);
+        assert!(ServerReading::of(b"garbage\n").is_bogus());
+        assert!(ServerReading::of(b"0\n").is_bogus());
+        assert!(ServerReading::of(b"\n\n").is_bogus());
+        // strtol saturates at LONG_MAX, then the int cast keeps the low 32 bits (-1).
+        assert_eq!(ServerReading::of(b"99999999999999999999999").pid, -1);
+        // 2^32 + 5 keeps 5.
+        assert_eq!(ServerReading::of(b"4294967301\n").pid, 5);
+    }
+
+    #[test]
+    fn a_short_file_has_no_segment_check() {
+        let r = ServerReading::of(b"4242\n");
+        assert_eq!(r.pid, 4242);
+        assert_eq!(r.shmem, None);
+        // Line 7 empty, line 8 a status: sscanf fails on "starting".
+        let r = ServerReading::of(b"1\n/d\n1\n5432\n\n\n\nstarting\n");
+        assert_eq!(r.shmem, None);
+    }
+
+    #[test]
+    fn sscanf_skips_newlines_and_accepts_twenty_digit_keys() {
+        let r = ServerReading::of(b"1\n/d\n1\n5432\n\n\n18446744071562067969\n32769\n");
+        assert_eq!(r.shmem, Some((18446744071562067969, 32769)));
+    }
+
+    #[test]
+    fn the_buffer_stops_at_nul_and_at_the_read_limit() {
+        let r = ServerReading::of(b"12\0\n/d\n");
+        assert_eq!(r.buffer, b"12");
+        let big = vec![b'7'; 5000];
+        assert_eq!(ServerReading::of(&big).buffer.len(), SERVER_READ_LIMIT);
     }
 }

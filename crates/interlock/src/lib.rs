@@ -65,6 +65,7 @@
 
 pub mod config;
 mod datadir;
+pub mod diagnose;
 mod error;
 pub mod lock;
 mod lockfile;

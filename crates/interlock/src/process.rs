@@ -21,7 +21,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use interlock_format::maps::maps_mentions_shmid;
+use interlock_format::maps::{maps_mentions_shmid, shared_mappings, SharedMappings};
 use interlock_format::pgproc::pg_role;
 use interlock_format::pidfile::PidFile;
 use interlock_format::procstat::{parse_boot_time, parse_proc_stat, parse_proc_status, ProcStat};
@@ -93,6 +93,9 @@ pub struct ProcessInfo {
     pub start_time: i64,
     /// Real uid.
     pub uid: u32,
+    /// Saved set-user-ID: with the real uid, what `kill(2)` compares with
+    /// the sender's uid.
+    pub suid: u32,
     /// Its PID in each nested PID namespace, ours first (`NSpid`); more
     /// than one entry means it lives in a child namespace.
     pub nspid: Vec<i32>,
@@ -215,6 +218,7 @@ impl ProcFs {
             name: printable(&stat.comm),
             start_time: self.start_time(&stat)?,
             uid: status.uid[0],
+            suid: status.uid[2],
             nspid: status.nspid,
             role: pg_role(&cmdline_bytes),
             cmdline,
@@ -236,6 +240,69 @@ impl ProcFs {
     pub fn maps_segment(&self, pid: i32, shmid: ShmId) -> io::Result<bool> {
         let maps = fs::read(self.pid_path(pid, "maps"))?;
         Ok(maps_mentions_shmid(&maps, shmid.0))
+    }
+
+    /// The `/proc` this reads.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The children of every thread of `pid` (`/proc/PID/task/*/children`,
+    /// which needs `CONFIG_PROC_CHILDREN`; empty when it is missing).
+    pub fn children(&self, pid: i32) -> Vec<i32> {
+        let mut out = Vec::new();
+        let Ok(tasks) = fs::read_dir(self.pid_path(pid, "task")) else {
+            return out;
+        };
+        for task in tasks.flatten() {
+            if let Ok(text) = fs::read_to_string(task.path().join("children")) {
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|w| w.parse::<i32>().ok()),
+                );
+            }
+        }
+        out
+    }
+
+    /// The effective uid of a process, as the owner of its `/proc/PID`
+    /// directory (root for processes that are not dumpable).
+    pub fn owner_uid(&self, pid: i32) -> io::Result<u32> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(fs::metadata(self.root.join(pid.to_string()))?.uid())
+    }
+
+    /// Device and inode of a process's working directory.
+    pub fn cwd_id(&self, pid: i32) -> io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(self.pid_path(pid, "cwd"))?;
+        Ok((m.dev(), m.ino()))
+    }
+
+    /// The inode of a process's namespace `kind` (`ipc`, `pid`, `mnt`):
+    /// two processes share the namespace if the inodes are equal.
+    pub fn namespace(&self, pid: i32, kind: &str) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(fs::metadata(self.root.join(pid.to_string()).join("ns").join(kind))?.ino())
+    }
+
+    /// The System V attachments and DSM mappings of a process.
+    pub fn shared_mappings(&self, pid: i32) -> io::Result<SharedMappings> {
+        let maps = fs::read(self.pid_path(pid, "maps"))?;
+        Ok(shared_mappings(&maps))
+    }
+
+    /// Read `len` bytes of a process's memory at `addr` through
+    /// `/proc/PID/mem`. This needs ptrace-read access (root, or the same
+    /// user where Yama allows it) and neither stops nor attaches to the
+    /// process: reading a shared segment this way does not change its
+    /// attach count.
+    pub fn read_memory(&self, pid: i32, addr: u64, len: usize) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::open(self.pid_path(pid, "mem"))?;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, addr)?;
+        Ok(buf)
     }
 
     /// PIDs of all processes, in no particular order.
@@ -282,7 +349,25 @@ impl ProcFs {
     /// process, which is never its own competitor unless it holds the
     /// directory already (the caller checks that separately).
     pub fn judge_owner(&self, pidfile: &PidFile, data_dir: &Path, my_pid: i32) -> OwnerVerdict {
-        let pid = pidfile.owner_pid();
+        self.judge_pid(
+            pidfile.owner_pid(),
+            Some(pidfile.start_time),
+            pidfile.shmem.map(|s| ShmId(s.shmid)),
+            data_dir,
+            my_pid,
+        )
+    }
+
+    /// [`ProcFs::judge_owner`] from the parts of a lock file that could be
+    /// read: the PID (sign removed), line 3 and line 7's shmid if present.
+    pub fn judge_pid(
+        &self,
+        pid: i32,
+        start_time: Option<i64>,
+        shmid: Option<ShmId>,
+        data_dir: &Path,
+        my_pid: i32,
+    ) -> OwnerVerdict {
         if pid == my_pid {
             // After a reboot the PID in a stale file is often our own
             // (PostgreSQL's reason for the self/parent/grandparent rule).
@@ -307,16 +392,16 @@ impl ProcFs {
             return OwnerVerdict::Zombie;
         }
         let started = self.start_time(&stat).ok();
-        if let Some(started) = started {
-            if (started - pidfile.start_time).abs() <= START_TIME_TOLERANCE_SECS {
+        if let (Some(started), Some(line3)) = (started, start_time) {
+            if (started - line3).abs() <= START_TIME_TOLERANCE_SECS {
                 return OwnerVerdict::Alive {
                     pid,
                     evidence: OwnerEvidence::StartTime,
                 };
             }
         }
-        if let Some(shm) = pidfile.shmem {
-            if let Ok(true) = self.maps_segment(pid, ShmId(shm.shmid)) {
+        if let Some(shmid) = shmid {
+            if let Ok(true) = self.maps_segment(pid, shmid) {
                 return OwnerVerdict::Alive {
                     pid,
                     evidence: OwnerEvidence::MapsSegment,

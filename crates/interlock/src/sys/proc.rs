@@ -256,6 +256,33 @@ pub fn prepare_kept_command(cmd: &mut Command) -> io::Result<Keeper> {
     })
 }
 
+/// Make `cmd` run as `uid`/`gid` with no supplementary groups (what
+/// [`switch_user`] does, in the child between fork and exec). Used to run a
+/// program owned by another user, such as a server binary asked for its
+/// version, without our privileges.
+pub fn run_command_as(cmd: &mut std::process::Command, uid: u32, gid: u32) {
+    use std::os::unix::process::CommandExt;
+    let hook = move || -> io::Result<()> {
+        let groups = [gid];
+        // SAFETY: `groups` is a valid array of one gid_t for the duration.
+        if unsafe { libc::setgroups(1, groups.as_ptr()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: integer arguments only.
+        if unsafe { libc::setresgid(gid, gid, gid) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: integer arguments only.
+        if unsafe { libc::setresuid(uid, uid, uid) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the single-threaded child between fork and
+    // exec and makes only raw system calls on integers and a stack array.
+    unsafe { cmd.pre_exec(hook) };
+}
+
 /// Switch the whole process to `uid`/`gid` with no supplementary groups:
 /// `setgroups(1, [gid])`, `setresgid(gid×3)`, `setresuid(uid×3)`, in that
 /// order (groups can only be changed while still privileged). glibc applies

@@ -1,0 +1,273 @@
+//! `interlock status DATADIR`: the report, for people and for programs.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anstyle::{AnsiColor, Style};
+use interlock::diagnose::{
+    self, format_utc, user_name, Severity, StatusOptions, StatusReport, Verdict,
+};
+
+use crate::exit;
+
+/// Arguments of `interlock status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The data directory.
+    pub datadir: PathBuf,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+    /// The server binary, to learn its exact version [default: the running
+    /// server's executable, else `postgres` on PATH, else
+    /// /usr/lib/postgresql/MAJOR/bin/postgres].
+    #[arg(long, value_name = "PATH")]
+    pub postgres: Option<PathBuf>,
+    /// The port the server will start on (decides the keys of 10–12)
+    /// [default: the configured port, else line 4 of postmaster.pid, else
+    /// 5432].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Allow attaching to segments that already have processes attached,
+    /// when their header cannot be read through a holder's memory (when not
+    /// root). Never attaches to a segment nobody is attached to: a server
+    /// starting at that moment would count us and refuse to start.
+    #[arg(long)]
+    pub attach: bool,
+}
+
+pub fn run(args: &StatusArgs) -> u8 {
+    let opts = StatusOptions {
+        postgres: args.postgres.clone(),
+        port: args.port,
+        attach: args.attach,
+        ..StatusOptions::default()
+    };
+    let report = match diagnose::status(&args.datadir, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("interlock: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            return exit::UNKNOWN;
+        }
+    };
+    let mut out = anstream::stdout().lock();
+    let written = if args.json {
+        serde_json::to_string_pretty(&report)
+            .map_err(std::io::Error::other)
+            .and_then(|s| writeln!(out, "{s}"))
+    } else {
+        write!(out, "{}", render(&report))
+    };
+    if written.is_err() {
+        return exit::UNKNOWN;
+    }
+    exit_code(&report)
+}
+
+/// The documented exit code for a report.
+pub fn exit_code(r: &StatusReport) -> u8 {
+    match r.verdict {
+        Verdict::Running => exit::OK,
+        Verdict::WillStart if r.safe_to_start => exit::OK,
+        Verdict::WillStart | Verdict::Blocked => exit::BLOCKED,
+        Verdict::Unknown => exit::UNKNOWN,
+    }
+}
+
+const BOLD: Style = Style::new().bold();
+const RED: Style = AnsiColor::Red.on_default().bold();
+const GREEN: Style = AnsiColor::Green.on_default().bold();
+const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
+const DIM: Style = Style::new().dimmed();
+
+fn paint(style: Style, text: &str) -> String {
+    format!("{style}{text}{style:#}")
+}
+
+/// The human report: verdict first, then the facts behind it, then what to
+/// do. Styled with ANSI codes, which `anstream` strips when the output is
+/// not a terminal (or `NO_COLOR` is set).
+pub fn render(r: &StatusReport) -> String {
+    let mut s = String::new();
+    let version = r
+        .version
+        .server
+        .clone()
+        .or_else(|| r.version.data_dir_major.clone())
+        .map(|v| format!("PostgreSQL {v}"))
+        .unwrap_or_else(|| "PostgreSQL".into());
+    let (style, word, sentence) = match r.verdict {
+        Verdict::Running => (GREEN, "RUNNING", format!("{version} runs here")),
+        Verdict::WillStart if r.safe_to_start => {
+            (GREEN, "WILL START", format!("{version} would start here"))
+        }
+        Verdict::WillStart => (
+            RED,
+            "UNSAFE",
+            format!("{version} would start here, alongside processes of an earlier server"),
+        ),
+        Verdict::Blocked => (RED, "BLOCKED", format!("{version} will not start here")),
+        Verdict::Unknown => (
+            YELLOW,
+            "UNKNOWN",
+            "whether PostgreSQL would start here cannot be told".into(),
+        ),
+    };
+    s += &format!("{}\n", paint(BOLD, &r.data_dir));
+    s += &format!("  {}  {sentence}\n", paint(style, word));
+    if let Some(msg) = &r.postgres_would_say {
+        s += &format!("  it says: FATAL:  {msg}\n");
+    }
+    s += "\n";
+
+    // Lock file.
+    let l = &r.lock_file;
+    let lock_line = match l.state {
+        "absent" => "none".to_string(),
+        "present" => {
+            let mut parts = Vec::new();
+            let pid = l.pid.unwrap_or(0);
+            let who = match l.identity {
+                Some(diagnose::Identity::Owner) => "alive, this directory's",
+                Some(diagnose::Identity::Zombie) => "a zombie",
+                Some(diagnose::Identity::Reused) => "reused by another process",
+                Some(diagnose::Identity::OtherUser) => "another user's process",
+                Some(diagnose::Identity::Gone) => "gone",
+                None => "?",
+            };
+            parts.push(format!(
+                "PID {}{} ({who})",
+                pid.abs(),
+                if pid < 0 { " standalone" } else { "" }
+            ));
+            if let Some(t) = l.start_time {
+                parts.push(format!("started {}", format_utc(t)));
+            }
+            if let Some(p) = l.port {
+                parts.push(format!("port {p}"));
+            }
+            if let Some(st) = &l.status {
+                parts.push(st.clone());
+            }
+            parts.join(", ")
+        }
+        other => format!(
+            "{other}{}",
+            l.problem
+                .as_deref()
+                .map(|p| format!(": {p}"))
+                .unwrap_or_default()
+        ),
+    };
+    s += &format!("  {:<10}{}\n", "lock file", lock_line);
+    for seg in &r.segments {
+        s += &format!(
+            "  {:<10}ID {}, key {}: {} bytes, {} attached, {}; {}\n",
+            "segment",
+            seg.shmid,
+            seg.key_hex,
+            seg.size,
+            seg.nattch,
+            match seg.belongs {
+                "this_directory" => "this directory's",
+                "foreign" => "not this directory's",
+                _ => "owner unknown",
+            },
+            seg.evidence
+        );
+    }
+    s += &format!(
+        "  {:<10}from {}: {}\n",
+        "probe", r.probe.seed_from, r.probe.outcome
+    );
+
+    if !r.holders.is_empty() {
+        s += &format!("\n  {}\n", paint(BOLD, "attached processes"));
+        s += &format!(
+            "    {:>7} {:>7}  {:<10} {:<23}  {:<18} {}\n",
+            "PID", "PPID", "STATE", "STARTED", "ROLE", "COMMAND"
+        );
+        for h in &r.holders {
+            let p = &h.process;
+            let state = if p.state == "stopped" || p.state == "zombie" {
+                paint(YELLOW, &format!("{:<10}", p.state))
+            } else {
+                format!("{:<10}", p.state)
+            };
+            s += &format!(
+                "    {:>7} {:>7}  {} {:<23}  {:<18} {}\n",
+                p.pid,
+                p.ppid,
+                state,
+                format_utc(p.start_time),
+                p.role.as_deref().unwrap_or("-"),
+                truncate(&p.cmdline, 60)
+            );
+        }
+    }
+    if !r.dsm.is_empty() {
+        s += &format!("\n  {}\n", paint(BOLD, "dynamic shared memory"));
+        for d in &r.dsm {
+            s += &format!(
+                "    {} {} bytes, {}{}, {}\n",
+                d.path,
+                d.size,
+                user_name(d.uid),
+                if d.control { ", control segment" } else { "" },
+                if d.status == "leaked" {
+                    paint(YELLOW, "leaked: no process maps it")
+                } else {
+                    format!(
+                        "mapped by {}",
+                        d.mapped_by
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
+                }
+            );
+        }
+    }
+    if !r.findings.is_empty() {
+        s += &format!("\n  {}\n", paint(BOLD, "findings"));
+        for f in &r.findings {
+            let (style, mark) = match f.severity {
+                Severity::Danger => (RED, "!!"),
+                Severity::Problem => (RED, "x "),
+                Severity::Warning => (YELLOW, "! "),
+                Severity::Info => (DIM, "- "),
+            };
+            let code = serde_json::to_value(f.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            s += &format!(
+                "    {} {}  {}\n",
+                paint(style, mark),
+                paint(BOLD, &code),
+                f.message
+            );
+        }
+    }
+    if !r.remedy.is_empty() {
+        s += &format!("\n  {}\n", paint(BOLD, "what to do"));
+        for (i, step) in r.remedy.iter().enumerate() {
+            s += &format!("    {}. {step}\n", i + 1);
+        }
+    }
+    s
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
+}

@@ -1,0 +1,375 @@
+//! What the host shows about segments and their holders, read from `/proc`
+//! without touching any segment.
+//!
+//! The attach count of a segment (`shm_nattch` in `/proc/sysvipc/shm`)
+//! says how many holders to look for, and every holder shows the segment in
+//! its `/proc/PID/maps` as a `/SYSV<key>` mapping whose inode is the shmid.
+//! The search therefore looks where holders are likely first and stops as
+//! soon as every attachment is accounted for:
+//!
+//! 1. the PIDs the caller suggests (the lock file's PID, the segment's
+//!    creator and last attacher) and their descendants, found through
+//!    `/proc/PID/task/*/children`: a running server's backends are all
+//!    children of its postmaster;
+//! 2. processes owned by a user who may attach (the segment's owner and
+//!    creator, the data directory's owner) whose working directory is the
+//!    data directory, as every PostgreSQL process's is;
+//! 3. every other process of those users;
+//! 4. everyone else (root may attach to anything).
+//!
+//! A mapping seen in a process of another IPC namespace names a segment of
+//! that namespace, not ours, and is not counted.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use interlock_format::dsm::{parse_dsm_control, parse_dsm_file_name, DSM_CONTROL_MAGIC};
+use interlock_format::maps::SharedMappings;
+use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
+use interlock_format::sysvipc::{parse_shm_table, ShmEntry};
+
+use crate::process::ProcFs;
+
+/// A process found attached to a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Attached {
+    pub pid: i32,
+    pub shmid: i32,
+    /// How many times it is attached (its share of `nattch`).
+    pub attaches: u64,
+    /// Where the first attachment starts in its address space.
+    pub start: u64,
+}
+
+/// The result of a holder search.
+#[derive(Debug, Default)]
+pub(crate) struct Search {
+    pub found: Vec<Attached>,
+    /// Processes whose maps could not be read (permission).
+    pub unreadable: usize,
+    /// Processes looked at.
+    pub examined: usize,
+    /// Processes of another IPC namespace that map a segment with one of
+    /// the shmids searched for (the number means another segment there).
+    pub other_namespace: Vec<i32>,
+}
+
+/// The host's segments, and a cache of what each process maps.
+#[derive(Debug)]
+pub(crate) struct Host {
+    pub procfs: ProcFs,
+    pub shm: Vec<ShmEntry>,
+    /// Why `/proc/sysvipc/shm` could not be read, if it could not.
+    pub shm_error: Option<String>,
+    pub my_ipc_ns: Option<u64>,
+    pub my_pid: i32,
+    mappings: HashMap<i32, Option<SharedMappings>>,
+    pids: Option<Vec<i32>>,
+    owner_uids: HashMap<i32, Option<u32>>,
+}
+
+impl Host {
+    pub fn read(procfs: ProcFs) -> Host {
+        let table_path = procfs.root().join("sysvipc/shm");
+        let (shm, shm_error) = match fs::read_to_string(&table_path) {
+            Ok(text) => match parse_shm_table(&text) {
+                Ok(t) => (t, None),
+                Err(e) => (Vec::new(), Some(format!("{}: {e}", table_path.display()))),
+            },
+            Err(e) => (Vec::new(), Some(format!("{}: {e}", table_path.display()))),
+        };
+        let my_pid = std::process::id() as i32;
+        let my_ipc_ns = procfs.namespace(my_pid, "ipc").ok();
+        Host {
+            procfs,
+            shm,
+            shm_error,
+            my_ipc_ns,
+            my_pid,
+            mappings: HashMap::new(),
+            pids: None,
+            owner_uids: HashMap::new(),
+        }
+    }
+
+    pub fn by_shmid(&self, shmid: i32) -> Option<&ShmEntry> {
+        self.shm.iter().find(|e| e.shmid == shmid)
+    }
+
+    pub fn by_key(&self, key: i32) -> Option<&ShmEntry> {
+        // Key 0 is IPC_PRIVATE, and what a removed segment's key reads as.
+        if key == 0 {
+            return None;
+        }
+        self.shm.iter().find(|e| e.key == key)
+    }
+
+    /// What `pid` maps, cached; `None` if it cannot be read.
+    pub fn mappings(&mut self, pid: i32) -> Option<&SharedMappings> {
+        if !self.mappings.contains_key(&pid) {
+            let m = self.procfs.shared_mappings(pid).ok();
+            self.mappings.insert(pid, m);
+        }
+        self.mappings.get(&pid).and_then(|m| m.as_ref())
+    }
+
+    /// Every process whose mappings were read so far.
+    pub fn mapped(&self) -> impl Iterator<Item = (i32, &SharedMappings)> {
+        self.mappings
+            .iter()
+            .filter_map(|(pid, m)| m.as_ref().map(|m| (*pid, m)))
+    }
+
+    pub fn all_pids(&mut self) -> Vec<i32> {
+        if self.pids.is_none() {
+            let mut pids = self.procfs.pids().unwrap_or_default();
+            pids.sort_unstable();
+            self.pids = Some(pids);
+        }
+        self.pids.clone().unwrap_or_default()
+    }
+
+    fn owner_uid(&mut self, pid: i32) -> Option<u32> {
+        if let Some(u) = self.owner_uids.get(&pid) {
+            return *u;
+        }
+        let u = self.procfs.owner_uid(pid).ok();
+        self.owner_uids.insert(pid, u);
+        u
+    }
+
+    fn same_ipc_namespace(&self, pid: i32) -> bool {
+        match (self.my_ipc_ns, self.procfs.namespace(pid, "ipc").ok()) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            // Unknown: assume ours, as a kernel without namespaces has one.
+            _ => true,
+        }
+    }
+
+    /// Find the holders of `targets` (shmid → `nattch`), looking in the
+    /// order the module doc gives and stopping when every attachment is
+    /// found. `hints` are likely PIDs, `dir` the data directory's (device,
+    /// inode), `uids` the users who may attach.
+    pub fn find_holders(
+        &mut self,
+        targets: &[(i32, u64)],
+        hints: &[i32],
+        dir: (u64, u64),
+        uids: &[u32],
+    ) -> Search {
+        let mut search = Search::default();
+        let mut needed: HashMap<i32, u64> = targets.iter().copied().collect();
+        needed.retain(|_, n| *n > 0);
+        if needed.is_empty() {
+            return search;
+        }
+        let mut visited: HashSet<i32> = HashSet::new();
+        visited.insert(self.my_pid);
+
+        // 1. hints and their descendants.
+        let mut queue: Vec<i32> = hints.iter().copied().filter(|p| *p > 0).collect();
+        let mut depth_budget = 4096usize;
+        while let Some(pid) = queue.pop() {
+            if needed.is_empty() {
+                return search;
+            }
+            if !visited.insert(pid) {
+                continue;
+            }
+            self.examine(pid, &mut needed, &mut search);
+            if depth_budget > 0 {
+                let kids = self.procfs.children(pid);
+                depth_budget = depth_budget.saturating_sub(kids.len());
+                queue.extend(kids);
+            }
+        }
+        if needed.is_empty() {
+            return search;
+        }
+
+        // 2. and 3. processes of users who may attach: cwd in the data
+        // directory first.
+        let pids = self.all_pids();
+        let mut same_user = Vec::new();
+        let mut others = Vec::new();
+        for &pid in &pids {
+            if visited.contains(&pid) {
+                continue;
+            }
+            match self.owner_uid(pid) {
+                Some(u) if uids.contains(&u) => {
+                    if self.procfs.cwd_id(pid).ok() == Some(dir) {
+                        visited.insert(pid);
+                        self.examine(pid, &mut needed, &mut search);
+                        if needed.is_empty() {
+                            return search;
+                        }
+                    } else {
+                        same_user.push(pid);
+                    }
+                }
+                Some(_) => others.push(pid),
+                None => {} // vanished
+            }
+        }
+        for pid in same_user.into_iter().chain(others) {
+            if needed.is_empty() {
+                break;
+            }
+            visited.insert(pid);
+            self.examine(pid, &mut needed, &mut search);
+        }
+        search
+    }
+
+    fn examine(&mut self, pid: i32, needed: &mut HashMap<i32, u64>, search: &mut Search) {
+        search.examined += 1;
+        let hits: Vec<(i32, u64, u64)> = match self.mappings(pid) {
+            None => {
+                if self.procfs.stat(pid).is_ok() {
+                    search.unreadable += 1;
+                }
+                return;
+            }
+            Some(m) => {
+                let mut hits: Vec<(i32, u64, u64)> = Vec::new();
+                for s in &m.sysv {
+                    if !needed.contains_key(&s.shmid) {
+                        continue;
+                    }
+                    match hits.iter_mut().find(|h| h.0 == s.shmid) {
+                        Some(h) => h.1 += 1,
+                        None => hits.push((s.shmid, 1, s.start)),
+                    }
+                }
+                hits
+            }
+        };
+        if hits.is_empty() {
+            return;
+        }
+        if !self.same_ipc_namespace(pid) {
+            search.other_namespace.push(pid);
+            return;
+        }
+        for (shmid, attaches, start) in hits {
+            if let Some(n) = needed.get_mut(&shmid) {
+                *n = n.saturating_sub(attaches);
+                if *n == 0 {
+                    needed.remove(&shmid);
+                }
+            }
+            search.found.push(Attached {
+                pid,
+                shmid,
+                attaches,
+                start,
+            });
+        }
+    }
+
+    /// The segment header as a holder sees it, read through its
+    /// `/proc/PID/mem` (no attach).
+    pub fn header_via(&self, holder: &Attached) -> Option<ShmemHeader> {
+        let bytes = self
+            .procfs
+            .read_memory(holder.pid, holder.start, HEADER_SIZE)
+            .ok()?;
+        ShmemHeader::parse(&bytes).ok()
+    }
+
+    /// Processes whose working directory is `dir`, among all processes.
+    pub fn working_in(&mut self, dir: (u64, u64)) -> Vec<i32> {
+        let pids = self.all_pids();
+        pids.into_iter()
+            .filter(|&p| p != self.my_pid && self.procfs.cwd_id(p).ok() == Some(dir))
+            .collect()
+    }
+
+    /// Read the maps of every process owned by one of `uids` (and of
+    /// processes whose owner we cannot tell), for questions such as "does
+    /// anybody map this DSM file".
+    pub fn read_all_mappings(&mut self, uids: &[u32]) {
+        for pid in self.all_pids() {
+            if pid == self.my_pid {
+                continue;
+            }
+            match self.owner_uid(pid) {
+                Some(u) if !uids.contains(&u) && u != 0 => continue,
+                _ => {}
+            }
+            let _ = self.mappings(pid);
+        }
+    }
+}
+
+/// A `/dev/shm/PostgreSQL.N` file.
+#[derive(Debug, Clone)]
+pub(crate) struct DsmFile {
+    pub path: PathBuf,
+    pub handle: u32,
+    pub size: u64,
+    pub uid: u32,
+    pub mtime: i64,
+    /// For a control segment: the handles of the live segments it lists.
+    pub control_items: Option<Vec<u32>>,
+}
+
+/// A control segment holds `64 + 5 * MaxBackends` items of at most 40
+/// bytes; anything larger than this is not one, and is not read.
+const MAX_CONTROL_READ: u64 = 4 << 20;
+
+/// The live handles listed by a control segment file; `None` if it is not
+/// one. Only the magic is read from other files.
+fn read_control(path: &Path) -> Option<Vec<u32>> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).ok()?;
+    let mut magic = [0u8; 4];
+    f.read_exact(&mut magic).ok()?;
+    if u32::from_ne_bytes(magic) != DSM_CONTROL_MAGIC {
+        return None;
+    }
+    let mut bytes = magic.to_vec();
+    f.take(MAX_CONTROL_READ).read_to_end(&mut bytes).ok()?;
+    parse_dsm_control(&bytes)
+        .ok()
+        .map(|c| c.live_segment_handles())
+}
+
+/// The PostgreSQL DSM files in `dir` (normally `/dev/shm`), with control
+/// segments read (a plain file read: it changes nothing for PostgreSQL).
+pub(crate) fn dsm_files(dir: &Path) -> Vec<DsmFile> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(handle) = name.to_str().and_then(parse_dsm_file_name) else {
+            continue;
+        };
+        let Ok(m) = fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        if !m.file_type().is_file() {
+            continue;
+        }
+        let control_items = if m.len() >= 16 && m.len() <= MAX_CONTROL_READ {
+            read_control(&e.path())
+        } else {
+            None
+        };
+        out.push(DsmFile {
+            path: e.path(),
+            handle,
+            size: m.len(),
+            uid: m.uid(),
+            mtime: m.mtime(),
+            control_items,
+        });
+    }
+    out.sort_by_key(|d| d.handle);
+    out
+}

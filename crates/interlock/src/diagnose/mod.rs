@@ -1,0 +1,387 @@
+//! Diagnosis: will PostgreSQL start on a data directory, and if not, why
+//! not, who holds it, and what to do.
+//!
+//! [`status`] replays the server's own startup checks against what the
+//! host shows, in the server's order (facts sheet §0.1, §3.2, §1.5, §1.6):
+//! the data directory checks, then `postmaster.pid` read the server's
+//! lenient way (PID by `atoi`, `kill(pid, 0)` semantics, line 7's segment),
+//! then the key probe from the port (10–12) or the inode (13+). The first
+//! check that stops the server gives the verdict and the exact FATAL
+//! message; everything else found on the way becomes a finding.
+//!
+//! # Nothing is attached
+//!
+//! A diagnosis must not make a starting server fail. PostgreSQL reads a
+//! segment's attach count *before* attaching to it, so a tool attached to
+//! an old, otherwise unattached segment at that moment turns "stale, recycle
+//! it" into "pre-existing shared memory block is still in use". So by
+//! default nothing is attached: segments are read from
+//! `/proc/sysvipc/shm`, their holders from `/proc/PID/maps` (see `host`),
+//! and a segment's header — which says which data directory it belongs to
+//! — is read through a holder's `/proc/PID/mem`, which needs ptrace-read
+//! rights (root) but does not change the attach count. Without those
+//! rights, the segment's creator and its holders' working directories are
+//! used as evidence, and what cannot be told is reported as unknown.
+//! [`StatusOptions::attach`] allows attaching to segments that already have
+//! holders (never to one without: that is the dangerous case) when the
+//! header cannot be read otherwise.
+
+mod host;
+mod status;
+pub mod version;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::process::ProcFs;
+
+pub use status::status;
+pub use version::VersionInfo;
+
+/// What to look at, and how.
+#[derive(Debug, Clone)]
+pub struct StatusOptions {
+    /// The server binary to ask for its version (`--postgres`).
+    pub postgres: Option<PathBuf>,
+    /// The port the server will be started with (decides the keys of
+    /// 10–12); default: the configuration's, else line 4, else 5432.
+    pub port: Option<u16>,
+    /// Attach to segments that already have holders when their header
+    /// cannot be read through a holder's memory (see the module doc).
+    pub attach: bool,
+    /// Where `/proc` is.
+    pub procfs: ProcFs,
+    /// Where POSIX shared memory lives.
+    pub dev_shm: PathBuf,
+}
+
+impl Default for StatusOptions {
+    fn default() -> Self {
+        StatusOptions {
+            postgres: None,
+            port: None,
+            attach: false,
+            procfs: ProcFs::default(),
+            dev_shm: PathBuf::from("/dev/shm"),
+        }
+    }
+}
+
+/// What the server would do if started now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// A live server (or holder) owns the directory.
+    Running,
+    /// It would start.
+    WillStart,
+    /// It would stop with a FATAL error.
+    Blocked,
+    /// It cannot be told (permissions, another namespace, unknown version).
+    Unknown,
+}
+
+impl Verdict {
+    /// The word used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Running => "running",
+            Verdict::WillStart => "will_start",
+            Verdict::Blocked => "blocked",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// For the record.
+    Info,
+    /// Worth fixing; does not stop the server.
+    Warning,
+    /// Stops the server, or stops us from telling.
+    Problem,
+    /// Starting the server now would put two servers on one directory.
+    Danger,
+}
+
+/// Stable finding codes (the JSON `code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    /// The lock file's owner is alive: a server (or holder) runs.
+    PostmasterRunning,
+    /// Processes of a server that is gone are still attached.
+    OrphanedHolders,
+    /// The lock file's owner is gone; the server removes the file itself.
+    StaleLockFile,
+    /// The lock file's PID now belongs to another process of the same user.
+    PidReused,
+    /// The lock file's PID now belongs to another user's process.
+    PidOtherUser,
+    /// The lock file's owner is a zombie.
+    ZombiePostmaster,
+    /// The lock file is empty.
+    LockFileEmpty,
+    /// The lock file cannot be read as one.
+    LockFileCorrupt,
+    /// A segment of this directory with nobody attached that the server
+    /// will not remove.
+    LeakedSegment,
+    /// `/dev/shm/PostgreSQL.*` files nobody maps.
+    LeakedDsm,
+    /// The first key the server probes is taken by another segment.
+    KeyCollision,
+    /// Line 7 names a segment that is not this directory's.
+    SegmentForeign,
+    /// Something could not be read.
+    PermissionDenied,
+    /// The data directory fails the server's own checks.
+    DataDirInvalid,
+    /// A segment of this directory was removed (`ipcrm`) while processes
+    /// were still attached: the server can no longer see them.
+    SegmentRemoved,
+    /// A segment of this directory with holders sits on a key the server
+    /// does not probe.
+    UnprobedSegment,
+    /// Fewer holders are visible than the attach count says.
+    HoldersHidden,
+    /// A process or segment of another namespace is involved.
+    OtherNamespace,
+    /// The server version needed for a prediction is unknown.
+    VersionUnknown,
+}
+
+/// One thing found, with a stable code.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// Stable code.
+    pub code: Code,
+    /// How much it matters.
+    pub severity: Severity,
+    /// One sentence, naming files, segments and PIDs.
+    pub message: String,
+}
+
+/// A process, as reports show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessSummary {
+    /// PID in our namespace.
+    pub pid: i32,
+    /// Parent PID.
+    pub ppid: i32,
+    /// `running`, `sleeping`, `stopped`, `zombie`, `disk sleep`…
+    pub state: String,
+    /// Command line (or name in brackets when it has none).
+    pub cmdline: String,
+    /// Start time, epoch seconds.
+    pub start_time: i64,
+    /// PostgreSQL role, e.g. `checkpointer`.
+    pub role: Option<String>,
+    /// Real uid.
+    pub uid: u32,
+    /// PIDs in nested PID namespaces, ours first (more than one: it runs
+    /// in a container's PID namespace).
+    pub nspid: Vec<i32>,
+}
+
+/// A process attached to a segment of this directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct Holder {
+    /// The process.
+    #[serde(flatten)]
+    pub process: ProcessSummary,
+    /// The segment it is attached to.
+    pub shmid: i32,
+    /// How many times.
+    pub attaches: u64,
+}
+
+/// What the lock file's PID is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Identity {
+    /// This directory's live owner (a postmaster, standalone backend, or
+    /// `interlock hold`).
+    Owner,
+    /// A zombie.
+    Zombie,
+    /// Another live process of the same user.
+    Reused,
+    /// A process of another user (the server treats the PID as dead).
+    OtherUser,
+    /// No such process.
+    Gone,
+}
+
+/// `postmaster.pid`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockFileInfo {
+    /// Its path.
+    pub path: String,
+    /// `absent`, `present`, `empty`, `bogus`, `unreadable`, `unusable`.
+    pub state: &'static str,
+    /// Line 1 as the server reads it (negative: standalone).
+    pub pid: Option<i32>,
+    /// Line 3, epoch seconds.
+    pub start_time: Option<i64>,
+    /// Line 4.
+    pub port: Option<u16>,
+    /// Line 8, trimmed.
+    pub status: Option<String>,
+    /// Line 7's key as printed there.
+    pub shmem_key: Option<u64>,
+    /// Line 7's shmid.
+    pub shmem_id: Option<u64>,
+    /// What the PID is.
+    pub identity: Option<Identity>,
+    /// Why we think so.
+    pub evidence: Option<String>,
+    /// The process now at that PID.
+    pub process: Option<ProcessSummary>,
+    /// Why the file could not be read, or what is wrong with it.
+    pub problem: Option<String>,
+}
+
+/// A System V segment that matters to this directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentInfo {
+    /// The key as PostgreSQL prints it (`(unsigned long) key_t`).
+    pub key: u64,
+    /// The key as `ipcs` prints it.
+    pub key_hex: String,
+    /// The id.
+    pub shmid: i32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Attach count.
+    pub nattch: u64,
+    /// Owner uid.
+    pub uid: u32,
+    /// Creator PID.
+    pub cpid: i32,
+    /// Last attach/detach PID.
+    pub lpid: i32,
+    /// Marked for removal (`ipcrm` while attached: its key reads 0).
+    pub removed: bool,
+    /// Why it is listed: `line 7`, `probe`, `attached`.
+    pub why: Vec<&'static str>,
+    /// `this_directory`, `foreign` or `unknown`.
+    pub belongs: &'static str,
+    /// The evidence for `belongs`.
+    pub evidence: String,
+}
+
+/// A `/dev/shm/PostgreSQL.*` file.
+#[derive(Debug, Clone, Serialize)]
+pub struct DsmInfo {
+    /// Its path.
+    pub path: String,
+    /// Its handle.
+    pub handle: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Owner uid.
+    pub uid: u32,
+    /// A control segment (lists other segments).
+    pub control: bool,
+    /// Processes mapping it.
+    pub mapped_by: Vec<i32>,
+    /// `in_use` (mapped by this directory's processes) or `leaked`.
+    pub status: &'static str,
+}
+
+/// The key probe.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeInfo {
+    /// `port` or `inode`.
+    pub seed: Option<version::KeySeed>,
+    /// Where the seed came from (`port 5432 from postgresql.conf`…).
+    pub seed_from: String,
+    /// The first key, as PostgreSQL prints it.
+    pub first_key: Option<u64>,
+    /// What the probe ends with, in words.
+    pub outcome: String,
+}
+
+/// The whole answer for one data directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// The data directory, absolute.
+    pub data_dir: String,
+    /// What the server would do.
+    pub verdict: Verdict,
+    /// The FATAL primary message it would log, without `FATAL:  `.
+    pub postgres_would_say: Option<String>,
+    /// Whether starting a server now is safe: it would start, and no
+    /// process of an earlier one is attached anywhere.
+    pub safe_to_start: bool,
+    /// Versions.
+    pub version: VersionInfo,
+    /// The lock file.
+    pub lock_file: LockFileInfo,
+    /// Segments that matter.
+    pub segments: Vec<SegmentInfo>,
+    /// The key probe.
+    pub probe: ProbeInfo,
+    /// Processes attached to this directory's segments.
+    pub holders: Vec<Holder>,
+    /// DSM files of this directory, or leaked by a server of its owner.
+    pub dsm: Vec<DsmInfo>,
+    /// What was found.
+    pub findings: Vec<Finding>,
+    /// What to do, safest first.
+    pub remedy: Vec<String>,
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for epoch seconds.
+pub fn format_utc(epoch: i64) -> String {
+    let days = epoch.div_euclid(86_400);
+    let secs = epoch.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// The user name of `uid` from `/etc/passwd`, or the number.
+pub fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id: u32 = f.nth(1)?.parse().ok()?;
+                (id == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+}

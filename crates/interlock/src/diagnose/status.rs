@@ -1,0 +1,1804 @@
+//! `status`: one data directory, replayed through the server's startup
+//! checks (see the module doc of [`super`]).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use interlock_format::pidfile::{PidFile, ServerReading, MAX_PIDFILE_SIZE};
+use interlock_format::shmem_header::HEADER_SIZE;
+use interlock_format::sysvipc::ShmEntry;
+
+use super::host::{dsm_files, Attached, Host};
+use super::version::{self, Algorithm, KeySeed};
+use super::*;
+use crate::process::{printable, state_name, OwnerVerdict};
+use crate::segment::{self, key_for_inode, key_for_port, SegmentState};
+use crate::sys::shm::{ShmId, ShmKey};
+use crate::Error;
+
+/// How far the probe is followed; PostgreSQL has no bound, but a host with
+/// a thousand foreign segments in a row is broken.
+const MAX_PROBE: usize = 1000;
+
+/// DSM files younger than this may belong to a server that is starting
+/// and has not mapped them yet: never called leaked.
+const DSM_GRACE_SECS: i64 = 2;
+
+/// Whose a segment is.
+#[derive(Debug, Clone)]
+enum Belongs {
+    This(String),
+    Foreign(String),
+    Unknown(String),
+}
+
+impl Belongs {
+    fn word(&self) -> &'static str {
+        match self {
+            Belongs::This(_) => "this_directory",
+            Belongs::Foreign(_) => "foreign",
+            Belongs::Unknown(_) => "unknown",
+        }
+    }
+    fn evidence(&self) -> &str {
+        match self {
+            Belongs::This(e) | Belongs::Foreign(e) | Belongs::Unknown(e) => e,
+        }
+    }
+    fn is_this(&self) -> bool {
+        matches!(self, Belongs::This(_))
+    }
+}
+
+/// What the lock file stage decides.
+#[derive(Debug)]
+enum LockStage {
+    Absent,
+    Unreadable(String),
+    Unusable(String),
+    Empty,
+    Bogus(String),
+    /// The PID exists and the server's `kill(pid, 0)` would succeed.
+    Live(Identity),
+    /// The server would take the PID for dead.
+    Dead,
+}
+
+/// How the key probe ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ProbeEnd {
+    /// The server creates its segment at `key`, after removing `recycles`;
+    /// `unsure`: an unattached segment at `key` whose owner is unknown (the
+    /// server removes it if it is this directory's, else moves past it).
+    Creates {
+        key: i32,
+        recycles: Option<i32>,
+        unsure: Option<i32>,
+    },
+    /// FATAL on an attached segment of this directory.
+    Blocked { key: i32, shmid: i32 },
+    /// Cannot be told.
+    Unknown(String),
+}
+
+struct Ctx<'a> {
+    opts: &'a StatusOptions,
+    shown: PathBuf,
+    real: PathBuf,
+    dir_id: (u64, u64),
+    owner: (u32, u32),
+    host: Host,
+    findings: Vec<Finding>,
+    belongs: BTreeMap<i32, Belongs>,
+    attached: Vec<Attached>,
+    /// Processes working in the directory (looked for only when the lock
+    /// file is empty or bogus, to tell a starting server from a crash).
+    workers: Vec<ProcessSummary>,
+}
+
+impl Ctx<'_> {
+    fn find(&mut self, code: Code, severity: Severity, message: String) {
+        self.findings.push(Finding {
+            code,
+            severity,
+            message,
+        });
+    }
+
+    /// Whether a server running as the directory's owner may `IPC_STAT`
+    /// the segment (`ipcperms` with read access).
+    fn server_can_read(&self, e: &ShmEntry) -> bool {
+        let (uid, gid) = self.owner;
+        let mode = e.permissions();
+        let granted = if e.uid == uid || e.cuid == uid {
+            mode >> 6
+        } else if e.gid == gid || e.cgid == gid {
+            mode >> 3
+        } else {
+            mode
+        };
+        granted & 0o4 != 0
+    }
+
+    fn holders_of(&self, shmid: i32) -> Vec<Attached> {
+        self.attached
+            .iter()
+            .filter(|a| a.shmid == shmid)
+            .cloned()
+            .collect()
+    }
+
+    /// Decide whose segment `e` is (module doc: header through a holder's
+    /// memory, `--attach`, then circumstantial evidence).
+    fn decide(&mut self, e: &ShmEntry, lock: Option<&PidFileParts>) -> Belongs {
+        if !self.server_can_read(e) {
+            return Belongs::Foreign(format!(
+                "owned by {} with mode {:03o}: a server running as {} cannot read it",
+                user_name(e.uid),
+                e.permissions(),
+                user_name(self.owner.0)
+            ));
+        }
+        if e.size < HEADER_SIZE as u64 {
+            return Belongs::Foreign(format!(
+                "{} bytes, smaller than a PostgreSQL segment header",
+                e.size
+            ));
+        }
+        for h in self.holders_of(e.shmid) {
+            if let Some(hdr) = self.host.header_via(&h) {
+                return if hdr.matches(self.dir_id.0, self.dir_id.1) {
+                    Belongs::This(format!(
+                        "its header names this directory (read through PID {}'s memory)",
+                        h.pid
+                    ))
+                } else if !hdr.has_magic() {
+                    Belongs::Foreign("it is not a PostgreSQL segment (no magic number)".into())
+                } else {
+                    Belongs::Foreign(format!(
+                        "its header names another directory (device {}, inode {})",
+                        hdr.device, hdr.inode
+                    ))
+                };
+            }
+        }
+        if self.opts.attach && e.nattch > 0 {
+            match segment::analyze(ShmId(e.shmid), &self.real) {
+                SegmentState::Attached { .. } | SegmentState::Unattached { .. } => {
+                    return Belongs::This(
+                        "its header names this directory (read by attaching, --attach)".into(),
+                    )
+                }
+                SegmentState::Foreign => {
+                    return Belongs::Foreign(
+                        "its header names another directory (read by attaching, --attach)".into(),
+                    )
+                }
+                SegmentState::Enoent => {
+                    return Belongs::Unknown("it vanished while being read".into())
+                }
+                SegmentState::AnalysisFailure { op, error } => {
+                    return Belongs::Unknown(format!("{op} failed: {error}"))
+                }
+            }
+        }
+        if let Some(lock) = lock {
+            if e.cpid == lock.pid
+                && lock
+                    .start_time
+                    .is_none_or(|t| e.ctime >= t - crate::process::START_TIME_TOLERANCE_SECS)
+            {
+                return Belongs::This(format!(
+                    "it was created by PID {}, the lock file's owner, after that process started",
+                    e.cpid
+                ));
+            }
+        }
+        let holders = self.holders_of(e.shmid);
+        let mut elsewhere_postgres = !holders.is_empty();
+        for h in &holders {
+            if self.host.procfs.cwd_id(h.pid).ok() == Some(self.dir_id) {
+                return Belongs::This(format!("its holder PID {} works in this directory", h.pid));
+            }
+            let is_pg = self
+                .host
+                .procfs
+                .exe(h.pid)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n == "postgres" || n == "postmaster"))
+                .unwrap_or(false);
+            elsewhere_postgres &= is_pg;
+        }
+        if elsewhere_postgres {
+            return Belongs::Foreign(
+                "its holders are PostgreSQL processes working in another directory".into(),
+            );
+        }
+        if e.nattch == 0 {
+            Belongs::Unknown(
+                "nobody is attached, and its header can only be read by attaching, which could make a starting server fail"
+                    .into(),
+            )
+        } else if holders.is_empty() {
+            Belongs::Unknown(format!(
+                "none of its {} holders is visible here (another PID namespace, or /proc is restricted)",
+                e.nattch
+            ))
+        } else {
+            Belongs::Unknown(
+                "its header could not be read through a holder's memory (run as root, or use --attach)"
+                    .into(),
+            )
+        }
+    }
+}
+
+/// The parts of a lock file identity checks use.
+#[derive(Debug, Clone, Copy)]
+struct PidFileParts {
+    pid: i32,
+    start_time: Option<i64>,
+}
+
+fn read_lock_file(path: &Path) -> Result<Option<Vec<u8>>, (bool, String)> {
+    let m = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err((true, format!("cannot stat it: {e}"))),
+    };
+    if m.file_type().is_symlink() {
+        return Err((
+            false,
+            "is a symbolic link; PostgreSQL writes a regular file there".into(),
+        ));
+    }
+    if !m.file_type().is_file() {
+        return Err((false, "is not a regular file".into()));
+    }
+    let mut f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err((true, format!("cannot open it: {e}"))),
+    };
+    let mut bytes = Vec::new();
+    (&mut f)
+        .take(MAX_PIDFILE_SIZE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| (true, format!("cannot read it: {e}")))?;
+    Ok(Some(bytes))
+}
+
+fn summary(host: &Host, pid: i32) -> Option<ProcessSummary> {
+    let info = host.procfs.info(pid).ok()?;
+    let cmdline = if info.cmdline.is_empty() {
+        format!("[{}]", info.name)
+    } else {
+        info.cmdline
+    };
+    Some(ProcessSummary {
+        pid,
+        ppid: info.ppid,
+        state: state_name(info.state).to_string(),
+        cmdline,
+        start_time: info.start_time,
+        role: info.role,
+        uid: info.uid,
+        nspid: info.nspid,
+    })
+}
+
+fn key_u64(key: i32) -> u64 {
+    key as i64 as u64
+}
+
+fn key_hex(key: i32) -> String {
+    format!("{:#010x}", key as u32)
+}
+
+/// Diagnose the data directory `data_dir`.
+///
+/// Errors only when there is nothing to diagnose (no such directory, not a
+/// directory); everything else, unreadable parts included, is in the report.
+pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Error> {
+    let shown = std::path::absolute(data_dir)
+        .map_err(|e| Error::sys(format!("absolute(\"{}\")", data_dir.display()), e))?;
+    let meta = match fs::metadata(&shown) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::DataDirMissing { path: shown })
+        }
+        Err(e) => return Err(Error::sys(format!("stat(\"{}\")", shown.display()), e)),
+    };
+    if !meta.is_dir() {
+        return Err(Error::DataDirUnusable {
+            path: shown,
+            reason: "is not a directory".into(),
+            hint: "give the data directory, the one that holds PG_VERSION".into(),
+        });
+    }
+    let real = fs::canonicalize(&shown).unwrap_or_else(|_| shown.clone());
+    let mut cx = Ctx {
+        opts,
+        dir_id: (meta.dev(), meta.ino()),
+        owner: (meta.uid(), meta.gid()),
+        shown,
+        real,
+        host: Host::read(opts.procfs.clone()),
+        findings: Vec::new(),
+        belongs: BTreeMap::new(),
+        attached: Vec::new(),
+        workers: Vec::new(),
+    };
+    let my_uid = rustix::process::geteuid().as_raw();
+    if let Some(err) = cx.host.shm_error.clone() {
+        cx.find(
+            Code::PermissionDenied,
+            Severity::Problem,
+            format!("the segment table could not be read ({err})"),
+        );
+    }
+
+    // --- postmaster.pid, read as the server reads it --------------------
+    let lock_path = cx.shown.join(crate::LOCK_FILE_NAME);
+    let mut lock_info = LockFileInfo {
+        path: lock_path.display().to_string(),
+        state: "absent",
+        pid: None,
+        start_time: None,
+        port: None,
+        status: None,
+        shmem_key: None,
+        shmem_id: None,
+        identity: None,
+        evidence: None,
+        process: None,
+        problem: None,
+    };
+    let mut reading: Option<ServerReading> = None;
+    let mut parts: Option<PidFileParts> = None;
+    let stage = match read_lock_file(&lock_path) {
+        Ok(None) => LockStage::Absent,
+        Err((true, why)) => {
+            lock_info.state = "unreadable";
+            lock_info.problem = Some(why.clone());
+            LockStage::Unreadable(why)
+        }
+        Err((false, why)) => {
+            lock_info.state = "unusable";
+            lock_info.problem = Some(why.clone());
+            LockStage::Unusable(why)
+        }
+        Ok(Some(bytes)) if bytes.is_empty() => {
+            lock_info.state = "empty";
+            LockStage::Empty
+        }
+        Ok(Some(bytes)) => {
+            let r = ServerReading::of(&bytes);
+            let strict = PidFile::parse(&bytes);
+            if let Err(e) = &strict {
+                lock_info.problem = Some(e.to_string());
+            }
+            let strict = strict.ok();
+            lock_info.pid = Some(r.pid);
+            lock_info.start_time = strict.as_ref().map(|p| p.start_time);
+            lock_info.port = strict.as_ref().map(|p| p.port);
+            lock_info.status = strict
+                .as_ref()
+                .and_then(|p| p.status)
+                .map(|s| s.name().to_string());
+            lock_info.shmem_key = r.shmem.map(|s| s.0);
+            lock_info.shmem_id = r.shmem.map(|s| s.1);
+            let stage = if r.is_bogus() {
+                lock_info.state = "bogus";
+                LockStage::Bogus(String::from_utf8_lossy(&r.buffer).into_owned())
+            } else {
+                lock_info.state = "present";
+                let pid = r.other_pid();
+                parts = Some(PidFileParts {
+                    pid,
+                    start_time: strict.as_ref().map(|p| p.start_time),
+                });
+                judge_lock_owner(&mut cx, &mut lock_info, pid, &r, parts)
+            };
+            reading = Some(r);
+            stage
+        }
+    };
+
+    if matches!(stage, LockStage::Empty | LockStage::Bogus(_)) {
+        let pids = cx.host.working_in(cx.dir_id);
+        cx.workers = pids
+            .into_iter()
+            .filter_map(|p| summary(&cx.host, p))
+            .collect();
+        if !cx.workers.is_empty() {
+            let list = cx
+                .workers
+                .iter()
+                .map(|w| format!("{} ({})", w.pid, w.cmdline))
+                .collect::<Vec<_>>()
+                .join(", ");
+            cx.find(
+                Code::PostmasterRunning,
+                Severity::Warning,
+                format!("processes work in this directory, so a server may be starting: {list}"),
+            );
+        }
+    }
+
+    // --- holders: who is attached to which segment ----------------------
+    // Segments whose owner matters: every one with holders that a server
+    // running as the directory's owner could read, plus line 7's.
+    let line7_shmid = reading
+        .as_ref()
+        .and_then(|r| r.shmem)
+        .map(|(_, id)| id as i32);
+    let mut targets: Vec<ShmEntry> = cx
+        .host
+        .shm
+        .iter()
+        .filter(|e| {
+            (e.nattch > 0 && e.size >= HEADER_SIZE as u64 && {
+                let (uid, _) = cx.owner;
+                e.uid == uid || e.cuid == uid || cx.server_can_read(e)
+            }) || Some(e.shmid) == line7_shmid
+        })
+        .cloned()
+        .collect();
+    targets.sort_by_key(|e| e.shmid);
+    // Pass A: the likely holders only (creator, last attacher, the lock
+    // file's PID) decide most segments through their header.
+    let mut undecided: Vec<ShmEntry> = Vec::new();
+    for e in &targets {
+        if !cx.server_can_read(e) || e.size < HEADER_SIZE as u64 {
+            let b = cx.decide(e, parts.as_ref());
+            cx.belongs.insert(e.shmid, b);
+            continue;
+        }
+        let mut decided = None;
+        for pid in [e.cpid, e.lpid, parts.map(|p| p.pid).unwrap_or(0)] {
+            if pid <= 0 {
+                continue;
+            }
+            if let Some(a) = attachment(&mut cx.host, pid, e.shmid) {
+                if let Some(hdr) = cx.host.header_via(&a) {
+                    decided = Some(if hdr.matches(cx.dir_id.0, cx.dir_id.1) {
+                        None
+                    } else {
+                        Some(Belongs::Foreign(if hdr.has_magic() {
+                            format!(
+                                "its header names another directory (device {}, inode {})",
+                                hdr.device, hdr.inode
+                            )
+                        } else {
+                            "it is not a PostgreSQL segment (no magic number)".into()
+                        }))
+                    });
+                    break;
+                }
+            }
+        }
+        match decided {
+            Some(Some(foreign)) => {
+                cx.belongs.insert(e.shmid, foreign);
+            }
+            _ => undecided.push(e.clone()),
+        }
+    }
+    // Pass B: every holder of the segments that are (or may be) ours.
+    let hints: Vec<i32> = parts
+        .map(|p| p.pid)
+        .into_iter()
+        .chain(undecided.iter().flat_map(|e| [e.cpid, e.lpid]))
+        .collect();
+    let mut uids = vec![cx.owner.0];
+    for e in &undecided {
+        for u in [e.uid, e.cuid] {
+            if !uids.contains(&u) {
+                uids.push(u);
+            }
+        }
+    }
+    let wanted: Vec<(i32, u64)> = undecided
+        .iter()
+        .filter(|e| e.nattch > 0)
+        .map(|e| (e.shmid, e.nattch))
+        .collect();
+    let search = cx.host.find_holders(&wanted, &hints, cx.dir_id, &uids);
+    cx.attached = search.found.clone();
+    for e in &undecided {
+        let b = cx.decide(e, parts.as_ref());
+        cx.belongs.insert(e.shmid, b);
+    }
+    for pid in &search.other_namespace {
+        cx.find(
+            Code::OtherNamespace,
+            Severity::Info,
+            format!(
+                "PID {pid} maps a System V segment with one of these IDs, but in another IPC namespace (a container): that is a different segment, and it is not counted"
+            ),
+        );
+    }
+
+    // --- version ----------------------------------------------------------
+    let running_exe = running_exe(&cx, &lock_info);
+    let version = version::detect(&cx.real, opts.postgres.as_deref(), running_exe, cx.owner);
+    let major = version.major();
+
+    // --- the server's data directory checks (checkDataDir) ---------------
+    let mut datadir_fatal: Option<String> = None;
+    let shown_s = cx.shown.display().to_string();
+    let mode = meta.mode() & 0o7777;
+    let bad_bits = if major == Some(10) { 0o077 } else { 0o027 };
+    if mode & bad_bits != 0 {
+        datadir_fatal = Some(format!(
+            "data directory \"{shown_s}\" has invalid permissions"
+        ));
+        cx.find(
+            Code::DataDirInvalid,
+            Severity::Problem,
+            format!(
+                "the directory's mode is {mode:04o}; PostgreSQL {} requires {}",
+                major.map(|m| m.to_string()).unwrap_or_default(),
+                if major == Some(10) {
+                    "0700"
+                } else {
+                    "0700 or 0750"
+                }
+            ),
+        );
+    }
+    if datadir_fatal.is_none() && version.data_dir_major.is_none() {
+        let pgv = cx.shown.join("PG_VERSION");
+        match fs::metadata(&pgv) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                datadir_fatal = Some(format!("\"{shown_s}\" is not a valid data directory"));
+                cx.find(
+                    Code::DataDirInvalid,
+                    Severity::Problem,
+                    format!(
+                        "{} is missing: this is not a PostgreSQL data directory",
+                        pgv.display()
+                    ),
+                );
+            }
+            _ => cx.find(
+                Code::PermissionDenied,
+                Severity::Problem,
+                format!("{} could not be read", pgv.display()),
+            ),
+        }
+    }
+    if let (Some(m), Some(server)) = (major, version.server.as_deref()) {
+        let server_major: Option<u32> = server.split('.').next().and_then(|s| s.parse().ok());
+        if datadir_fatal.is_none() && server_major.is_some_and(|s| s != m) {
+            datadir_fatal = Some("database files are incompatible with server".into());
+            cx.find(
+                Code::DataDirInvalid,
+                Severity::Problem,
+                format!(
+                    "the directory was initialised by PostgreSQL {m}, and the server binary {} is {server}",
+                    version.server_binary.as_deref().unwrap_or("?")
+                ),
+            );
+        }
+    }
+    if datadir_fatal.is_none()
+        && major.is_some_and(|m| m >= 11)
+        && !cx.shown.join("global/pg_control").exists()
+    {
+        datadir_fatal = Some("could not find the database system".into());
+        cx.find(
+            Code::DataDirInvalid,
+            Severity::Problem,
+            format!(
+                "{} is missing",
+                cx.shown.join("global/pg_control").display()
+            ),
+        );
+    }
+
+    // --- line 7: PGSharedMemoryIsInUse -----------------------------------
+    let mut line7_blocks: Option<String> = None;
+    let mut line7_unknown: Option<String> = None;
+    if let (LockStage::Dead, Some((id1, id2))) = (&stage, reading.as_ref().and_then(|r| r.shmem)) {
+        let shmid = id2 as i32;
+        match cx.host.by_shmid(shmid).cloned() {
+            None => {}
+            Some(e) => match cx.belongs.get(&shmid).cloned() {
+                Some(Belongs::This(_)) if e.nattch > 0 => {
+                    line7_blocks = Some(format!(
+                        "pre-existing shared memory block (key {id1}, ID {id2}) is still in use"
+                    ));
+                }
+                Some(Belongs::Foreign(why)) => cx.find(
+                    Code::SegmentForeign,
+                    Severity::Info,
+                    format!(
+                        "line 7 names segment ID {shmid}, which now belongs to something else ({why}); PostgreSQL ignores it"
+                    ),
+                ),
+                Some(Belongs::Unknown(why)) if e.nattch > 0 => {
+                    line7_unknown = Some(format!(
+                        "segment ID {shmid} (line 7) has {} attached, and whose it is cannot be told: {why}",
+                        e.nattch
+                    ));
+                }
+                _ => {}
+            },
+        }
+    }
+
+    // --- the key probe ----------------------------------------------------
+    let (seed_key, seed_from) = first_key(&cx, &version, &lock_info);
+    let ends: Vec<(Algorithm, ProbeEnd)> = match (seed_key, version.algorithm) {
+        (None, _) => Vec::new(),
+        (Some(k), Some(a)) => vec![(a, probe(&mut cx, k, a, parts.as_ref()))],
+        (Some(k), None) => vec![
+            (
+                Algorithm::New,
+                probe(&mut cx, k, Algorithm::New, parts.as_ref()),
+            ),
+            (
+                Algorithm::Old,
+                probe(&mut cx, k, Algorithm::Old, parts.as_ref()),
+            ),
+        ],
+    };
+    let probe_end: ProbeEnd = match ends.as_slice() {
+        [] => ProbeEnd::Unknown(
+            "the major version is unknown, so the first key is too (PG_VERSION unreadable or before 10)".into(),
+        ),
+        [(_, one)] => one.clone(),
+        [(_, a), (_, b)] if std::mem::discriminant(a) == std::mem::discriminant(b) => a.clone(),
+        _ => {
+            cx.find(
+                Code::VersionUnknown,
+                Severity::Problem,
+                format!(
+                    "PostgreSQL {} before {} would start here and later minors would refuse; give the server binary with --postgres",
+                    major.unwrap_or(0),
+                    if major == Some(10) { "10.8" } else { "11.3" }
+                ),
+            );
+            ProbeEnd::Unknown("the minor version decides, and it is unknown".into())
+        }
+    };
+    if let Some(k) = seed_key {
+        if let Some(e) = cx.host.by_key(k.0).cloned() {
+            if let Some(Belongs::Foreign(why)) = cx.belongs.get(&e.shmid).cloned().or_else(|| {
+                (!cx.server_can_read(&e) || e.size < HEADER_SIZE as u64)
+                    .then(|| cx.decide(&e, parts.as_ref()))
+            }) {
+                cx.find(
+                    Code::KeyCollision,
+                    Severity::Info,
+                    format!(
+                        "the first key PostgreSQL probes, {} ({}), is taken by segment ID {} ({why}); it moves on to the next free key",
+                        k, key_hex(k.0), e.shmid
+                    ),
+                );
+            }
+        }
+    }
+
+    // --- segments of this directory the server will not see --------------
+    let blocked_shmid = match &probe_end {
+        ProbeEnd::Blocked { shmid, .. } => Some(*shmid),
+        _ => None,
+    };
+    let ours_attached: Vec<ShmEntry> = cx
+        .host
+        .shm
+        .iter()
+        .filter(|e| e.nattch > 0 && cx.belongs.get(&e.shmid).is_some_and(Belongs::is_this))
+        .cloned()
+        .collect();
+
+    // --- verdict ------------------------------------------------------------
+    let owner_alive = matches!(stage, LockStage::Live(Identity::Owner));
+    let (verdict, would_say): (Verdict, Option<String>) = if let Some(msg) = datadir_fatal {
+        (Verdict::Blocked, Some(msg))
+    } else {
+        match &stage {
+            LockStage::Unreadable(why) => {
+                cx.find(
+                    Code::PermissionDenied,
+                    Severity::Problem,
+                    format!("{} could not be read: {why}", lock_path.display()),
+                );
+                (Verdict::Unknown, None)
+            }
+            LockStage::Unusable(why) => {
+                cx.find(
+                    Code::LockFileCorrupt,
+                    Severity::Problem,
+                    format!("{} {why}", lock_path.display()),
+                );
+                (Verdict::Unknown, None)
+            }
+            LockStage::Empty => {
+                cx.find(
+                    Code::LockFileEmpty,
+                    Severity::Problem,
+                    format!(
+                        "{} is empty: a server was starting, or crashed between creating the file and writing it; PostgreSQL never removes it by itself",
+                        lock_path.display()
+                    ),
+                );
+                (
+                    Verdict::Blocked,
+                    Some("lock file \"postmaster.pid\" is empty".into()),
+                )
+            }
+            LockStage::Bogus(buffer) => {
+                cx.find(
+                    Code::LockFileCorrupt,
+                    Severity::Problem,
+                    format!(
+                        "{} does not start with a PID; PostgreSQL stops and never removes it by itself",
+                        lock_path.display()
+                    ),
+                );
+                (
+                    Verdict::Blocked,
+                    Some(format!(
+                        "bogus data in lock file \"postmaster.pid\": \"{buffer}\""
+                    )),
+                )
+            }
+            LockStage::Live(Identity::Owner) => (
+                Verdict::Running,
+                Some("lock file \"postmaster.pid\" already exists".into()),
+            ),
+            LockStage::Live(_) => (
+                Verdict::Blocked,
+                Some("lock file \"postmaster.pid\" already exists".into()),
+            ),
+            LockStage::Absent | LockStage::Dead => {
+                if let Some(msg) = line7_blocks {
+                    (Verdict::Blocked, Some(msg))
+                } else if let Some(why) = line7_unknown {
+                    cx.find(Code::PermissionDenied, Severity::Problem, why);
+                    (Verdict::Unknown, None)
+                } else {
+                    match &probe_end {
+                        ProbeEnd::Creates { .. } => (Verdict::WillStart, None),
+                        ProbeEnd::Blocked { key, shmid } => (
+                            Verdict::Blocked,
+                            Some(format!(
+                                "pre-existing shared memory block (key {}, ID {shmid}) is still in use",
+                                key_u64(*key)
+                            )),
+                        ),
+                        ProbeEnd::Unknown(why) => {
+                            if !cx.findings.iter().any(|f| f.code == Code::VersionUnknown) {
+                                cx.find(
+                                    Code::PermissionDenied,
+                                    Severity::Problem,
+                                    format!("the key probe cannot be predicted: {why}"),
+                                );
+                            }
+                            (Verdict::Unknown, None)
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    // --- holders, and what they mean ---------------------------------------
+    let mut holders: Vec<Holder> = Vec::new();
+    for e in &ours_attached {
+        let mut found = 0u64;
+        for a in cx.holders_of(e.shmid) {
+            found += a.attaches;
+            if let Some(process) = summary(&cx.host, a.pid) {
+                holders.push(Holder {
+                    process,
+                    shmid: a.shmid,
+                    attaches: a.attaches,
+                });
+            }
+        }
+        if found < e.nattch {
+            cx.find(
+                Code::HoldersHidden,
+                Severity::Warning,
+                format!(
+                    "segment ID {} has {} attachments but only {found} are visible here: the others are in another PID namespace, or their /proc/PID/maps cannot be read{}",
+                    e.shmid,
+                    e.nattch,
+                    if my_uid == 0 { "" } else { " (run as root)" }
+                ),
+            );
+        }
+    }
+    holders.sort_by_key(|h| (h.shmid, h.process.pid));
+    let orphans: Vec<&Holder> = if owner_alive {
+        Vec::new()
+    } else {
+        holders.iter().collect()
+    };
+    if owner_alive {
+        let pid = lock_info.pid.unwrap_or(0);
+        let what = lock_info
+            .process
+            .as_ref()
+            .map(|p| p.cmdline.clone())
+            .unwrap_or_default();
+        cx.find(
+            Code::PostmasterRunning,
+            Severity::Info,
+            format!(
+                "PID {} ({what}) owns this directory{}; {} attached",
+                pid.abs(),
+                lock_info
+                    .status
+                    .as_deref()
+                    .map(|s| format!(", status \"{s}\""))
+                    .unwrap_or_default(),
+                plural(holders.len(), "process", "processes")
+            ),
+        );
+    } else if !orphans.is_empty() {
+        let stopped = orphans
+            .iter()
+            .filter(|h| h.process.state == "stopped")
+            .count();
+        cx.find(
+            Code::OrphanedHolders,
+            if verdict == Verdict::WillStart {
+                Severity::Danger
+            } else {
+                Severity::Problem
+            },
+            format!(
+                "{} of a server that is gone {} still attached to this directory's segment: {}{}",
+                plural(orphans.len(), "process", "processes"),
+                if orphans.len() == 1 { "is" } else { "are" },
+                orphans
+                    .iter()
+                    .map(|h| format!(
+                        "{} ({})",
+                        h.process.pid,
+                        h.process.role.as_deref().unwrap_or(&h.process.cmdline)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if stopped > 0 {
+                    format!("; {stopped} stopped (SIGSTOP)")
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    for e in &ours_attached {
+        if Some(e.shmid) == blocked_shmid
+            || Some(e.shmid) == line7_shmid && line7_blocks_is(&verdict, &would_say)
+        {
+            continue;
+        }
+        if owner_alive {
+            continue;
+        }
+        if e.is_marked_for_removal() || e.key == 0 {
+            cx.find(
+                Code::SegmentRemoved,
+                if verdict == Verdict::WillStart { Severity::Danger } else { Severity::Warning },
+                format!(
+                    "segment ID {} of this directory was removed (ipcrm) while {} still attached: PostgreSQL can no longer see them{}",
+                    e.shmid,
+                    plural(e.nattch as usize, "process was", "processes were"),
+                    if verdict == Verdict::WillStart { ", and would start alongside them" } else { "" }
+                ),
+            );
+        } else {
+            cx.find(
+                Code::UnprobedSegment,
+                if verdict == Verdict::WillStart { Severity::Danger } else { Severity::Warning },
+                format!(
+                    "segment ID {} (key {}) of this directory has {} attached, on a key PostgreSQL does not reach from {}{}",
+                    e.shmid,
+                    key_hex(e.key),
+                    e.nattch,
+                    seed_key.map(|k| key_hex(k.0)).unwrap_or_else(|| "its first key".into()),
+                    if verdict == Verdict::WillStart { ": it would start alongside them" } else { "" }
+                ),
+            );
+        }
+    }
+    let safe_to_start = verdict == Verdict::WillStart && ours_attached.is_empty();
+
+    // --- leaked segments ----------------------------------------------------
+    let recycled = match &probe_end {
+        ProbeEnd::Creates { recycles, .. } => *recycles,
+        _ => None,
+    };
+    if let Some(shmid) = line7_shmid {
+        if let Some(e) = cx.host.by_shmid(shmid).cloned() {
+            if e.nattch == 0 && !owner_alive && Some(shmid) != recycled {
+                let b = cx.decide(&e, parts.as_ref());
+                cx.belongs.insert(shmid, b.clone());
+                if b.is_this() {
+                    cx.find(
+                        Code::LeakedSegment,
+                        Severity::Warning,
+                        format!(
+                            "segment ID {shmid} (key {}) of this directory has nobody attached, and PostgreSQL will not remove it ({}): it stays until removed or the host reboots",
+                            key_hex(e.key),
+                            b.evidence()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // --- DSM ------------------------------------------------------------------
+    let dsm = dsm_report(&mut cx, &holders, recycled.is_some());
+
+    // --- segments to show -------------------------------------------------------
+    let mut segments: Vec<SegmentInfo> = Vec::new();
+    let mut shown_ids: Vec<i32> = Vec::new();
+    if let Some(id) = line7_shmid {
+        shown_ids.push(id);
+    }
+    shown_ids.extend(ours_attached.iter().map(|e| e.shmid));
+    if let Some(k) = seed_key {
+        if let Some(e) = cx.host.by_key(k.0) {
+            shown_ids.push(e.shmid);
+        }
+    }
+    if let ProbeEnd::Blocked { shmid, .. } = probe_end {
+        shown_ids.push(shmid);
+    }
+    if let Some(r) = recycled {
+        shown_ids.push(r);
+    }
+    shown_ids.dedup();
+    let mut seen = Vec::new();
+    for id in shown_ids {
+        if seen.contains(&id) {
+            continue;
+        }
+        seen.push(id);
+        let Some(e) = cx.host.by_shmid(id).cloned() else {
+            continue;
+        };
+        let b = match cx.belongs.get(&id) {
+            Some(b) => b.clone(),
+            None => cx.decide(&e, parts.as_ref()),
+        };
+        let mut why = Vec::new();
+        if Some(id) == line7_shmid {
+            why.push("line 7");
+        }
+        if seed_key.is_some_and(|k| cx.host.by_key(k.0).map(|x| x.shmid) == Some(id))
+            || blocked_shmid == Some(id)
+            || recycled == Some(id)
+        {
+            why.push("probe");
+        }
+        if e.nattch > 0 && b.is_this() {
+            why.push("attached");
+        }
+        segments.push(SegmentInfo {
+            key: key_u64(e.key),
+            key_hex: key_hex(e.key),
+            shmid: e.shmid,
+            size: e.size,
+            nattch: e.nattch,
+            uid: e.uid,
+            cpid: e.cpid,
+            lpid: e.lpid,
+            removed: e.is_marked_for_removal(),
+            why,
+            belongs: b.word(),
+            evidence: b.evidence().to_string(),
+        });
+    }
+
+    let probe_info = ProbeInfo {
+        seed: version.keys,
+        seed_from,
+        first_key: seed_key.map(|k| key_u64(k.0)),
+        outcome: match &probe_end {
+            ProbeEnd::Creates { key, recycles: None, unsure: None } => {
+                format!("creates its segment at key {}", key_hex(*key))
+            }
+            ProbeEnd::Creates { key, recycles: None, unsure: Some(id) } => format!(
+                "finds segment ID {id} at key {} with nobody attached: removes it and creates its own there if it is this directory's, else moves on to the next free key",
+                key_hex(*key)
+            ),
+            ProbeEnd::Creates { key, recycles: Some(id), .. } => format!(
+                "removes the old segment ID {id} (nobody attached) and creates its own at key {}",
+                key_hex(*key)
+            ),
+            ProbeEnd::Blocked { key, shmid } => format!(
+                "stops at key {}: segment ID {shmid} of this directory is still attached",
+                key_hex(*key)
+            ),
+            ProbeEnd::Unknown(why) => format!("unknown: {why}"),
+        },
+    };
+
+    let mut report = StatusReport {
+        data_dir: cx.shown.display().to_string(),
+        verdict,
+        postgres_would_say: would_say,
+        safe_to_start,
+        version,
+        lock_file: lock_info,
+        segments,
+        probe: probe_info,
+        holders,
+        dsm,
+        findings: Vec::new(),
+        remedy: Vec::new(),
+    };
+    report.remedy = remedy(&report, &cx, &stage);
+    report.findings = std::mem::take(&mut cx.findings);
+    report.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    Ok(report)
+}
+
+fn line7_blocks_is(verdict: &Verdict, would_say: &Option<String>) -> bool {
+    *verdict == Verdict::Blocked
+        && would_say
+            .as_deref()
+            .is_some_and(|m| m.starts_with("pre-existing shared memory block"))
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The attachment of `shmid` in `pid`, if it maps it (same IPC namespace
+/// assumed; the caller only uses it to read a header, which names a
+/// directory whatever the namespace).
+fn attachment(host: &mut Host, pid: i32, shmid: i32) -> Option<Attached> {
+    let m = host.mappings(pid)?;
+    let first = m.sysv.iter().find(|s| s.shmid == shmid)?;
+    Some(Attached {
+        pid,
+        shmid,
+        attaches: m.sysv.iter().filter(|s| s.shmid == shmid).count() as u64,
+        start: first.start,
+    })
+}
+
+/// Judge the lock file's PID as the server would (`kill(pid, 0)` as the
+/// directory's owner) and as we do (identity), filling `info`.
+fn judge_lock_owner(
+    cx: &mut Ctx<'_>,
+    info: &mut LockFileInfo,
+    pid: i32,
+    r: &ServerReading,
+    parts: Option<PidFileParts>,
+) -> LockStage {
+    let my_pid = std::process::id() as i32;
+    let verdict = cx.host.procfs.judge_pid(
+        pid,
+        parts.and_then(|p| p.start_time),
+        r.shmem.map(|(_, id)| ShmId(id as i32)),
+        &cx.real,
+        my_pid,
+    );
+    let facts = cx.host.procfs.info(pid).ok();
+    info.process = summary(&cx.host, pid);
+    let lock_path = info.path.clone();
+    let owner_uid = cx.owner.0;
+    let same_user = facts
+        .as_ref()
+        .is_some_and(|f| f.uid == owner_uid || f.suid == owner_uid);
+    let Some(f) = facts else {
+        let identity = if verdict == OwnerVerdict::OtherUser {
+            cx.find(
+                Code::PidOtherUser,
+                Severity::Info,
+                format!(
+                    "{lock_path} names PID {pid}, which exists but cannot be read here (another user's, under hidepid); PostgreSQL treats it as gone"
+                ),
+            );
+            Identity::OtherUser
+        } else {
+            cx.find(
+                Code::StaleLockFile,
+                Severity::Info,
+                format!(
+                    "{lock_path} names PID {pid}, which no longer exists; PostgreSQL removes the file itself"
+                ),
+            );
+            Identity::Gone
+        };
+        info.identity = Some(identity);
+        if let Some(other) = same_pid_elsewhere(cx, pid) {
+            cx.find(
+                Code::OtherNamespace,
+                Severity::Problem,
+                format!(
+                    "{lock_path} was written in another PID namespace: PID {pid} there is PID {other} here, a process working in this directory"
+                ),
+            );
+        }
+        return LockStage::Dead;
+    };
+    let facts = Some(f);
+    let (identity, stage) = match (&verdict, &facts) {
+        (OwnerVerdict::Zombie, Some(f)) => {
+            let parent = summary(&cx.host, f.ppid)
+                .map(|p| format!("PID {} ({})", p.pid, p.cmdline))
+                .unwrap_or_else(|| format!("PID {}", f.ppid));
+            if same_user {
+                cx.find(
+                    Code::ZombiePostmaster,
+                    Severity::Problem,
+                    format!(
+                        "PID {pid} named in {lock_path} has exited but is a zombie, never collected by its parent {parent}; PostgreSQL's kill(pid, 0) still succeeds on it"
+                    ),
+                );
+                (Identity::Zombie, LockStage::Live(Identity::Zombie))
+            } else {
+                cx.find(
+                    Code::PidOtherUser,
+                    Severity::Info,
+                    format!(
+                        "PID {pid} is a zombie of {}; PostgreSQL treats it as gone",
+                        user_name(f.uid)
+                    ),
+                );
+                (Identity::Zombie, LockStage::Dead)
+            }
+        }
+        (OwnerVerdict::Alive { evidence, .. }, Some(_)) if same_user => {
+            info.evidence = Some(evidence.to_string());
+            (Identity::Owner, LockStage::Live(Identity::Owner))
+        }
+        (_, Some(f)) if same_user => {
+            cx.find(
+                Code::PidReused,
+                Severity::Problem,
+                format!(
+                    "{lock_path} names PID {pid}, which is now {} (started {}), not a server of this directory; PostgreSQL only checks that the PID is alive",
+                    info.process.as_ref().map(|p| p.cmdline.clone()).unwrap_or_else(|| printable(b"?")),
+                    format_utc(f.start_time)
+                ),
+            );
+            (Identity::Reused, LockStage::Live(Identity::Reused))
+        }
+        (_, Some(f)) => {
+            cx.find(
+                Code::PidOtherUser,
+                Severity::Info,
+                format!(
+                    "{lock_path} names PID {pid}, which now belongs to {} ({}); PostgreSQL treats it as gone (kill returns EPERM) and removes the file",
+                    user_name(f.uid),
+                    info.process.as_ref().map(|p| p.cmdline.clone()).unwrap_or_default()
+                ),
+            );
+            (Identity::OtherUser, LockStage::Dead)
+        }
+        (_, None) => (Identity::Gone, LockStage::Dead),
+    };
+    if matches!(identity, Identity::Reused | Identity::OtherUser) {
+        // Written in another PID namespace? A process whose innermost PID
+        // is the one on line 1 and that works in this directory.
+        if let Some(other) = same_pid_elsewhere(cx, pid) {
+            cx.find(
+                Code::OtherNamespace,
+                Severity::Problem,
+                format!(
+                    "{lock_path} was written in another PID namespace: PID {pid} there is PID {other} here, a process working in this directory"
+                ),
+            );
+        }
+    }
+    info.identity = Some(identity);
+    stage
+}
+
+/// A process working in this directory whose innermost PID is `pid`,
+/// checked only among the owner's processes that live in a nested PID
+/// namespace.
+fn same_pid_elsewhere(cx: &mut Ctx<'_>, pid: i32) -> Option<i32> {
+    for p in cx.host.all_pids() {
+        if cx.host.procfs.owner_uid(p).ok() != Some(cx.owner.0) {
+            continue;
+        }
+        if cx.host.procfs.cwd_id(p).ok() != Some(cx.dir_id) {
+            continue;
+        }
+        if let Ok(info) = cx.host.procfs.info(p) {
+            if info.nspid.len() > 1 && info.nspid.last() == Some(&pid) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn running_exe(cx: &Ctx<'_>, lock: &LockFileInfo) -> Option<PathBuf> {
+    let is_pg = |p: &Path| {
+        p.file_name()
+            .is_some_and(|n| n == "postgres" || n == "postmaster")
+    };
+    let mut pids: Vec<i32> = Vec::new();
+    if lock.identity == Some(Identity::Owner) {
+        pids.extend(lock.pid.map(i32::abs));
+    }
+    pids.extend(cx.attached.iter().map(|a| a.pid));
+    for pid in pids {
+        if let Ok(exe) = cx.host.procfs.exe(pid) {
+            if is_pg(&exe) && exe.is_file() {
+                return Some(exe);
+            }
+        }
+    }
+    None
+}
+
+fn first_key(cx: &Ctx<'_>, v: &VersionInfo, lock: &LockFileInfo) -> (Option<ShmKey>, String) {
+    match v.keys {
+        Some(KeySeed::Inode) => (
+            Some(key_for_inode(cx.dir_id.1)),
+            format!("the directory's inode {}", cx.dir_id.1),
+        ),
+        Some(KeySeed::Port) => {
+            let settings = crate::config::read_settings(&cx.real);
+            let (port, from) = if let Some(p) = cx.opts.port {
+                (p, "--port".to_string())
+            } else if let Some(p) = settings.port() {
+                let file = settings
+                    .values
+                    .get("port")
+                    .map(|s| s.file.display().to_string())
+                    .unwrap_or_default();
+                (p, file)
+            } else if let Some(p) = lock.port {
+                (p, "line 4 of postmaster.pid (the last start)".into())
+            } else {
+                (5432, "the default".into())
+            };
+            (Some(key_for_port(port)), format!("port {port} ({from})"))
+        }
+        None => (None, "unknown".into()),
+    }
+}
+
+/// Follow the server's probe loop from `start` over the host's segments.
+fn probe(
+    cx: &mut Ctx<'_>,
+    start: ShmKey,
+    algo: Algorithm,
+    lock: Option<&PidFileParts>,
+) -> ProbeEnd {
+    let mut key = start.0;
+    for _ in 0..MAX_PROBE {
+        let Some(e) = cx.host.by_key(key).cloned() else {
+            return ProbeEnd::Creates {
+                key,
+                recycles: None,
+                unsure: None,
+            };
+        };
+        let b = match cx.belongs.get(&e.shmid) {
+            Some(b) => b.clone(),
+            None => {
+                let b = cx.decide(&e, lock);
+                cx.belongs.insert(e.shmid, b.clone());
+                b
+            }
+        };
+        let can_remove = e.uid == cx.owner.0 || e.cuid == cx.owner.0;
+        match algo {
+            Algorithm::New => match b {
+                Belongs::Foreign(_) => key = key.wrapping_add(1),
+                Belongs::This(_) if e.nattch > 0 => {
+                    return ProbeEnd::Blocked { key, shmid: e.shmid }
+                }
+                Belongs::This(_) if can_remove => {
+                    return ProbeEnd::Creates {
+                        key,
+                        recycles: Some(e.shmid),
+                        unsure: None,
+                    }
+                }
+                Belongs::This(_) => key = key.wrapping_add(1),
+                Belongs::Unknown(why) if e.nattch > 0 => {
+                    return ProbeEnd::Unknown(format!(
+                        "segment ID {} at key {} has {} attached, and whose it is cannot be told: {why}",
+                        e.shmid,
+                        key_hex(key),
+                        e.nattch
+                    ))
+                }
+                // Unattached and ours (recycled here) or foreign (skipped):
+                // either way the server starts, at this key or a later one.
+                Belongs::Unknown(_) => {
+                    return ProbeEnd::Creates {
+                        key,
+                        recycles: None,
+                        unsure: Some(e.shmid),
+                    }
+                }
+            },
+            Algorithm::Old => {
+                // Old loop: attach (needs read access), check the magic, then
+                // the creator PID: alive (any user) → next key; dead →
+                // remove, attached or not, and take the key.
+                if !cx.server_can_read(&e) || e.size < HEADER_SIZE as u64 {
+                    key = key.wrapping_add(1);
+                    continue;
+                }
+                let creator_alive = cx.host.procfs.stat(e.cpid).is_ok();
+                if creator_alive || matches!(b, Belongs::Foreign(_)) && !can_remove {
+                    key = key.wrapping_add(1);
+                    continue;
+                }
+                if !can_remove {
+                    key = key.wrapping_add(1);
+                    continue;
+                }
+                return ProbeEnd::Creates {
+                    key,
+                    recycles: Some(e.shmid),
+                    unsure: None,
+                };
+            }
+        }
+    }
+    ProbeEnd::Unknown(format!(
+        "no free key within {MAX_PROBE} keys of {}",
+        key_hex(start.0)
+    ))
+}
+
+/// The DSM files of this directory, and those leaked by a server of its
+/// owner.
+fn dsm_report(cx: &mut Ctx<'_>, holders: &[Holder], recycling: bool) -> Vec<DsmInfo> {
+    let files = dsm_files(&cx.opts.dev_shm);
+    if files.is_empty() {
+        return Vec::new();
+    }
+    let holder_pids: Vec<i32> = holders.iter().map(|h| h.process.pid).collect();
+    let owner = cx.owner.0;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    // Does anyone map the owner's files? Read every map that could.
+    if files.iter().any(|f| f.uid == owner) {
+        cx.host.read_all_mappings(&[owner]);
+    }
+    let mut mapped: BTreeMap<u32, Vec<i32>> = BTreeMap::new();
+    for (pid, m) in cx.host.mapped() {
+        for h in &m.dsm_handles {
+            mapped.entry(*h).or_default().push(pid);
+        }
+    }
+    // Handles listed by a control segment someone maps are in use too.
+    let mut live_by_control: Vec<u32> = Vec::new();
+    for f in &files {
+        if let Some(items) = &f.control_items {
+            if mapped.contains_key(&f.handle) {
+                live_by_control.extend(items);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut leaked = Vec::new();
+    for f in files {
+        let mut by = mapped.get(&f.handle).cloned().unwrap_or_default();
+        by.sort_unstable();
+        let ours = by.iter().any(|p| holder_pids.contains(p));
+        let status = if ours {
+            "in_use"
+        } else if f.uid == owner
+            && by.is_empty()
+            && !live_by_control.contains(&f.handle)
+            && now - f.mtime > DSM_GRACE_SECS
+        {
+            "leaked"
+        } else {
+            continue;
+        };
+        if status == "leaked" {
+            leaked.push((f.path.display().to_string(), f.size));
+        }
+        out.push(DsmInfo {
+            path: f.path.display().to_string(),
+            handle: f.handle,
+            size: f.size,
+            uid: f.uid,
+            control: f.control_items.is_some(),
+            mapped_by: by,
+            status,
+        });
+    }
+    if !leaked.is_empty() {
+        let total: u64 = leaked.iter().map(|l| l.1).sum();
+        cx.find(
+            Code::LeakedDsm,
+            Severity::Warning,
+            format!(
+                "{} of {} ({}) that no process maps, left by a server that was killed{}",
+                plural(leaked.len(), "/dev/shm file", "/dev/shm files"),
+                user_name(owner),
+                human_bytes(total),
+                if recycling {
+                    "; if they were this directory's, PostgreSQL removes them when it starts, through the old segment it recycles"
+                } else {
+                    "; nothing removes them before a reboot (PostgreSQL finds old ones only through an old segment of its own)"
+                }
+            ),
+        );
+    }
+    out
+}
+
+fn human_bytes(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20))
+    } else if n >= 1 << 10 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// What to do, safest first.
+fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage) -> Vec<String> {
+    let mut steps = Vec::new();
+    let dir = &r.data_dir;
+    let lock = &r.lock_file.path;
+    let has = |c: Code| cx.findings.iter().any(|f| f.code == c);
+    let nobody_attached = r.holders.is_empty();
+
+    if has(Code::PermissionDenied) && rustix::process::geteuid().as_raw() != 0 {
+        steps.push(format!(
+            "Run this again as root (or as {}, the directory's owner): some of what decides the answer could not be read.",
+            user_name(cx.owner.0)
+        ));
+    }
+    if has(Code::DataDirInvalid) {
+        if let Some(f) = cx.findings.iter().find(|f| f.code == Code::DataDirInvalid) {
+            steps.push(format!("Fix the data directory first: {}.", f.message));
+        }
+    }
+    match r.verdict {
+        Verdict::Running => {
+            let pid = r.lock_file.pid.unwrap_or(0);
+            if pid < 0 {
+                steps.push(format!(
+                    "Nothing to do: PID {} holds the directory (a single-user server or `interlock hold`); wait for it to finish.",
+                    -pid
+                ));
+            } else {
+                steps.push(format!(
+                    "Nothing to do: the server runs (PID {pid}). To stop it: pg_ctl stop -D {dir} -m fast"
+                ));
+            }
+            return steps;
+        }
+        Verdict::WillStart if r.safe_to_start => {
+            if matches!(stage, LockStage::Dead) {
+                steps.push(format!(
+                    "Start it (pg_ctl start -D {dir}); it removes the stale {lock} itself."
+                ));
+            } else {
+                steps.push(format!("Start it: pg_ctl start -D {dir}"));
+            }
+        }
+        _ => {}
+    }
+    if !nobody_attached && r.lock_file.identity != Some(Identity::Owner) {
+        let pids: Vec<String> = r
+            .holders
+            .iter()
+            .map(|h| h.process.pid.to_string())
+            .collect();
+        let pids = {
+            let mut p = pids;
+            p.dedup();
+            p.join(" ")
+        };
+        let stopped: Vec<String> = r
+            .holders
+            .iter()
+            .filter(|h| h.process.state == "stopped")
+            .map(|h| h.process.pid.to_string())
+            .collect();
+        if r.verdict == Verdict::WillStart {
+            steps.push("Do not start PostgreSQL yet: it would run alongside the old processes below and corrupt the data.".into());
+        }
+        steps.push(format!(
+            "Stop the old server's leftover processes (all of them are attached to this directory's segment): kill -TERM {pids}"
+        ));
+        if !stopped.is_empty() {
+            steps.push(format!(
+                "Some are stopped and cannot act on SIGTERM until continued: kill -CONT {}",
+                stopped.join(" ")
+            ));
+        }
+        steps.push(format!(
+            "If any is still there after 10 seconds: kill -KILL {pids}"
+        ));
+        steps.push("Do not remove the segment with ipcrm: that does not stop those processes, it only hides them from the next server.".into());
+    }
+    match stage {
+        LockStage::Live(Identity::Zombie) | LockStage::Live(Identity::Reused)
+            if nobody_attached =>
+        {
+            let what = if matches!(stage, LockStage::Live(Identity::Zombie)) {
+                "a zombie holds nothing"
+            } else {
+                "the process at that PID is not a server of this directory"
+            };
+            steps.push(format!(
+                "Remove the lock file, which is safe because {what} and no process is attached to this directory's segment: rm {lock}"
+            ));
+            if matches!(stage, LockStage::Live(Identity::Zombie)) {
+                if let Some(p) = &r.lock_file.process {
+                    steps.push(format!(
+                        "Then find out why PID {} does not collect its exited children (in a container, run an init such as tini, or docker run --init).",
+                        p.ppid
+                    ));
+                }
+            }
+        }
+        LockStage::Live(Identity::Zombie) | LockStage::Live(Identity::Reused) => {
+            steps.push(format!(
+                "Once they are gone, remove the lock file: rm {lock}"
+            ));
+        }
+        LockStage::Empty | LockStage::Bogus(_) => {
+            if !cx.workers.is_empty() {
+                steps.push(format!(
+                    "Wait: processes working in {dir} may be a server that is starting ({}); run this again in a few seconds.",
+                    cx.workers.iter().map(|w| w.pid.to_string()).collect::<Vec<_>>().join(" ")
+                ));
+            } else if nobody_attached {
+                steps.push(format!(
+                    "Make sure no server is starting in {dir} (nothing is attached to its segment now), then remove the lock file: rm {lock}"
+                ));
+            } else {
+                steps.push(format!(
+                    "Once they are gone, remove the lock file: rm {lock}"
+                ));
+            }
+        }
+        _ => {}
+    }
+    for s in &r.segments {
+        if s.nattch == 0 && s.belongs == "this_directory" && has(Code::LeakedSegment) {
+            steps.push(format!(
+                "Remove the leftover segment, which nothing is attached to: ipcrm -m {}",
+                s.shmid
+            ));
+        }
+    }
+    let leaked: Vec<&str> = r
+        .dsm
+        .iter()
+        .filter(|d| d.status == "leaked")
+        .map(|d| d.path.as_str())
+        .collect();
+    let recycling = r.probe.outcome.starts_with("removes the old segment");
+    if !leaked.is_empty() && !recycling {
+        steps.push(format!(
+            "Free the leaked dynamic shared memory, which no process maps: rm {}",
+            leaked.join(" ")
+        ));
+    }
+    if r.verdict == Verdict::Blocked && steps.is_empty() {
+        steps.push("Fix the cause above, then start the server again.".into());
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const BTIME: i64 = 1_700_000_000;
+    /// A PID above any pid_max, so that the real kill(pid, 0) says ESRCH.
+    const DEAD_PID: i32 = 2_000_000_000;
+
+    struct Fixture {
+        _root: tempfile::TempDir,
+        data: PathBuf,
+        opts: StatusOptions,
+        shmid: i32,
+        key: i32,
+    }
+
+    /// A data directory whose server was killed; its checkpointer (a name
+    /// with spaces and parentheses, stopped) is still attached to the
+    /// segment on line 7. /proc and /dev/shm are fixture trees; the
+    /// segment table has octal permissions.
+    fn fixture() -> Fixture {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        fs::create_dir_all(data.join("global")).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(data.join("PG_VERSION"), "16\n").unwrap();
+        fs::write(data.join("global/pg_control"), [0u8; 8192]).unwrap();
+        let m = fs::metadata(&data).unwrap();
+        let uid = m.uid();
+        let key = key_for_inode(m.ino()).0;
+        let shmid = 65538;
+        fs::write(
+            data.join("postmaster.pid"),
+            format!(
+                "{DEAD_PID}\n{}\n{}\n5432\n/tmp\n*\n{:>9} {:>9}\nready   \n",
+                data.display(),
+                BTIME + 100,
+                key as i64 as u64,
+                shmid
+            ),
+        )
+        .unwrap();
+
+        let proc_root = root.path().join("proc");
+        fs::create_dir_all(proc_root.join("sysvipc")).unwrap();
+        fs::write(
+            proc_root.join("stat"),
+            format!("cpu 1 2 3\nbtime {BTIME}\n"),
+        )
+        .unwrap();
+        fs::write(
+            proc_root.join("sysvipc/shm"),
+            format!(
+                "{}{key:>10} {shmid:>10}  1600 {:>21} {:>5} {:>5} {:>6} {uid:>5} {uid:>5} {uid:>5} {uid:>5} {:>10} {:>10} {:>10} {:>21} {:>21}\n",
+                interlock_format::sysvipc::SHM_TABLE_HEADER,
+                56, 4241, 4242, 1, BTIME + 100, 0, BTIME + 100, 4096, 0
+            ),
+        )
+        .unwrap();
+        let p = proc_root.join("4242");
+        fs::create_dir_all(&p).unwrap();
+        let hz = rustix::param::clock_ticks_per_second() as i64;
+        fs::write(
+            p.join("stat"),
+            format!(
+                "4242 (postgres: a (b) ) T 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {} \
+                 228147200 2000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+                100 * hz
+            ),
+        )
+        .unwrap();
+        fs::write(
+            p.join("status"),
+            format!(
+                "Name:\tpostgres: a (b) \nState:\tT (stopped)\nPPid:\t1\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t0\t0\t0\t0\nNSpid:\t4242\n"
+            ),
+        )
+        .unwrap();
+        fs::write(p.join("cmdline"), b"postgres: checkpointer \0").unwrap();
+        fs::write(
+            p.join("maps"),
+            format!(
+                "7f2b61b05000-7f2b61b06000 rw-s 00000000 00:01 {shmid}                      /SYSV{:08x} (deleted)\n",
+                key as u32
+            ),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(&data, p.join("cwd")).unwrap();
+
+        let dev_shm = root.path().join("shm");
+        fs::create_dir(&dev_shm).unwrap();
+        fs::write(dev_shm.join("PostgreSQL.77"), vec![0u8; 4096]).unwrap();
+        let old = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: BTIME,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: BTIME,
+                tv_nsec: 0,
+            },
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            dev_shm.join("PostgreSQL.77"),
+            &old,
+            rustix::fs::AtFlags::empty(),
+        )
+        .unwrap();
+
+        let opts = StatusOptions {
+            procfs: ProcFs::new(&proc_root),
+            dev_shm,
+            ..StatusOptions::default()
+        };
+        Fixture {
+            _root: root,
+            data,
+            opts,
+            shmid,
+            key,
+        }
+    }
+
+    #[test]
+    fn a_stopped_orphan_blocks_with_the_servers_message() {
+        let f = fixture();
+        let r = status(&f.data, &f.opts).unwrap();
+        assert_eq!(r.verdict, Verdict::Blocked);
+        assert_eq!(
+            r.postgres_would_say.as_deref(),
+            Some(format!(
+                "pre-existing shared memory block (key {}, ID {}) is still in use",
+                f.key as i64 as u64, f.shmid
+            ))
+            .as_deref()
+        );
+        assert_eq!(r.lock_file.identity, Some(Identity::Gone));
+        assert_eq!(r.holders.len(), 1);
+        let h = &r.holders[0].process;
+        assert_eq!((h.pid, h.state.as_str()), (4242, "stopped"));
+        assert_eq!(h.role.as_deref(), Some("checkpointer"));
+        assert_eq!(h.start_time, BTIME + 100);
+        let codes: Vec<Code> = r.findings.iter().map(|f| f.code).collect();
+        assert!(codes.contains(&Code::OrphanedHolders), "{codes:?}");
+        assert!(codes.contains(&Code::StaleLockFile), "{codes:?}");
+        assert!(codes.contains(&Code::LeakedDsm), "{codes:?}");
+        // Attributed without attaching: the holder works in this directory.
+        assert_eq!(r.segments[0].belongs, "this_directory");
+        assert!(r.segments[0].evidence.contains("works in this directory"));
+        assert!(
+            r.remedy.iter().any(|s| s.contains("kill -CONT 4242")),
+            "{:?}",
+            r.remedy
+        );
+        assert!(!r.safe_to_start);
+    }
+
+    #[test]
+    fn once_the_orphan_is_gone_it_will_start_and_recycle_the_segment() {
+        let f = fixture();
+        let root = f.opts.procfs.root().to_path_buf();
+        fs::remove_dir_all(root.join("4242")).unwrap();
+        let table = fs::read_to_string(root.join("sysvipc/shm")).unwrap();
+        // nattch 1 -> 0
+        let table = table.replacen("     1 ", "     0 ", 1);
+        fs::write(root.join("sysvipc/shm"), table).unwrap();
+        let r = status(&f.data, &f.opts).unwrap();
+        assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+        assert!(r.safe_to_start);
+        assert_eq!(r.postgres_would_say, None);
+        assert!(
+            r.probe
+                .outcome
+                .contains(&format!("finds segment ID {} at key", f.shmid)),
+            "{}",
+            r.probe.outcome
+        );
+    }
+
+    #[test]
+    fn a_segment_owned_by_another_user_is_foreign() {
+        let f = fixture();
+        let root = f.opts.procfs.root().to_path_buf();
+        let uid = fs::metadata(&f.data).unwrap().uid();
+        let table = fs::read_to_string(root.join("sysvipc/shm")).unwrap();
+        // uid and cuid 100000 (above 16 bits), mode 0600.
+        let other = 100_000u32;
+        assert_ne!(uid, other);
+        let table = table.replace(
+            &format!(" {uid:>5} {uid:>5} {uid:>5} {uid:>5} "),
+            &format!(" {other:>5} {uid:>5} {other:>5} {uid:>5} "),
+        );
+        fs::write(root.join("sysvipc/shm"), table).unwrap();
+        let r = status(&f.data, &f.opts).unwrap();
+        assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+        assert!(r.findings.iter().any(|x| x.code == Code::SegmentForeign));
+        assert!(r.findings.iter().any(|x| x.code == Code::KeyCollision));
+    }
+}

@@ -1,0 +1,255 @@
+//! Which PostgreSQL would start on a data directory, and which of its
+//! interlock algorithms that version runs.
+//!
+//! `PG_VERSION` gives the major version, which decides the key seed (port
+//! for 10–12, inode for 13+). For 10 and 11 the minor version matters too:
+//! 10.0–10.7 and 11.0–11.2 run the old probe loop, which never refuses on a
+//! segment it finds by key (facts sheet §1.4–1.6, §9). The exact version is
+//! asked of the server binary (`postgres --version`), found in this order:
+//! the `--postgres` path given, the executable of the directory's running
+//! or orphaned server processes, `postgres` on `PATH`, Debian's
+//! `/usr/lib/postgresql/MAJOR/bin/postgres`. A binary found by search is
+//! used only if its major version matches `PG_VERSION`. When this process
+//! runs as root, the binary runs as the directory's owner, so that a
+//! binary planted by that user never runs with our privileges.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// The interlock algorithm a server version runs (facts sheet §0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// 10.8+, 11.3+, 12+: segment states, refuses on an attached segment
+    /// found by key.
+    New,
+    /// 10.0–10.7, 11.0–11.2: recycles any segment whose creator PID is
+    /// dead, attached or not.
+    Old,
+}
+
+/// Where the keys PostgreSQL probes start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySeed {
+    /// `port * 1000 + 1` (10–12).
+    Port,
+    /// The data directory's inode (13+).
+    Inode,
+}
+
+/// What is known about the server version.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    /// Contents of `PG_VERSION` (e.g. `15`, `9.6`), if readable.
+    pub data_dir_major: Option<String>,
+    /// The server binary's version (e.g. `15.18`), if one was found.
+    pub server: Option<String>,
+    /// The binary asked.
+    pub server_binary: Option<String>,
+    /// How the binary was found.
+    pub server_source: Option<String>,
+    /// The key seed, if the major version is known and supported.
+    pub keys: Option<KeySeed>,
+    /// The algorithm, if the version is known well enough to tell.
+    pub algorithm: Option<Algorithm>,
+}
+
+impl VersionInfo {
+    /// The major version number (10, 11, …) from `PG_VERSION`.
+    pub fn major(&self) -> Option<u32> {
+        self.data_dir_major.as_deref().and_then(major_of)
+    }
+}
+
+/// `"15"` → 15, `"15.18"` → 15, `"9.6"` → 9.
+fn major_of(v: &str) -> Option<u32> {
+    v.split('.').next()?.trim().parse().ok()
+}
+
+/// `"10.7"` → 7; `None` for a release without a minor (`"15devel"`).
+fn minor_of(v: &str) -> Option<u32> {
+    let rest = v.split('.').nth(1)?;
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// The key seed and algorithm of a major (and, for 10 and 11, minor) version.
+pub fn algorithm_of(major: u32, server: Option<&str>) -> (Option<KeySeed>, Option<Algorithm>) {
+    let keys = match major {
+        10..=12 => Some(KeySeed::Port),
+        13.. => Some(KeySeed::Inode),
+        _ => None,
+    };
+    let server_minor = server
+        .filter(|v| major_of(v) == Some(major))
+        .and_then(minor_of);
+    let algorithm = match (major, server_minor) {
+        (12.., _) => Some(Algorithm::New),
+        (10, Some(m)) => Some(if m >= 8 {
+            Algorithm::New
+        } else {
+            Algorithm::Old
+        }),
+        (11, Some(m)) => Some(if m >= 3 {
+            Algorithm::New
+        } else {
+            Algorithm::Old
+        }),
+        _ => None,
+    };
+    (keys, algorithm)
+}
+
+/// The version printed by `postgres --version`: `postgres (PostgreSQL) 15.18 (Debian …)`.
+pub fn parse_version_output(out: &str) -> Option<String> {
+    let rest = out.split("(PostgreSQL) ").nth(1)?;
+    let v: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect::<String>();
+    (!v.is_empty()).then_some(v)
+}
+
+/// Run `binary --version`, as `run_as` (uid, gid) when given, for at most
+/// two seconds.
+fn ask_version(binary: &Path, run_as: Option<(u32, u32)>) -> Option<String> {
+    let mut cmd = Command::new(binary);
+    cmd.arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .env("LC_ALL", "C");
+    if let Some((uid, gid)) = run_as {
+        crate::sys::proc::run_command_as(&mut cmd, uid, gid);
+    }
+    let mut child = cmd.spawn().ok()?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            _ => {
+                // Our own child: safe to kill.
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut out = String::new();
+    child.stdout.take()?.read_to_string(&mut out).ok()?;
+    parse_version_output(&out)
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Work out the version of the server for `data_dir`.
+///
+/// `explicit` is `--postgres`; `running_exe` the executable of a process
+/// of this directory's server, if one is known; `owner` the directory's
+/// owner (uid, gid), used when this process is root.
+pub fn detect(
+    data_dir: &Path,
+    explicit: Option<&Path>,
+    running_exe: Option<PathBuf>,
+    owner: (u32, u32),
+) -> VersionInfo {
+    let data_dir_major = std::fs::read_to_string(data_dir.join("PG_VERSION"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let major = data_dir_major.as_deref().and_then(major_of);
+    let run_as = (rustix::process::geteuid().is_root()).then_some(owner);
+
+    let mut candidates: Vec<(PathBuf, &'static str, bool)> = Vec::new();
+    if let Some(p) = explicit {
+        candidates.push((p.to_path_buf(), "--postgres", false));
+    }
+    if let Some(p) = running_exe {
+        candidates.push((p, "the running server's executable", false));
+    }
+    if let Some(p) = on_path("postgres") {
+        candidates.push((p, "PATH", true));
+    }
+    if let Some(m) = major {
+        let debian = PathBuf::from(format!("/usr/lib/postgresql/{m}/bin/postgres"));
+        if debian.is_file() {
+            candidates.push((debian, "Debian's layout", true));
+        }
+    }
+
+    let mut found = None;
+    for (binary, source, must_match) in candidates {
+        let Some(v) = ask_version(&binary, run_as) else {
+            continue;
+        };
+        if must_match && (major.is_none() || major_of(&v) != major) {
+            continue;
+        }
+        found = Some((binary, source, v));
+        break;
+    }
+    let (server_binary, server_source, server) = match found {
+        Some((b, s, v)) => (Some(b.display().to_string()), Some(s.to_string()), Some(v)),
+        None => (None, None, None),
+    };
+    let (keys, algorithm) = match major {
+        Some(m) => algorithm_of(m, server.as_deref()),
+        None => (None, None),
+    };
+    VersionInfo {
+        data_dir_major,
+        server,
+        server_binary,
+        server_source,
+        keys,
+        algorithm,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_output_and_algorithms() {
+        assert_eq!(
+            parse_version_output("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n")
+                .as_deref(),
+            Some("15.18")
+        );
+        assert_eq!(parse_version_output("nonsense"), None);
+        assert_eq!(
+            algorithm_of(15, None),
+            (Some(KeySeed::Inode), Some(Algorithm::New))
+        );
+        assert_eq!(
+            algorithm_of(12, None),
+            (Some(KeySeed::Port), Some(Algorithm::New))
+        );
+        assert_eq!(
+            algorithm_of(10, Some("10.7")),
+            (Some(KeySeed::Port), Some(Algorithm::Old))
+        );
+        assert_eq!(
+            algorithm_of(10, Some("10.23")),
+            (Some(KeySeed::Port), Some(Algorithm::New))
+        );
+        assert_eq!(algorithm_of(11, Some("11.2")).1, Some(Algorithm::Old));
+        assert_eq!(algorithm_of(11, Some("11.3")).1, Some(Algorithm::New));
+        // Minor unknown, or a binary of another major: cannot tell.
+        assert_eq!(algorithm_of(11, None).1, None);
+        assert_eq!(algorithm_of(11, Some("15.2")).1, None);
+        assert_eq!(algorithm_of(9, None), (None, None));
+    }
+}
