@@ -42,3 +42,12 @@ Exit codes:
   125    the hold failed before COMMAND ran
   126    COMMAND was found but could not be executed
   127    COMMAND was not found";
+
+/// Shown after `status --help` and `scan --help`.
+pub const STATUS_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    PostgreSQL runs, or would start safely
+  1    blocked: it would stop with a FATAL error (shown); or unsafe: it would
+       start alongside processes of an earlier server still attached
+  2    unknown: something that decides could not be read (run as root); or
+       an error (no such directory)";

@@ -35,6 +35,7 @@ enum Cmd {
     /// segment's processes are found in /proc/PID/maps and its header is
     /// read through a holder's /proc/PID/mem (needs root), so a server
     /// starting at the same moment is never disturbed.
+    #[command(after_help = exit::STATUS_EXIT_CODES_HELP)]
     Status(status::StatusArgs),
     /// Hold DATADIR, in PostgreSQL's own format, while COMMAND runs.
     ///

@@ -1043,7 +1043,9 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
     };
     report.remedy = remedy(&report, &cx, &stage);
     report.findings = std::mem::take(&mut cx.findings);
-    report.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    report
+        .findings
+        .sort_by_key(|f| std::cmp::Reverse(f.severity));
     Ok(report)
 }
 

@@ -1,0 +1,292 @@
+//! `interlock status` against a real PostgreSQL: each test puts a data
+//! directory in a state, asks the tool what the server will do, then starts
+//! the `postgres` binary itself and compares the prediction with what it
+//! really did (started, or the FATAL line it logged).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+use rustix::process::Signal;
+use serde_json::Value;
+
+/// `interlock status --json DATA`: the report, after checking that the
+/// exit code is the documented one for its verdict.
+fn status(data: &Path) -> Value {
+    let out = Command::new(bin())
+        .args(["status", "--json"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let expected = match (
+        report["verdict"].as_str(),
+        report["safe_to_start"].as_bool(),
+    ) {
+        (Some("running"), _) | (Some("will_start"), Some(true)) => 0,
+        (Some("will_start"), _) | (Some("blocked"), _) => 1,
+        _ => 2,
+    };
+    assert_eq!(out.status.code(), Some(expected), "{report:#}");
+    report
+}
+
+fn codes(report: &Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The prediction for a refused start matches the server's FATAL line.
+/// (The log continues a multi-line message with a tab after each newline.)
+fn said_what_was_predicted(report: &Value, log: &str) {
+    let predicted = report["postgres_would_say"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no prediction in {report:#}"));
+    let log = log.replace("\n\t", "\n");
+    assert!(
+        log.contains(&format!("FATAL:  {predicted}")),
+        "predicted {predicted:?}, the server said:\n{log}"
+    );
+}
+
+fn will_start(report: &Value) {
+    assert_eq!(report["verdict"], "will_start", "{report:#}");
+    assert_eq!(report["safe_to_start"], true, "{report:#}");
+    assert!(report["postgres_would_say"].is_null(), "{report:#}");
+}
+
+fn start(bindir: &Path, data: &Path, c: &mut Cleanup) -> std::process::Child {
+    match start_postgres(bindir, data, c) {
+        Start::Running(child) => child,
+        Start::Exited(log) => panic!("postgres did not start:\n{log}"),
+    }
+}
+
+fn refused(bindir: &Path, data: &Path, c: &mut Cleanup) -> String {
+    match start_postgres(bindir, data, c) {
+        Start::Exited(log) => log,
+        Start::Running(_) => panic!("postgres started"),
+    }
+}
+
+/// Stop cleanly (SIGINT, fast shutdown) and wait.
+fn stop_fast(data: &Path, mut child: std::process::Child) {
+    let pm = postmaster_pid(data).unwrap();
+    signal(pm, Signal::INT);
+    wait_until("clean shutdown", || !pid_alive(pm));
+    let _ = child.wait();
+}
+
+#[test]
+fn cleanly_stopped_then_running_then_stopped() {
+    let bindir = require_postgres!();
+    let t = cluster(&bindir);
+    let mut c = Cleanup::for_dir(&t.data);
+
+    let r = status(&t.data);
+    will_start(&r);
+    assert_eq!(r["lock_file"]["state"], "absent");
+    assert_eq!(r["version"]["keys"], "inode");
+
+    let child = start(&bindir, &t.data, &mut c);
+    let pm = postmaster_pid(&t.data).unwrap();
+    let r = status(&t.data);
+    assert_eq!(r["verdict"], "running", "{r:#}");
+    assert_eq!(
+        r["postgres_would_say"],
+        "lock file \"postmaster.pid\" already exists"
+    );
+    assert_eq!(r["lock_file"]["identity"], "owner");
+    assert!(codes(&r).contains(&"postmaster_running".to_string()));
+    let holders = r["holders"].as_array().unwrap();
+    let postmaster = holders
+        .iter()
+        .find(|h| h["pid"] == pm)
+        .unwrap_or_else(|| panic!("postmaster {pm} not among {holders:#?}"));
+    assert_eq!(postmaster["role"], "postmaster");
+    assert!(holders.iter().any(|h| h["role"] == "checkpointer"));
+    assert!(r["version"]["server"]
+        .as_str()
+        .unwrap()
+        .starts_with(r["version"]["data_dir_major"].as_str().unwrap()));
+    // A second server is refused as predicted.
+    said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
+
+    stop_fast(&t.data, child);
+    will_start(&status(&t.data));
+    let child = start(&bindir, &t.data, &mut c);
+    stop_fast(&t.data, child);
+}
+
+#[test]
+fn killed_postmaster_with_a_stopped_backend_is_blocked_until_it_is_gone() {
+    let bindir = require_postgres!();
+    let t = cluster(&bindir);
+    let mut c = Cleanup::for_dir(&t.data);
+    let child = start(&bindir, &t.data, &mut c);
+    let pm = postmaster_pid(&t.data).unwrap();
+    let (key, shmid) = line7(&t.data);
+    let checkpointer = children_named(pm, "checkpointer")[0];
+    c.pids.push(checkpointer);
+    signal(checkpointer, Signal::STOP);
+    signal(pm, Signal::KILL);
+    wait_until("postmaster gone", || !pid_alive(pm));
+    drop(child);
+    // The other children notice the postmaster's death and leave; only the
+    // stopped checkpointer stays attached.
+    wait_until("one holder left", || {
+        status(&t.data)["holders"].as_array().unwrap().len() == 1
+    });
+
+    let r = status(&t.data);
+    assert_eq!(r["verdict"], "blocked", "{r:#}");
+    assert_eq!(
+        r["postgres_would_say"],
+        format!("pre-existing shared memory block (key {key}, ID {shmid}) is still in use")
+    );
+    let h = &r["holders"][0];
+    assert_eq!(h["pid"], checkpointer);
+    assert_eq!(h["state"], "stopped");
+    assert_eq!(h["role"], "checkpointer");
+    assert_eq!(h["shmid"].to_string(), shmid);
+    let found = codes(&r);
+    assert!(found.contains(&"orphaned_holders".to_string()), "{found:?}");
+    assert!(found.contains(&"stale_lock_file".to_string()), "{found:?}");
+    let remedy = r["remedy"].to_string();
+    assert!(
+        remedy.contains(&format!("kill -CONT {checkpointer}")),
+        "{remedy}"
+    );
+    said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
+
+    // Once it is gone: will start, recycling the old segment.
+    signal(checkpointer, Signal::CONT);
+    signal(checkpointer, Signal::KILL);
+    wait_until("checkpointer gone", || !pid_alive(checkpointer));
+    let r = status(&t.data);
+    will_start(&r);
+    assert!(
+        r["probe"]["outcome"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("removes the old segment ID {shmid}")),
+        "{r:#}"
+    );
+    let child = start(&bindir, &t.data, &mut c);
+    stop_fast(&t.data, child);
+}
+
+/// A lock file that is a stopped server's, rewritten to name `pid`.
+fn lock_file_naming(data: &Path, pid: i32) {
+    let text = format!(
+        "{pid}\n{}\n1700000000\n5999\n{}\n\n",
+        data.display(),
+        data.display()
+    );
+    std::fs::write(data.join("postmaster.pid"), text).unwrap();
+    chown_r(&data.join("postmaster.pid"));
+}
+
+#[test]
+fn lock_file_naming_a_live_process_of_the_same_user() {
+    let bindir = require_postgres!();
+    let t = cluster(&bindir);
+    let mut c = Cleanup::for_dir(&t.data);
+    let runner = Command::new("runuser")
+        .args(["-u", "postgres", "--", "sleep", "600"])
+        .spawn()
+        .unwrap();
+    c.pids.push(runner.id() as i32);
+    let sleeper = {
+        let mut found = Vec::new();
+        wait_until("sleep started", || {
+            found = children_named(runner.id() as i32, "sleep");
+            !found.is_empty()
+        });
+        found[0]
+    };
+    c.pids.push(sleeper);
+    lock_file_naming(&t.data, sleeper);
+
+    let r = status(&t.data);
+    assert_eq!(r["verdict"], "blocked", "{r:#}");
+    assert_eq!(
+        r["postgres_would_say"],
+        "lock file \"postmaster.pid\" already exists"
+    );
+    assert_eq!(r["lock_file"]["identity"], "reused");
+    assert!(r["lock_file"]["process"]["cmdline"]
+        .as_str()
+        .unwrap()
+        .contains("sleep 600"));
+    assert!(codes(&r).contains(&"pid_reused".to_string()));
+    assert!(r["remedy"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("Remove the lock file"));
+    said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
+
+    // A PID of another user is dead to the server (EPERM).
+    lock_file_naming(&t.data, std::process::id() as i32);
+    let r = status(&t.data);
+    will_start(&r);
+    assert_eq!(r["lock_file"]["identity"], "other_user");
+    assert!(codes(&r).contains(&"pid_other_user".to_string()));
+    let child = start(&bindir, &t.data, &mut c);
+    stop_fast(&t.data, child);
+}
+
+#[test]
+fn empty_lock_file() {
+    let bindir = require_postgres!();
+    let t = cluster(&bindir);
+    let mut c = Cleanup::for_dir(&t.data);
+    std::fs::write(t.data.join("postmaster.pid"), b"").unwrap();
+    chown_r(&t.data.join("postmaster.pid"));
+    let r = status(&t.data);
+    assert_eq!(r["verdict"], "blocked", "{r:#}");
+    assert_eq!(
+        r["postgres_would_say"],
+        "lock file \"postmaster.pid\" is empty"
+    );
+    assert!(codes(&r).contains(&"lock_file_empty".to_string()));
+    said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
+    assert!(t.data.join("postmaster.pid").exists(), "nothing is removed");
+}
+
+#[test]
+fn lock_file_with_garbage() {
+    let bindir = require_postgres!();
+    let t = cluster(&bindir);
+    let mut c = Cleanup::for_dir(&t.data);
+    std::fs::write(t.data.join("postmaster.pid"), b"not a pid\nat all\n").unwrap();
+    chown_r(&t.data.join("postmaster.pid"));
+    let r = status(&t.data);
+    assert_eq!(r["verdict"], "blocked", "{r:#}");
+    assert_eq!(
+        r["postgres_would_say"],
+        "bogus data in lock file \"postmaster.pid\": \"not a pid\nat all\n\""
+    );
+    assert!(codes(&r).contains(&"lock_file_corrupt".to_string()));
+    said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
+
+    // Leading digits are enough for the server (atoi): a dead PID followed
+    // by junk is a stale lock file, not garbage.
+    std::fs::write(t.data.join("postmaster.pid"), b"2000000000junk\n").unwrap();
+    let r = status(&t.data);
+    will_start(&r);
+    let child = start(&bindir, &t.data, &mut c);
+    stop_fast(&t.data, child);
+}
