@@ -3,6 +3,9 @@
 //! the `postgres` binary itself and compares the prediction with what it
 //! really did (started, or the FATAL line it logged).
 
+// Processes a test spawns are killed by its `Cleanup` guard, also on panic.
+#![allow(clippy::zombie_processes)]
+
 mod common;
 
 use std::path::Path;
