@@ -51,3 +51,10 @@ Exit codes:
        start alongside processes of an earlier server still attached
   2    unknown: something that decides could not be read (run as root); or
        an error (no such directory)";
+
+/// Shown after `scan --help`.
+pub const SCAN_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    every data directory found runs, or would start safely
+  1    at least one is blocked, or unsafe to start
+  2    none is blocked, and at least one is unknown";

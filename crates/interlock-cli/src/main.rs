@@ -9,6 +9,7 @@
 
 mod exit;
 mod hold;
+mod scan;
 mod status;
 
 use std::process::ExitCode;
@@ -20,8 +21,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "interlock", version, about, long_about = None, after_help = exit::EXIT_CODES_HELP)]
 struct Args {
+    /// What to do [default: scan].
     #[command(subcommand)]
-    command: Cmd,
+    command: Option<Cmd>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,6 +39,18 @@ enum Cmd {
     /// starting at the same moment is never disturbed.
     #[command(after_help = exit::STATUS_EXIT_CODES_HELP)]
     Status(status::StatusArgs),
+    /// The whole host: every PostgreSQL data directory, segment and DSM
+    /// file, who holds them, and what is left over. What `interlock` alone
+    /// runs.
+    ///
+    /// Finds data directories from the working directories of PostgreSQL
+    /// processes, the directories given and /var/lib/postgresql/*/*, and
+    /// diagnoses each as `status` does; maps every segment to its data
+    /// directory without attaching; reports leaked segments and DSM files,
+    /// directories that probe the same keys, and servers in other
+    /// namespaces (containers).
+    #[command(after_help = exit::SCAN_EXIT_CODES_HELP)]
+    Scan(scan::ScanArgs),
     /// Hold DATADIR, in PostgreSQL's own format, while COMMAND runs.
     ///
     /// PostgreSQL refuses to start on DATADIR until COMMAND has exited, even
@@ -54,8 +68,10 @@ enum Cmd {
 fn main() -> ExitCode {
     let args = Args::parse();
     let code = match args.command {
-        Cmd::Hold(hold) => hold::run(&hold),
-        Cmd::Status(st) => status::run(&st),
+        Some(Cmd::Hold(hold)) => hold::run(&hold),
+        Some(Cmd::Status(st)) => status::run(&st),
+        Some(Cmd::Scan(sc)) => scan::run(&sc),
+        None => scan::run(&scan::ScanArgs::default()),
     };
     ExitCode::from(code)
 }

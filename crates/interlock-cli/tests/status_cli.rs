@@ -120,3 +120,10 @@ fn wrong_permissions_and_missing_pg_version_are_what_the_server_says() {
     );
     assert_eq!(v["findings"][0]["code"], "data_dir_invalid");
 }
+
+#[test]
+fn scan_help() {
+    let out = Cmd::new(bin()).args(["scan", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}

@@ -293,3 +293,125 @@ fn lock_file_with_garbage() {
     let child = start(&bindir, &t.data, &mut c);
     stop_fast(&t.data, child);
 }
+
+#[test]
+fn ipcrm_and_rm_of_the_lock_file_make_an_unsafe_start_that_is_predicted() {
+    let bindir = require_postgres!();
+    let t = cluster(&bindir);
+    let mut c = Cleanup::for_dir(&t.data);
+    let child = start(&bindir, &t.data, &mut c);
+    let pm = postmaster_pid(&t.data).unwrap();
+    let (key, shmid) = line7(&t.data);
+    let checkpointer = children_named(pm, "checkpointer")[0];
+    c.pids.push(checkpointer);
+    signal(checkpointer, Signal::STOP);
+    signal(pm, Signal::KILL);
+    wait_until("postmaster gone", || !pid_alive(pm));
+    drop(child);
+    // What the DBA in the case study did: ipcrm. Linux still lets the
+    // server attach to the removed segment through line 7, so it refuses.
+    let st = Command::new("ipcrm").args(["-m", &shmid]).status().unwrap();
+    assert!(st.success());
+    let r = status(&t.data);
+    assert_eq!(r["verdict"], "blocked", "{r:#}");
+    assert_eq!(
+        r["postgres_would_say"],
+        format!("pre-existing shared memory block (key {key}, ID {shmid}) is still in use")
+    );
+    said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
+    assert!(codes(&r).contains(&"segment_removed".to_string()));
+
+    // And then the lock file: nothing stops the server any more, while the
+    // old checkpointer still runs. The tool says so (exit 1), and the
+    // server does start.
+    std::fs::remove_file(t.data.join("postmaster.pid")).unwrap();
+    let r = status(&t.data);
+    assert_eq!(r["verdict"], "will_start", "{r:#}");
+    assert_eq!(r["safe_to_start"], false);
+    assert_eq!(r["holders"][0]["pid"], checkpointer);
+    let danger: Vec<&Value> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "danger")
+        .collect();
+    assert!(
+        danger.iter().any(|f| f["code"] == "segment_removed"),
+        "{r:#}"
+    );
+    assert!(r["remedy"][0].as_str().unwrap().starts_with("Do not start"));
+    let child = start(&bindir, &t.data, &mut c);
+    stop_fast(&t.data, child);
+}
+
+#[test]
+fn scan_maps_each_segment_to_its_data_directory() {
+    let bindir = require_postgres!();
+    let running = cluster(&bindir);
+    let orphaned = cluster(&bindir);
+    let mut c = Cleanup::for_dir(&running.data);
+    c.dirs.push(orphaned.data.clone());
+    let child = start(&bindir, &running.data, &mut c);
+    let pm = postmaster_pid(&running.data).unwrap();
+
+    // The second cluster's server is killed; its stopped checkpointer stays.
+    // (Both listen on no TCP port and have their sockets in their own
+    // directories, so they do not collide.)
+    let child2 = start(&bindir, &orphaned.data, &mut c);
+    let pm2 = postmaster_pid(&orphaned.data).unwrap();
+    let (_, shmid2) = line7(&orphaned.data);
+    let ckpt = children_named(pm2, "checkpointer")[0];
+    c.pids.push(ckpt);
+    signal(ckpt, Signal::STOP);
+    signal(pm2, Signal::KILL);
+    wait_until("postmaster gone", || !pid_alive(pm2));
+    drop(child2);
+
+    // `interlock` alone runs the scan.
+    let out = Command::new(bin()).stdin(Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("host: "), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one directory is blocked:\n{text}"
+    );
+
+    let out = Command::new(bin())
+        .args(["scan", "--json"])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dir_of = |data: &Path| {
+        r["data_dirs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["data_dir"] == data.display().to_string())
+            .unwrap_or_else(|| panic!("{} not found in {r:#}", data.display()))
+            .clone()
+    };
+    assert_eq!(dir_of(&running.data)["verdict"], "running");
+    assert_eq!(dir_of(&orphaned.data)["verdict"], "blocked");
+    let seg = |shmid: &str| {
+        r["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["shmid"].to_string() == shmid)
+            .unwrap_or_else(|| panic!("segment {shmid} not in {r:#}"))
+            .clone()
+    };
+    let (_, shmid1) = line7(&running.data);
+    assert_eq!(seg(&shmid1)["data_dir"], running.data.display().to_string());
+    assert!(seg(&shmid1)["holders"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from(pm)));
+    assert_eq!(
+        seg(&shmid2)["data_dir"],
+        orphaned.data.display().to_string()
+    );
+    assert_eq!(seg(&shmid2)["holders"], serde_json::json!([ckpt]));
+    stop_fast(&running.data, child);
+}

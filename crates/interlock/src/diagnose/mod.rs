@@ -27,6 +27,7 @@
 //! header cannot be read otherwise.
 
 mod host;
+pub mod scan;
 mod status;
 pub mod version;
 
@@ -36,6 +37,7 @@ use serde::Serialize;
 
 use crate::process::ProcFs;
 
+pub use scan::{scan, ScanOptions, ScanReport};
 pub use status::status;
 pub use version::VersionInfo;
 

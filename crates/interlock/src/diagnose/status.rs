@@ -878,15 +878,16 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
         );
     }
     for e in &ours_attached {
-        if Some(e.shmid) == blocked_shmid
-            || Some(e.shmid) == line7_shmid && line7_blocks_is(&verdict, &would_say)
-        {
-            continue;
-        }
         if owner_alive {
             continue;
         }
-        if e.is_marked_for_removal() || e.key == 0 {
+        let removed = e.is_marked_for_removal() || e.key == 0;
+        let what_blocks = Some(e.shmid) == blocked_shmid
+            || Some(e.shmid) == line7_shmid && line7_blocks_is(&verdict, &would_say);
+        if what_blocks && !removed {
+            continue;
+        }
+        if removed {
             cx.find(
                 Code::SegmentRemoved,
                 if verdict == Verdict::WillStart { Severity::Danger } else { Severity::Warning },

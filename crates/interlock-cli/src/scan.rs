@@ -1,0 +1,166 @@
+//! `interlock scan` (and `interlock` alone): the whole host.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use interlock::diagnose::{self, user_name, ScanOptions, ScanReport, Severity, Verdict};
+
+use crate::exit;
+use crate::status::{paint, BOLD, DIM, GREEN, RED, YELLOW};
+
+/// Arguments of `interlock scan`.
+#[derive(Debug, Default, clap::Args)]
+pub struct ScanArgs {
+    /// Data directories to include besides those found (the working
+    /// directories of PostgreSQL processes, and /var/lib/postgresql/*/*).
+    pub dirs: Vec<PathBuf>,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &ScanArgs) -> u8 {
+    let opts = ScanOptions {
+        dirs: args.dirs.clone(),
+        ..ScanOptions::default()
+    };
+    let report = diagnose::scan(&opts);
+    let mut out = anstream::stdout().lock();
+    let written = if args.json {
+        serde_json::to_string_pretty(&report)
+            .map_err(std::io::Error::other)
+            .and_then(|s| writeln!(out, "{s}"))
+    } else {
+        write!(out, "{}", render(&report))
+    };
+    if written.is_err() {
+        return exit::UNKNOWN;
+    }
+    exit_code(&report)
+}
+
+/// 1 if any directory is blocked or unsafe to start, else 2 if any is
+/// unknown, else 0.
+pub fn exit_code(r: &ScanReport) -> u8 {
+    let codes: Vec<u8> = r
+        .data_dirs
+        .iter()
+        .map(|d| crate::status::exit_code(&d.status))
+        .collect();
+    if codes.contains(&exit::BLOCKED) {
+        exit::BLOCKED
+    } else if codes.contains(&exit::UNKNOWN) {
+        exit::UNKNOWN
+    } else {
+        exit::OK
+    }
+}
+
+pub fn render(r: &ScanReport) -> String {
+    let mut s = String::new();
+    s += &format!(
+        "{}: {} data {}, {} PostgreSQL {}, {} DSM {}\n",
+        paint(BOLD, "host"),
+        r.data_dirs.len(),
+        if r.data_dirs.len() == 1 {
+            "directory"
+        } else {
+            "directories"
+        },
+        r.segments.len(),
+        if r.segments.len() == 1 {
+            "segment"
+        } else {
+            "segments"
+        },
+        r.dsm.len(),
+        if r.dsm.len() == 1 { "file" } else { "files" },
+    );
+    if !r.data_dirs.is_empty() {
+        s += &format!("\n  {}\n", paint(BOLD, "data directories"));
+        for d in &r.data_dirs {
+            let st = &d.status;
+            let (style, word) = match st.verdict {
+                Verdict::Running => (GREEN, "running"),
+                Verdict::WillStart if st.safe_to_start => (GREEN, "will start"),
+                Verdict::WillStart => (RED, "UNSAFE"),
+                Verdict::Blocked => (RED, "BLOCKED"),
+                Verdict::Unknown => (YELLOW, "unknown"),
+            };
+            let pid = match st.lock_file.identity {
+                Some(diagnose::Identity::Owner) => st
+                    .lock_file
+                    .pid
+                    .map(|p| format!("PID {}", p.abs()))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            s += &format!(
+                "    {}{} {}  {}{}{}\n",
+                paint(style, word),
+                " ".repeat(12usize.saturating_sub(word.len())),
+                st.data_dir,
+                pid,
+                if st.holders.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} attached)", st.holders.len())
+                },
+                st.postgres_would_say
+                    .as_deref()
+                    .filter(|_| st.verdict == Verdict::Blocked)
+                    .map(|m| format!("\n                 FATAL:  {m}"))
+                    .unwrap_or_default()
+            );
+            for f in st
+                .findings
+                .iter()
+                .filter(|f| f.severity >= Severity::Problem)
+            {
+                s += &format!("                 {} {}\n", paint(RED, "x"), f.message);
+            }
+        }
+        s += &format!(
+            "    {}\n",
+            paint(DIM, "(interlock status DIR tells why, and what to do)")
+        );
+    }
+    if !r.segments.is_empty() {
+        s += &format!("\n  {}\n", paint(BOLD, "segments"));
+        s += &format!(
+            "    {:>10} {:<10} {:>8} {:>6} {:<10} {}\n",
+            "ID", "KEY", "BYTES", "NATTCH", "OWNER", "DATA DIRECTORY"
+        );
+        for g in &r.segments {
+            s += &format!(
+                "    {:>10} {:<10} {:>8} {:>6} {:<10} {}\n",
+                g.shmid,
+                g.key_hex,
+                g.size,
+                g.nattch,
+                user_name(g.uid),
+                g.data_dir
+                    .clone()
+                    .unwrap_or_else(|| format!("? ({})", g.evidence))
+            );
+        }
+    }
+    let leaked: Vec<_> = r.dsm.iter().filter(|d| d.status == "leaked").collect();
+    if !leaked.is_empty() {
+        s += &format!("\n  {}\n", paint(BOLD, "leaked dynamic shared memory"));
+        for d in leaked {
+            s += &format!("    {} {} bytes, {}\n", d.path, d.size, user_name(d.uid));
+        }
+    }
+    if !r.findings.is_empty() {
+        s += &format!("\n  {}\n", paint(BOLD, "findings"));
+        for f in &r.findings {
+            let code = serde_json::to_value(f.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            s += &format!("    {}  {}\n", paint(BOLD, &code), f.message);
+        }
+    }
+    s
+}

@@ -1,0 +1,390 @@
+//! `scan`: the whole host. Every PostgreSQL-like System V segment and DSM
+//! file, every postmaster and leftover backend, each mapped to its data
+//! directory without attaching; directories that share an inode number (and
+//! so probe the same keys); leaked segments; other namespaces.
+//!
+//! Data directories are found from the working directories of PostgreSQL
+//! processes (every server process runs in its data directory), from the
+//! directories given, and from Debian's `/var/lib/postgresql/*/*`. Each is
+//! then diagnosed with [`super::status`].
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::host::{dsm_files, Host};
+use super::*;
+use crate::process::ProcFs;
+
+/// What to scan.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Data directories to include besides those found.
+    pub dirs: Vec<PathBuf>,
+    /// Options for each directory's diagnosis.
+    pub status: StatusOptions,
+    /// Where Debian keeps clusters (`/var/lib/postgresql`).
+    pub debian_root: PathBuf,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            dirs: Vec::new(),
+            status: StatusOptions::default(),
+            debian_root: PathBuf::from("/var/lib/postgresql"),
+        }
+    }
+}
+
+/// A PostgreSQL-like segment on the host.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostSegment {
+    /// Key as PostgreSQL prints it.
+    pub key: u64,
+    /// Key as `ipcs` prints it.
+    pub key_hex: String,
+    /// Id.
+    pub shmid: i32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Attach count.
+    pub nattch: u64,
+    /// Owner.
+    pub uid: u32,
+    /// Creator PID.
+    pub cpid: i32,
+    /// Removed while attached.
+    pub removed: bool,
+    /// Its data directory, if known.
+    pub data_dir: Option<String>,
+    /// How that is known, or why not.
+    pub evidence: String,
+    /// Attached processes seen in this IPC namespace.
+    pub holders: Vec<i32>,
+}
+
+/// One data directory, summarised.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostDir {
+    /// The full diagnosis.
+    #[serde(flatten)]
+    pub status: StatusReport,
+    /// How the directory was found.
+    pub found_by: String,
+}
+
+/// The host.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanReport {
+    /// Our IPC namespace (inode of `/proc/self/ns/ipc`).
+    pub ipc_namespace: Option<u64>,
+    /// Our PID namespace.
+    pub pid_namespace: Option<u64>,
+    /// Every data directory found.
+    pub data_dirs: Vec<HostDir>,
+    /// Every PostgreSQL-like segment.
+    pub segments: Vec<HostSegment>,
+    /// Every `/dev/shm/PostgreSQL.*` file.
+    pub dsm: Vec<DsmInfo>,
+    /// Host-wide findings.
+    pub findings: Vec<Finding>,
+}
+
+/// A PostgreSQL process: PID, working directory, its (device, inode).
+struct PgProc {
+    pid: i32,
+    cwd: Option<PathBuf>,
+    cwd_id: Option<(u64, u64)>,
+}
+
+fn is_pg_exe(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n == "postgres" || n == "postmaster")
+}
+
+/// Scan the host.
+pub fn scan(opts: &ScanOptions) -> ScanReport {
+    let procfs: ProcFs = opts.status.procfs.clone();
+    let mut host = Host::read(procfs.clone());
+    let my_pid = host.my_pid;
+    let pid_ns = procfs.namespace(my_pid, "pid").ok();
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut find = |code, severity, message: String| {
+        findings.push(Finding {
+            code,
+            severity,
+            message,
+        })
+    };
+
+    // Every process once: what it maps, whether it is PostgreSQL's.
+    let pids = host.all_pids();
+    let mut pg_procs: Vec<PgProc> = Vec::new();
+    for &pid in &pids {
+        if pid == my_pid {
+            continue;
+        }
+        let _ = host.mappings(pid);
+        let is_pg = procfs.exe(pid).map(|e| is_pg_exe(&e)).unwrap_or(false)
+            || fs::read(procfs.root().join(pid.to_string()).join("cmdline"))
+                .ok()
+                .and_then(|c| interlock_format::pgproc::pg_role(&c))
+                .is_some();
+        if is_pg {
+            pg_procs.push(PgProc {
+                pid,
+                cwd: procfs.cwd(pid).ok(),
+                cwd_id: procfs.cwd_id(pid).ok(),
+            });
+        }
+    }
+
+    // Processes of other namespaces.
+    let mut other_ns: Vec<String> = Vec::new();
+    for PgProc { pid, cwd, .. } in &pg_procs {
+        let theirs = procfs.namespace(*pid, "ipc").ok();
+        if host.my_ipc_ns.is_some() && theirs.is_some() && theirs != host.my_ipc_ns {
+            if let Ok(info) = procfs.info(*pid) {
+                if info.role.as_deref() == Some("postmaster") {
+                    other_ns.push(format!(
+                        "{pid} ({}, in {}{})",
+                        info.cmdline,
+                        cwd.as_deref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_else(|| "?".into()),
+                        info.nspid
+                            .last()
+                            .filter(|_| info.nspid.len() > 1)
+                            .map(|inner| format!(", PID {inner} in its container"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    if !other_ns.is_empty() {
+        find(
+            Code::OtherNamespace,
+            Severity::Warning,
+            format!(
+                "PostgreSQL servers in another IPC namespace (containers): {}. Their segments are invisible here, so their directories' diagnosis from this namespace cannot see them; run interlock inside (nsenter -t PID -i -m -p)",
+                other_ns.join("; ")
+            ),
+        );
+    }
+
+    // Candidate directories.
+    let mut dirs: BTreeMap<(u64, u64), (PathBuf, String)> = BTreeMap::new();
+    for d in &opts.dirs {
+        if let Ok(m) = fs::metadata(d) {
+            dirs.entry((m.dev(), m.ino()))
+                .or_insert_with(|| (d.clone(), "given".into()));
+        }
+    }
+    for PgProc { pid, cwd, cwd_id } in &pg_procs {
+        if let (Some(cwd), Some(id)) = (cwd, cwd_id) {
+            if cwd.join("PG_VERSION").is_file() || cwd.join("postmaster.pid").is_file() {
+                dirs.entry(*id)
+                    .or_insert_with(|| (cwd.clone(), format!("working directory of PID {pid}")));
+            }
+        }
+    }
+    if let Ok(versions) = fs::read_dir(&opts.debian_root) {
+        for v in versions.flatten() {
+            let Ok(clusters) = fs::read_dir(v.path()) else {
+                continue;
+            };
+            for c in clusters.flatten() {
+                let p = c.path();
+                if p.join("PG_VERSION").is_file() {
+                    if let Ok(m) = fs::metadata(&p) {
+                        dirs.entry((m.dev(), m.ino()))
+                            .or_insert_with(|| (p, "Debian's layout".into()));
+                    }
+                }
+            }
+        }
+    }
+
+    // Diagnose each.
+    let mut data_dirs: Vec<HostDir> = Vec::new();
+    for (path, found_by) in dirs.values() {
+        if let Ok(status) = super::status(path, &opts.status) {
+            data_dirs.push(HostDir {
+                status,
+                found_by: found_by.clone(),
+            });
+        }
+    }
+
+    // Directories whose inodes give the same first key (13+).
+    let mut by_key: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for ((_, ino), (path, _)) in &dirs {
+        by_key
+            .entry(*ino as u32)
+            .or_default()
+            .push(path.display().to_string());
+    }
+    for (key, paths) in by_key.iter().filter(|(_, p)| p.len() > 1) {
+        find(
+            Code::KeyCollision,
+            Severity::Warning,
+            format!(
+                "{} have the same inode number on different filesystems, so PostgreSQL 13+ starts probing at the same key {:#010x} for each: the second to start takes a later key, and ipcs keys alone no longer tell their segments apart",
+                paths.join(" and "),
+                key
+            ),
+        );
+    }
+
+    // Every PostgreSQL-like segment: mapped to a directory by the diagnoses
+    // (header, creator, holders' cwd), else by a lock file's line 7.
+    let mut holders_by_shmid: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    let pg_pids: Vec<i32> = pg_procs.iter().map(|p| p.pid).collect();
+    let mapped: Vec<(i32, Vec<i32>)> = host
+        .mapped()
+        .map(|(pid, m)| (pid, m.sysv.iter().map(|s| s.shmid).collect()))
+        .collect();
+    for (pid, ids) in mapped {
+        let same_ns = procfs.namespace(pid, "ipc").ok() == host.my_ipc_ns;
+        if !same_ns {
+            continue;
+        }
+        for id in ids {
+            let v = holders_by_shmid.entry(id).or_default();
+            if !v.contains(&pid) {
+                v.push(pid);
+            }
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut segments = Vec::new();
+    for e in &host.shm {
+        let holders = holders_by_shmid.get(&e.shmid).cloned().unwrap_or_default();
+        let pg_held = holders.iter().any(|p| pg_pids.contains(p));
+        let looks_pg = pg_held || (e.size == 56 && e.permissions() == 0o600);
+        if !looks_pg {
+            continue;
+        }
+        let mut data_dir = None;
+        let mut evidence = String::new();
+        for d in &data_dirs {
+            if let Some(s) = d.status.segments.iter().find(|s| s.shmid == e.shmid) {
+                if s.belongs == "this_directory" {
+                    data_dir = Some(d.status.data_dir.clone());
+                    evidence = s.evidence.clone();
+                    break;
+                }
+            }
+        }
+        if data_dir.is_none() {
+            if let Some(d) = data_dirs
+                .iter()
+                .find(|d| d.status.lock_file.shmem_id == Some(e.shmid as u64))
+            {
+                data_dir = Some(d.status.data_dir.clone());
+                evidence = "named on line 7 of its postmaster.pid".into();
+            }
+        }
+        if data_dir.is_none() {
+            evidence = if e.nattch == 0 {
+                "nobody is attached and no known directory names it".into()
+            } else {
+                "its holders work in no known data directory".into()
+            };
+            if e.nattch == 0 && now - e.ctime > 2 {
+                find(
+                    Code::LeakedSegment,
+                    Severity::Warning,
+                    format!(
+                        "segment ID {} (key {:#010x}, {} bytes, {}, created by PID {} at {}) has nobody attached and belongs to no known data directory: its server is gone and no start will reach it; ipcrm -m {} frees it",
+                        e.shmid,
+                        e.key as u32,
+                        e.size,
+                        user_name(e.uid),
+                        e.cpid,
+                        format_utc(e.ctime),
+                        e.shmid
+                    ),
+                );
+            }
+        }
+        segments.push(HostSegment {
+            key: e.key as i64 as u64,
+            key_hex: format!("{:#010x}", e.key as u32),
+            shmid: e.shmid,
+            size: e.size,
+            nattch: e.nattch,
+            uid: e.uid,
+            cpid: e.cpid,
+            removed: e.is_marked_for_removal(),
+            data_dir,
+            evidence,
+            holders,
+        });
+    }
+
+    // DSM files.
+    let mut dsm = Vec::new();
+    let mut leaked = 0u64;
+    let mut leaked_bytes = 0u64;
+    let mut by_handle: BTreeMap<u32, Vec<i32>> = BTreeMap::new();
+    for (pid, m) in host.mapped() {
+        for h in &m.dsm_handles {
+            by_handle.entry(*h).or_default().push(pid);
+        }
+    }
+    let files = dsm_files(&opts.status.dev_shm);
+    let live_controls: Vec<u32> = files
+        .iter()
+        .filter(|f| by_handle.contains_key(&f.handle))
+        .flat_map(|f| f.control_items.clone().unwrap_or_default())
+        .collect();
+    for f in files {
+        let mut by = by_handle.get(&f.handle).cloned().unwrap_or_default();
+        by.sort_unstable();
+        let status = if !by.is_empty() || live_controls.contains(&f.handle) {
+            "in_use"
+        } else if now - f.mtime > 2 {
+            leaked += 1;
+            leaked_bytes += f.size;
+            "leaked"
+        } else {
+            "in_use"
+        };
+        dsm.push(DsmInfo {
+            path: f.path.display().to_string(),
+            handle: f.handle,
+            size: f.size,
+            uid: f.uid,
+            control: f.control_items.is_some(),
+            mapped_by: by,
+            status,
+        });
+    }
+    if leaked > 0 {
+        find(
+            Code::LeakedDsm,
+            Severity::Warning,
+            format!(
+                "{leaked} /dev/shm/PostgreSQL.* files ({leaked_bytes} bytes) are mapped by no process: left by killed servers; they use memory until removed or the host reboots"
+            ),
+        );
+    }
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    ScanReport {
+        ipc_namespace: host.my_ipc_ns,
+        pid_namespace: pid_ns,
+        data_dirs,
+        segments,
+        dsm,
+        findings,
+    }
+}
