@@ -398,7 +398,7 @@ fn scan_maps_each_segment_to_its_data_directory() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|s| s["shmid"].to_string() == shmid)
+            .find(|s| s["shmid"].as_i64() == shmid.parse().ok())
             .unwrap_or_else(|| panic!("segment {shmid} not in {r:#}"))
             .clone()
     };
