@@ -120,10 +120,10 @@ fn cleanly_stopped_then_running_then_stopped() {
         .unwrap_or_else(|| panic!("postmaster {pm} not among {holders:#?}"));
     assert_eq!(postmaster["role"], "postmaster");
     assert!(holders.iter().any(|h| h["role"] == "checkpointer"));
-    assert!(r["version"]["server"]
-        .as_str()
-        .unwrap()
-        .starts_with(r["version"]["data_dir_major"].as_str().unwrap()));
+    assert_eq!(
+        r["version"]["server_binary"],
+        bindir.join("postgres").display().to_string()
+    );
     // A second server is refused as predicted.
     said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
 
@@ -308,6 +308,14 @@ fn ipcrm_and_rm_of_the_lock_file_make_an_unsafe_start_that_is_predicted() {
     signal(pm, Signal::KILL);
     wait_until("postmaster gone", || !pid_alive(pm));
     drop(child);
+    // The segment's DSM control handle, to free its files at the end: once
+    // the segment is removed, nothing else can find them (the leak the
+    // facts sheet describes).
+    let dsm_control =
+        match interlock::segment::analyze(interlock::ShmId(shmid.parse().unwrap()), &t.data) {
+            interlock::segment::SegmentState::Attached { header, .. } => header.dsm_control,
+            other => panic!("segment {shmid} should be attached: {other:?}"),
+        };
     // What the DBA in the case study did: ipcrm. Linux still lets the
     // server attach to the removed segment through line 7, so it refuses.
     let st = Command::new("ipcrm").args(["-m", &shmid]).status().unwrap();
@@ -342,6 +350,12 @@ fn ipcrm_and_rm_of_the_lock_file_make_an_unsafe_start_that_is_predicted() {
     assert!(r["remedy"][0].as_str().unwrap().starts_with("Do not start"));
     let child = start(&bindir, &t.data, &mut c);
     stop_fast(&t.data, child);
+    signal(checkpointer, Signal::CONT);
+    signal(checkpointer, Signal::KILL);
+    wait_until("checkpointer gone", || !pid_alive(checkpointer));
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&t.data).unwrap().uid();
+    interlock::segment::cleanup_dsm(dsm_control, owner);
 }
 
 #[test]
@@ -414,4 +428,38 @@ fn scan_maps_each_segment_to_its_data_directory() {
     );
     assert_eq!(seg(&shmid2)["holders"], serde_json::json!([ckpt]));
     stop_fast(&running.data, child);
+}
+
+#[test]
+fn postgres_option_asks_the_binary_and_catches_a_version_mismatch() {
+    let bindir = require_postgres!();
+    let t = cluster(&bindir);
+    let mut c = Cleanup::for_dir(&t.data);
+    let postgres = bindir.join("postgres");
+    let run = |data: &Path| {
+        let out = Command::new(bin())
+            .args(["status", "--json", "--postgres"])
+            .arg(&postgres)
+            .arg(data)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let r = run(&t.data);
+    will_start(&r);
+    let server = r["version"]["server"].as_str().unwrap().to_string();
+    let major = r["version"]["data_dir_major"].as_str().unwrap();
+    assert!(server.starts_with(&format!("{major}.")), "{server}");
+    assert_eq!(r["version"]["server_source"], "--postgres");
+
+    // A directory of another major version: the server refuses it first.
+    let other = if major == "16" { "17" } else { "16" };
+    std::fs::write(t.data.join("PG_VERSION"), format!("{other}\n")).unwrap();
+    let r = run(&t.data);
+    assert_eq!(r["verdict"], "blocked", "{r:#}");
+    assert_eq!(
+        r["postgres_would_say"],
+        "database files are incompatible with server"
+    );
+    said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
 }

@@ -288,7 +288,11 @@ impl ProcFs {
 
     /// The System V attachments and DSM mappings of a process.
     pub fn shared_mappings(&self, pid: i32) -> io::Result<SharedMappings> {
-        let maps = fs::read(self.pid_path(pid, "maps"))?;
+        use std::io::Read;
+        // /proc files report size 0, so `fs::read` would start with tiny
+        // reads; one large buffer reads most maps files in one call.
+        let mut maps = Vec::with_capacity(64 << 10);
+        fs::File::open(self.pid_path(pid, "maps"))?.read_to_end(&mut maps)?;
         Ok(shared_mappings(&maps))
     }
 

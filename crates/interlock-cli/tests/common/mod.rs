@@ -145,12 +145,20 @@ impl Drop for Cleanup {
                 continue;
             };
             for dir in &self.dirs {
-                use interlock::segment::{analyze, SegmentState};
-                if matches!(
-                    analyze(interlock::ShmId(id), dir),
-                    SegmentState::Attached { .. } | SegmentState::Unattached { .. }
-                ) {
-                    let _ = interlock::sys::shm::remove(interlock::ShmId(id));
+                use interlock::segment::{analyze, cleanup_dsm, SegmentState};
+                use std::os::unix::fs::MetadataExt;
+                match analyze(interlock::ShmId(id), dir) {
+                    // Nobody left: remove its DSM files too, as the server
+                    // does when it recycles a segment.
+                    SegmentState::Unattached { header } => {
+                        let uid = std::fs::metadata(dir).map(|m| m.uid()).unwrap_or(0);
+                        cleanup_dsm(header.dsm_control, uid);
+                        let _ = interlock::sys::shm::remove(interlock::ShmId(id));
+                    }
+                    SegmentState::Attached { .. } => {
+                        let _ = interlock::sys::shm::remove(interlock::ShmId(id));
+                    }
+                    _ => {}
                 }
             }
         }

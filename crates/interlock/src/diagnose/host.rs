@@ -287,19 +287,19 @@ impl Host {
             .collect()
     }
 
-    /// Read the maps of every process owned by one of `uids` (and of
-    /// processes whose owner we cannot tell), for questions such as "does
-    /// anybody map this DSM file".
+    /// Read the maps of every process owned by one of `uids`, for
+    /// questions such as "does any process of the server's user map this
+    /// DSM file". (Root could map the file too, but no server runs as
+    /// root, and unlinking a file a process maps does not take its memory
+    /// away.)
     pub fn read_all_mappings(&mut self, uids: &[u32]) {
         for pid in self.all_pids() {
             if pid == self.my_pid {
                 continue;
             }
-            match self.owner_uid(pid) {
-                Some(u) if !uids.contains(&u) && u != 0 => continue,
-                _ => {}
+            if self.owner_uid(pid).is_some_and(|u| uids.contains(&u)) {
+                let _ = self.mappings(pid);
             }
-            let _ = self.mappings(pid);
         }
     }
 }

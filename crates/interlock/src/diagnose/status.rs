@@ -818,6 +818,27 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
         }
     }
     holders.sort_by_key(|h| (h.shmid, h.process.pid));
+    // Written in another PID namespace? A holder whose innermost PID is the
+    // one on line 1 (a container's postmaster is often PID 1 there).
+    if matches!(
+        lock_info.identity,
+        Some(Identity::Gone | Identity::Reused | Identity::OtherUser)
+    ) {
+        let pid = lock_info.pid.unwrap_or(0).abs();
+        if let Some(h) = holders
+            .iter()
+            .find(|h| h.process.nspid.len() > 1 && h.process.nspid.last() == Some(&pid))
+        {
+            cx.find(
+                Code::OtherNamespace,
+                Severity::Problem,
+                format!(
+                    "{} was written in another PID namespace: PID {pid} there is PID {} here ({}), attached to this directory's segment",
+                    lock_info.path, h.process.pid, h.process.cmdline
+                ),
+            );
+        }
+    }
     let orphans: Vec<&Holder> = if owner_alive {
         Vec::new()
     } else {
@@ -1120,15 +1141,6 @@ fn judge_lock_owner(
             Identity::Gone
         };
         info.identity = Some(identity);
-        if let Some(other) = same_pid_elsewhere(cx, pid) {
-            cx.find(
-                Code::OtherNamespace,
-                Severity::Problem,
-                format!(
-                    "{lock_path} was written in another PID namespace: PID {pid} there is PID {other} here, a process working in this directory"
-                ),
-            );
-        }
         return LockStage::Dead;
     };
     let facts = Some(f);
@@ -1188,41 +1200,8 @@ fn judge_lock_owner(
         }
         (_, None) => (Identity::Gone, LockStage::Dead),
     };
-    if matches!(identity, Identity::Reused | Identity::OtherUser) {
-        // Written in another PID namespace? A process whose innermost PID
-        // is the one on line 1 and that works in this directory.
-        if let Some(other) = same_pid_elsewhere(cx, pid) {
-            cx.find(
-                Code::OtherNamespace,
-                Severity::Problem,
-                format!(
-                    "{lock_path} was written in another PID namespace: PID {pid} there is PID {other} here, a process working in this directory"
-                ),
-            );
-        }
-    }
     info.identity = Some(identity);
     stage
-}
-
-/// A process working in this directory whose innermost PID is `pid`,
-/// checked only among the owner's processes that live in a nested PID
-/// namespace.
-fn same_pid_elsewhere(cx: &mut Ctx<'_>, pid: i32) -> Option<i32> {
-    for p in cx.host.all_pids() {
-        if cx.host.procfs.owner_uid(p).ok() != Some(cx.owner.0) {
-            continue;
-        }
-        if cx.host.procfs.cwd_id(p).ok() != Some(cx.dir_id) {
-            continue;
-        }
-        if let Ok(info) = cx.host.procfs.info(p) {
-            if info.nspid.len() > 1 && info.nspid.last() == Some(&pid) {
-                return Some(p);
-            }
-        }
-    }
-    None
 }
 
 fn running_exe(cx: &Ctx<'_>, lock: &LockFileInfo) -> Option<PathBuf> {
@@ -1374,15 +1353,24 @@ fn dsm_report(cx: &mut Ctx<'_>, holders: &[Holder], recycling: bool) -> Vec<DsmI
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    // Does anyone map the owner's files? Read every map that could.
-    if files.iter().any(|f| f.uid == owner) {
-        cx.host.read_all_mappings(&[owner]);
-    }
-    let mut mapped: BTreeMap<u32, Vec<i32>> = BTreeMap::new();
-    for (pid, m) in cx.host.mapped() {
-        for h in &m.dsm_handles {
-            mapped.entry(*h).or_default().push(pid);
+    let mapped_so_far = |host: &Host| {
+        let mut mapped: BTreeMap<u32, Vec<i32>> = BTreeMap::new();
+        for (pid, m) in host.mapped() {
+            for h in &m.dsm_handles {
+                mapped.entry(*h).or_default().push(pid);
+            }
         }
+        mapped
+    };
+    // Files of the owner that no process read so far maps: before calling
+    // them leaked, read every map that could map them.
+    let mut mapped = mapped_so_far(&cx.host);
+    if files
+        .iter()
+        .any(|f| f.uid == owner && !mapped.contains_key(&f.handle))
+    {
+        cx.host.read_all_mappings(&[owner]);
+        mapped = mapped_so_far(&cx.host);
     }
     // Handles listed by a control segment someone maps are in use too.
     let mut live_by_control: Vec<u32> = Vec::new();

@@ -5,7 +5,10 @@
 //! for 10–12, inode for 13+). For 10 and 11 the minor version matters too:
 //! 10.0–10.7 and 11.0–11.2 run the old probe loop, which never refuses on a
 //! segment it finds by key (facts sheet §1.4–1.6, §9). The exact version is
-//! asked of the server binary (`postgres --version`), found in this order:
+//! asked of the server binary (`postgres --version`) only when it matters
+//! (major 10 or 11, or an unreadable `PG_VERSION`) or when `--postgres` is
+//! given (which also checks that binary against `PG_VERSION`), found in
+//! this order:
 //! the `--postgres` path given, the executable of the directory's running
 //! or orphaned server processes, `postgres` on `PATH`, Debian's
 //! `/usr/lib/postgresql/MAJOR/bin/postgres`. A binary found by search is
@@ -169,6 +172,20 @@ pub fn detect(
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
     let major = data_dir_major.as_deref().and_then(major_of);
+    let needed = explicit.is_some() || !matches!(major, Some(12..));
+    if !needed {
+        let (keys, algorithm) = algorithm_of(major.unwrap_or(0), None);
+        return VersionInfo {
+            data_dir_major,
+            server: None,
+            server_binary: running_exe.map(|p| p.display().to_string()),
+            server_source: Some(
+                "not asked: from 12 on, PG_VERSION alone decides the keys and the algorithm".into(),
+            ),
+            keys,
+            algorithm,
+        };
+    }
     let run_as = (rustix::process::geteuid().is_root()).then_some(owner);
 
     let mut candidates: Vec<(PathBuf, &'static str, bool)> = Vec::new();
