@@ -2,7 +2,9 @@
 //! non-allocating fast path agrees with the full attachment scan.
 #![no_main]
 
-use interlock_format::maps::{maps_mentions_shmid, parse_maps_line, sysv_attachments, sysv_key_of};
+use interlock_format::maps::{
+    maps_mentions_shmid, parse_maps_line, shared_mappings, sysv_attachments, sysv_key_of,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,4 +18,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(maps_mentions_shmid(data, shmid));
     }
     let _ = maps_mentions_shmid(data, 0);
+    // Every attachment counted is one the scan also reports.
+    for m in shared_mappings(data).sysv {
+        assert!(maps_mentions_shmid(data, m.shmid));
+    }
 });

@@ -1520,6 +1520,12 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage) -> Vec<String> {
             "If any is still there after 10 seconds: kill -KILL {pids}"
         ));
         steps.push("Do not remove the segment with ipcrm: that does not stop those processes, it only hides them from the next server.".into());
+        if matches!(stage, LockStage::Dead | LockStage::Absent) {
+            steps.push(format!(
+                "Then start PostgreSQL (pg_ctl start -D {dir}): it removes the old segment{} itself.",
+                if matches!(stage, LockStage::Dead) { " and lock file" } else { "" }
+            ));
+        }
     }
     match stage {
         LockStage::Live(Identity::Zombie) | LockStage::Live(Identity::Reused)
