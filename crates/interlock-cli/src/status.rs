@@ -165,12 +165,13 @@ pub fn render(r: &StatusReport) -> String {
     s += &format!("  {:<10}{}\n", "lock file", lock_line);
     for seg in &r.segments {
         s += &format!(
-            "  {:<10}ID {}, key {}: {} bytes, {} attached, {}; {}\n",
+            "  {:<10}ID {}, key {}: {} bytes, {} attached{}, {}; {}\n",
             "segment",
             seg.shmid,
             seg.key_hex,
             seg.size,
             seg.nattch,
+            if seg.removed { " (removed)" } else { "" },
             match seg.belongs {
                 "this_directory" => "this directory's",
                 "foreign" => "not this directory's",

@@ -159,6 +159,14 @@ fn killed_postmaster_with_a_stopped_backend_is_blocked_until_it_is_gone() {
         r["postgres_would_say"],
         format!("pre-existing shared memory block (key {key}, ID {shmid}) is still in use")
     );
+    let seg = r["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["shmid"].as_i64() == shmid.parse().ok())
+        .unwrap();
+    assert_eq!(seg["state"], "attached", "{seg:#}");
+    assert_eq!(seg["belongs"], "this_directory");
     let h = &r["holders"][0];
     assert_eq!(h["pid"], checkpointer);
     assert_eq!(h["state"], "stopped");

@@ -273,6 +273,10 @@ pub struct SegmentInfo {
     pub why: Vec<&'static str>,
     /// `this_directory`, `foreign` or `unknown`.
     pub belongs: &'static str,
+    /// The state PostgreSQL's analysis would give it (`IpcMemoryState`):
+    /// `attached`, `unattached`, `foreign`, or `unknown` when that cannot
+    /// be told without attaching.
+    pub state: &'static str,
     /// The evidence for `belongs`.
     pub evidence: String,
 }

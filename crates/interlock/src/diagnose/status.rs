@@ -303,6 +303,105 @@ fn key_hex(key: i32) -> String {
 /// Errors only when there is nothing to diagnose (no such directory, not a
 /// directory); everything else, unreadable parts included, is in the report.
 pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Error> {
+    let (mut cx, meta) = open(data_dir, opts)?;
+    if let Some(err) = cx.host.shm_error.clone() {
+        cx.find(
+            Code::PermissionDenied,
+            Severity::Problem,
+            format!("the segment table could not be read ({err})"),
+        );
+    }
+
+    // --- postmaster.pid, read as the server reads it --------------------
+    let LockRead {
+        stage,
+        info: lock_info,
+        reading,
+        parts,
+    } = read_lock(&mut cx);
+
+    // --- holders: who is attached to which segment ----------------------
+    let line7_shmid = reading
+        .as_ref()
+        .and_then(|r| r.shmem)
+        .map(|(_, id)| id as i32);
+    attribute_segments(&mut cx, line7_shmid, parts);
+
+    // --- version ----------------------------------------------------------
+    let running_exe = running_exe(&cx, &lock_info);
+    let version = version::detect(&cx.real, opts.postgres.as_deref(), running_exe, cx.owner);
+
+    // --- the server's data directory checks (checkDataDir) ---------------
+    let datadir_fatal = data_dir_checks(&mut cx, &version, &meta);
+
+    // --- line 7: PGSharedMemoryIsInUse -----------------------------------
+    let (line7_blocks, line7_unknown) = line7_check(&mut cx, &stage, reading.as_ref());
+
+    // --- the key probe ----------------------------------------------------
+    let ProbeStage {
+        seed_key,
+        seed_from,
+        end: probe_end,
+    } = probe_outcome(&mut cx, &version, &lock_info, parts);
+
+    // --- segments of this directory the server will not see --------------
+    let play = in_play(&cx, line7_shmid, &probe_end);
+
+    // --- verdict ------------------------------------------------------------
+    let owner_alive = matches!(stage, LockStage::Live(Identity::Owner));
+    let (verdict, would_say) = decide_verdict(
+        &mut cx,
+        datadir_fatal,
+        &stage,
+        line7_blocks,
+        line7_unknown,
+        &probe_end,
+    );
+
+    // --- holders, and what they mean ---------------------------------------
+    let holders = collect_holders(&mut cx, &play.ours_attached, &lock_info);
+    owner_or_orphans(&mut cx, &holders, &lock_info, owner_alive, verdict);
+    unseen_segments(&mut cx, &play, owner_alive, verdict, &would_say, seed_key);
+    let safe_to_start = verdict == Verdict::WillStart && play.ours_attached.is_empty();
+
+    // --- leaked segments ----------------------------------------------------
+    let recycled = match &probe_end {
+        ProbeEnd::Creates { recycles, .. } => *recycles,
+        _ => None,
+    };
+    leaked_segments(&mut cx, line7_shmid, owner_alive, recycled, parts);
+
+    // --- DSM ------------------------------------------------------------------
+    let dsm = dsm_report(&mut cx, &holders, recycled.is_some());
+
+    // --- segments to show -------------------------------------------------------
+    let segments = segments_to_show(&mut cx, &play, seed_key, &probe_end, recycled, parts);
+    let probe_info = describe_probe(version.keys, seed_from, seed_key, &probe_end);
+
+    let mut report = StatusReport {
+        data_dir: cx.shown.display().to_string(),
+        verdict,
+        postgres_would_say: would_say,
+        safe_to_start,
+        version,
+        lock_file: lock_info,
+        segments,
+        probe: probe_info,
+        holders,
+        dsm,
+        findings: Vec::new(),
+        remedy: Vec::new(),
+    };
+    report.remedy = remedy(&report, &cx, &stage);
+    report.findings = std::mem::take(&mut cx.findings);
+    report
+        .findings
+        .sort_by_key(|f| std::cmp::Reverse(f.severity));
+    Ok(report)
+}
+
+/// The directory to diagnose, and its metadata; errors as [`status`] does.
+fn open<'a>(data_dir: &Path, opts: &'a StatusOptions) -> Result<(Ctx<'a>, fs::Metadata), Error> {
     let shown = std::path::absolute(data_dir)
         .map_err(|e| Error::sys(format!("absolute(\"{}\")", data_dir.display()), e))?;
     let meta = match fs::metadata(&shown) {
@@ -320,7 +419,7 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
         });
     }
     let real = fs::canonicalize(&shown).unwrap_or_else(|_| shown.clone());
-    let mut cx = Ctx {
+    let cx = Ctx {
         opts,
         dir_id: (meta.dev(), meta.ino()),
         owner: (meta.uid(), meta.gid()),
@@ -332,16 +431,19 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
         attached: Vec::new(),
         workers: Vec::new(),
     };
-    let my_uid = rustix::process::geteuid().as_raw();
-    if let Some(err) = cx.host.shm_error.clone() {
-        cx.find(
-            Code::PermissionDenied,
-            Severity::Problem,
-            format!("the segment table could not be read ({err})"),
-        );
-    }
+    Ok((cx, meta))
+}
 
-    // --- postmaster.pid, read as the server reads it --------------------
+/// What the lock file stage reads and decides.
+struct LockRead {
+    stage: LockStage,
+    info: LockFileInfo,
+    reading: Option<ServerReading>,
+    parts: Option<PidFileParts>,
+}
+
+/// Read `postmaster.pid` as the server does, and judge the PID it names.
+fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
     let lock_path = cx.shown.join(crate::LOCK_FILE_NAME);
     let mut lock_info = LockFileInfo {
         path: lock_path.display().to_string(),
@@ -401,7 +503,7 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
                     pid,
                     start_time: strict.as_ref().map(|p| p.start_time),
                 });
-                judge_lock_owner(&mut cx, &mut lock_info, pid, &r, parts)
+                judge_lock_owner(cx, &mut lock_info, pid, &r, parts)
             };
             reading = Some(r);
             stage
@@ -428,14 +530,19 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             );
         }
     }
+    LockRead {
+        stage,
+        info: lock_info,
+        reading,
+        parts,
+    }
+}
 
-    // --- holders: who is attached to which segment ----------------------
+/// Decide whose each segment that matters is (pass A through the likely
+/// holders, pass B through all of them).
+fn attribute_segments(cx: &mut Ctx<'_>, line7_shmid: Option<i32>, parts: Option<PidFileParts>) {
     // Segments whose owner matters: every one with holders that a server
     // running as the directory's owner could read, plus line 7's.
-    let line7_shmid = reading
-        .as_ref()
-        .and_then(|r| r.shmem)
-        .map(|(_, id)| id as i32);
     let mut targets: Vec<ShmEntry> = cx
         .host
         .shm
@@ -522,13 +629,11 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             ),
         );
     }
+}
 
-    // --- version ----------------------------------------------------------
-    let running_exe = running_exe(&cx, &lock_info);
-    let version = version::detect(&cx.real, opts.postgres.as_deref(), running_exe, cx.owner);
+/// The server's data directory checks (`checkDataDir`): its FATAL, if any.
+fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata) -> Option<String> {
     let major = version.major();
-
-    // --- the server's data directory checks (checkDataDir) ---------------
     let mut datadir_fatal: Option<String> = None;
     let shown_s = cx.shown.display().to_string();
     let mode = meta.mode() & 0o7777;
@@ -600,11 +705,18 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             ),
         );
     }
+    datadir_fatal
+}
 
-    // --- line 7: PGSharedMemoryIsInUse -----------------------------------
+/// Line 7 as `PGSharedMemoryIsInUse` sees it: (what blocks, what cannot be told).
+fn line7_check(
+    cx: &mut Ctx<'_>,
+    stage: &LockStage,
+    reading: Option<&ServerReading>,
+) -> (Option<String>, Option<String>) {
     let mut line7_blocks: Option<String> = None;
     let mut line7_unknown: Option<String> = None;
-    if let (LockStage::Dead, Some((id1, id2))) = (&stage, reading.as_ref().and_then(|r| r.shmem)) {
+    if let (LockStage::Dead, Some((id1, id2))) = (stage, reading.and_then(|r| r.shmem)) {
         let shmid = id2 as i32;
         match cx.host.by_shmid(shmid).cloned() {
             None => {}
@@ -631,21 +743,31 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             },
         }
     }
+    (line7_blocks, line7_unknown)
+}
 
-    // --- the key probe ----------------------------------------------------
-    let (seed_key, seed_from) = first_key(&cx, &version, &lock_info);
+/// Where the key probe starts, from what, and how it ends.
+struct ProbeStage {
+    seed_key: Option<ShmKey>,
+    seed_from: String,
+    end: ProbeEnd,
+}
+
+/// Follow the key probe from the first key, for each algorithm that may apply.
+fn probe_outcome(
+    cx: &mut Ctx<'_>,
+    version: &VersionInfo,
+    lock_info: &LockFileInfo,
+    parts: Option<PidFileParts>,
+) -> ProbeStage {
+    let major = version.major();
+    let (seed_key, seed_from) = first_key(cx, version, lock_info);
     let ends: Vec<(Algorithm, ProbeEnd)> = match (seed_key, version.algorithm) {
         (None, _) => Vec::new(),
-        (Some(k), Some(a)) => vec![(a, probe(&mut cx, k, a, parts.as_ref()))],
+        (Some(k), Some(a)) => vec![(a, probe(cx, k, a, parts.as_ref()))],
         (Some(k), None) => vec![
-            (
-                Algorithm::New,
-                probe(&mut cx, k, Algorithm::New, parts.as_ref()),
-            ),
-            (
-                Algorithm::Old,
-                probe(&mut cx, k, Algorithm::Old, parts.as_ref()),
-            ),
+            (Algorithm::New, probe(cx, k, Algorithm::New, parts.as_ref())),
+            (Algorithm::Old, probe(cx, k, Algorithm::Old, parts.as_ref())),
         ],
     };
     let probe_end: ProbeEnd = match ends.as_slice() {
@@ -684,8 +806,22 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             }
         }
     }
+    ProbeStage {
+        seed_key,
+        seed_from,
+        end: probe_end,
+    }
+}
 
-    // --- segments of this directory the server will not see --------------
+/// The segments the later stages turn on, by ID.
+struct InPlay {
+    line7_shmid: Option<i32>,
+    blocked_shmid: Option<i32>,
+    ours_attached: Vec<ShmEntry>,
+}
+
+/// The segments of this directory the server will not see, and those it stops at.
+fn in_play(cx: &Ctx<'_>, line7_shmid: Option<i32>, probe_end: &ProbeEnd) -> InPlay {
     let blocked_shmid = match &probe_end {
         ProbeEnd::Blocked { shmid, .. } => Some(*shmid),
         _ => None,
@@ -697,13 +833,27 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
         .filter(|e| e.nattch > 0 && cx.belongs.get(&e.shmid).is_some_and(Belongs::is_this))
         .cloned()
         .collect();
+    InPlay {
+        line7_shmid,
+        blocked_shmid,
+        ours_attached,
+    }
+}
 
-    // --- verdict ------------------------------------------------------------
-    let owner_alive = matches!(stage, LockStage::Live(Identity::Owner));
-    let (verdict, would_say): (Verdict, Option<String>) = if let Some(msg) = datadir_fatal {
+/// What the server would do, and the message it would stop with.
+fn decide_verdict(
+    cx: &mut Ctx<'_>,
+    datadir_fatal: Option<String>,
+    stage: &LockStage,
+    line7_blocks: Option<String>,
+    line7_unknown: Option<String>,
+    probe_end: &ProbeEnd,
+) -> (Verdict, Option<String>) {
+    let lock_path = cx.shown.join(crate::LOCK_FILE_NAME);
+    if let Some(msg) = datadir_fatal {
         (Verdict::Blocked, Some(msg))
     } else {
-        match &stage {
+        match stage {
             LockStage::Unreadable(why) => {
                 cx.find(
                     Code::PermissionDenied,
@@ -765,7 +915,7 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
                     cx.find(Code::PermissionDenied, Severity::Problem, why);
                     (Verdict::Unknown, None)
                 } else {
-                    match &probe_end {
+                    match probe_end {
                         ProbeEnd::Creates { .. } => (Verdict::WillStart, None),
                         ProbeEnd::Blocked { key, shmid } => (
                             Verdict::Blocked,
@@ -788,11 +938,18 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
                 }
             }
         }
-    };
+    }
+}
 
-    // --- holders, and what they mean ---------------------------------------
+/// The processes attached to this directory's segments, and what hides them.
+fn collect_holders(
+    cx: &mut Ctx<'_>,
+    ours_attached: &[ShmEntry],
+    lock_info: &LockFileInfo,
+) -> Vec<Holder> {
+    let my_uid = rustix::process::geteuid().as_raw();
     let mut holders: Vec<Holder> = Vec::new();
-    for e in &ours_attached {
+    for e in ours_attached {
         let mut found = 0u64;
         for a in cx.holders_of(e.shmid) {
             found += a.attaches;
@@ -839,6 +996,17 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             );
         }
     }
+    holders
+}
+
+/// The holders as the running server's, or as orphans of one that is gone.
+fn owner_or_orphans(
+    cx: &mut Ctx<'_>,
+    holders: &[Holder],
+    lock_info: &LockFileInfo,
+    owner_alive: bool,
+    verdict: Verdict,
+) {
     let orphans: Vec<&Holder> = if owner_alive {
         Vec::new()
     } else {
@@ -898,13 +1066,29 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             ),
         );
     }
-    for e in &ours_attached {
+}
+
+/// This directory's attached segments the probe does not stop at.
+fn unseen_segments(
+    cx: &mut Ctx<'_>,
+    play: &InPlay,
+    owner_alive: bool,
+    verdict: Verdict,
+    would_say: &Option<String>,
+    seed_key: Option<ShmKey>,
+) {
+    let InPlay {
+        line7_shmid,
+        blocked_shmid,
+        ref ours_attached,
+    } = *play;
+    for e in ours_attached {
         if owner_alive {
             continue;
         }
         let removed = e.is_marked_for_removal() || e.key == 0;
         let what_blocks = Some(e.shmid) == blocked_shmid
-            || Some(e.shmid) == line7_shmid && line7_blocks_is(&verdict, &would_say);
+            || Some(e.shmid) == line7_shmid && line7_blocks_is(&verdict, would_say);
         if what_blocks && !removed {
             continue;
         }
@@ -934,13 +1118,16 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             );
         }
     }
-    let safe_to_start = verdict == Verdict::WillStart && ours_attached.is_empty();
+}
 
-    // --- leaked segments ----------------------------------------------------
-    let recycled = match &probe_end {
-        ProbeEnd::Creates { recycles, .. } => *recycles,
-        _ => None,
-    };
+/// Line 7's segment, if nobody is attached and the server will not remove it.
+fn leaked_segments(
+    cx: &mut Ctx<'_>,
+    line7_shmid: Option<i32>,
+    owner_alive: bool,
+    recycled: Option<i32>,
+    parts: Option<PidFileParts>,
+) {
     if let Some(shmid) = line7_shmid {
         if let Some(e) = cx.host.by_shmid(shmid).cloned() {
             if e.nattch == 0 && !owner_alive && Some(shmid) != recycled {
@@ -960,11 +1147,22 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             }
         }
     }
+}
 
-    // --- DSM ------------------------------------------------------------------
-    let dsm = dsm_report(&mut cx, &holders, recycled.is_some());
-
-    // --- segments to show -------------------------------------------------------
+/// The segments the report shows, each with why and whose it is.
+fn segments_to_show(
+    cx: &mut Ctx<'_>,
+    play: &InPlay,
+    seed_key: Option<ShmKey>,
+    probe_end: &ProbeEnd,
+    recycled: Option<i32>,
+    parts: Option<PidFileParts>,
+) -> Vec<SegmentInfo> {
+    let InPlay {
+        line7_shmid,
+        blocked_shmid,
+        ref ours_attached,
+    } = *play;
     let mut segments: Vec<SegmentInfo> = Vec::new();
     let mut shown_ids: Vec<i32> = Vec::new();
     if let Some(id) = line7_shmid {
@@ -976,7 +1174,7 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             shown_ids.push(e.shmid);
         }
     }
-    if let ProbeEnd::Blocked { shmid, .. } = probe_end {
+    if let ProbeEnd::Blocked { shmid, .. } = *probe_end {
         shown_ids.push(shmid);
     }
     if let Some(r) = recycled {
@@ -1021,15 +1219,30 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             removed: e.is_marked_for_removal(),
             why,
             belongs: b.word(),
+            state: match (&b, e.nattch) {
+                (Belongs::This(_), 0) => "unattached",
+                (Belongs::This(_), _) => "attached",
+                (Belongs::Foreign(_), _) => "foreign",
+                (Belongs::Unknown(_), _) => "unknown",
+            },
             evidence: b.evidence().to_string(),
         });
     }
+    segments
+}
 
-    let probe_info = ProbeInfo {
-        seed: version.keys,
+/// The probe as the report tells it.
+fn describe_probe(
+    seed: Option<KeySeed>,
+    seed_from: String,
+    seed_key: Option<ShmKey>,
+    probe_end: &ProbeEnd,
+) -> ProbeInfo {
+    ProbeInfo {
+        seed,
         seed_from,
         first_key: seed_key.map(|k| key_u64(k.0)),
-        outcome: match &probe_end {
+        outcome: match probe_end {
             ProbeEnd::Creates { key, recycles: None, unsure: None } => {
                 format!("creates its segment at key {}", key_hex(*key))
             }
@@ -1047,28 +1260,7 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             ),
             ProbeEnd::Unknown(why) => format!("unknown: {why}"),
         },
-    };
-
-    let mut report = StatusReport {
-        data_dir: cx.shown.display().to_string(),
-        verdict,
-        postgres_would_say: would_say,
-        safe_to_start,
-        version,
-        lock_file: lock_info,
-        segments,
-        probe: probe_info,
-        holders,
-        dsm,
-        findings: Vec::new(),
-        remedy: Vec::new(),
-    };
-    report.remedy = remedy(&report, &cx, &stage);
-    report.findings = std::mem::take(&mut cx.findings);
-    report
-        .findings
-        .sort_by_key(|f| std::cmp::Reverse(f.severity));
-    Ok(report)
+    }
 }
 
 fn line7_blocks_is(verdict: &Verdict, would_say: &Option<String>) -> bool {
