@@ -147,7 +147,17 @@ impl Drop for Cleanup {
             for dir in &self.dirs {
                 use interlock::segment::{analyze, cleanup_dsm, SegmentState};
                 use std::os::unix::fs::MetadataExt;
-                match analyze(interlock::ShmId(id), dir) {
+                // Our processes are dead, but the kernel may not have
+                // detached the last of them yet: give it a moment.
+                let mut state = analyze(interlock::ShmId(id), dir);
+                for _ in 0..50 {
+                    if !matches!(state, SegmentState::Attached { .. }) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    state = analyze(interlock::ShmId(id), dir);
+                }
+                match state {
                     // Nobody left: remove its DSM files too, as the server
                     // does when it recycles a segment.
                     SegmentState::Unattached { header } => {

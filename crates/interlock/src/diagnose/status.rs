@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use interlock_format::pidfile::{PidFile, ServerReading, MAX_PIDFILE_SIZE};
-use interlock_format::shmem_header::HEADER_SIZE;
+use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
 use interlock_format::sysvipc::ShmEntry;
 
 use super::host::{dsm_files, Attached, Host};
@@ -131,6 +131,22 @@ impl Ctx<'_> {
             .collect()
     }
 
+    /// Whose a segment is, from its header as read through `pid`'s memory.
+    fn by_header(&self, hdr: &ShmemHeader, pid: i32) -> Belongs {
+        if hdr.matches(self.dir_id.0, self.dir_id.1) {
+            Belongs::This(format!(
+                "its header names this directory (read through PID {pid}'s memory)"
+            ))
+        } else if !hdr.has_magic() {
+            Belongs::Foreign("it is not a PostgreSQL segment (no magic number)".into())
+        } else {
+            Belongs::Foreign(format!(
+                "its header names another directory (device {}, inode {})",
+                hdr.device, hdr.inode
+            ))
+        }
+    }
+
     /// Decide whose segment `e` is (module doc: header through a holder's
     /// memory, `--attach`, then circumstantial evidence).
     fn decide(&mut self, e: &ShmEntry, lock: Option<&PidFileParts>) -> Belongs {
@@ -150,19 +166,7 @@ impl Ctx<'_> {
         }
         for h in self.holders_of(e.shmid) {
             if let Some(hdr) = self.host.header_via(&h) {
-                return if hdr.matches(self.dir_id.0, self.dir_id.1) {
-                    Belongs::This(format!(
-                        "its header names this directory (read through PID {}'s memory)",
-                        h.pid
-                    ))
-                } else if !hdr.has_magic() {
-                    Belongs::Foreign("it is not a PostgreSQL segment (no magic number)".into())
-                } else {
-                    Belongs::Foreign(format!(
-                        "its header names another directory (device {}, inode {})",
-                        hdr.device, hdr.inode
-                    ))
-                };
+                return self.by_header(&hdr, h.pid);
             }
         }
         if self.opts.attach && e.nattch > 0 {
@@ -392,7 +396,7 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
         findings: Vec::new(),
         remedy: Vec::new(),
     };
-    report.remedy = remedy(&report, &cx, &stage);
+    report.remedy = remedy(&report, &cx, &stage, recycled.is_some());
     report.findings = std::mem::take(&mut cx.findings);
     report
         .findings
@@ -572,24 +576,13 @@ fn attribute_segments(cx: &mut Ctx<'_>, line7_shmid: Option<i32>, parts: Option<
             }
             if let Some(a) = attachment(&mut cx.host, pid, e.shmid) {
                 if let Some(hdr) = cx.host.header_via(&a) {
-                    decided = Some(if hdr.matches(cx.dir_id.0, cx.dir_id.1) {
-                        None
-                    } else {
-                        Some(Belongs::Foreign(if hdr.has_magic() {
-                            format!(
-                                "its header names another directory (device {}, inode {})",
-                                hdr.device, hdr.inode
-                            )
-                        } else {
-                            "it is not a PostgreSQL segment (no magic number)".into()
-                        }))
-                    });
+                    decided = Some(cx.by_header(&hdr, pid));
                     break;
                 }
             }
         }
         match decided {
-            Some(Some(foreign)) => {
+            Some(foreign @ Belongs::Foreign(_)) => {
                 cx.belongs.insert(e.shmid, foreign);
             }
             _ => undecided.push(e.clone()),
@@ -1635,7 +1628,7 @@ fn human_bytes(n: u64) -> String {
 }
 
 /// What to do, safest first.
-fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage) -> Vec<String> {
+fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) -> Vec<String> {
     let mut steps = Vec::new();
     let dir = &r.data_dir;
     let lock = &r.lock_file.path;
@@ -1777,7 +1770,6 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage) -> Vec<String> {
         .filter(|d| d.status == "leaked")
         .map(|d| d.path.as_str())
         .collect();
-    let recycling = r.probe.outcome.starts_with("removes the old segment");
     if !leaked.is_empty() && !recycling {
         steps.push(format!(
             "Free the leaked dynamic shared memory, which no process maps: rm {}",
