@@ -1,6 +1,5 @@
 //! `interlock scan` (and `interlock` alone): the whole host.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use interlock::diagnose::{self, user_name, ScanOptions, ScanReport, Severity, Verdict};
@@ -25,15 +24,7 @@ pub fn run(args: &ScanArgs) -> u8 {
         ..ScanOptions::default()
     };
     let report = diagnose::scan(&opts);
-    let mut out = anstream::stdout().lock();
-    let written = if args.json {
-        serde_json::to_string_pretty(&report)
-            .map_err(std::io::Error::other)
-            .and_then(|s| writeln!(out, "{s}"))
-    } else {
-        write!(out, "{}", render(&report))
-    };
-    if written.is_err() {
+    if crate::status::print(args.json, &report, render).is_err() {
         return exit::UNKNOWN;
     }
     exit_code(&report)

@@ -53,18 +53,26 @@ pub fn run(args: &StatusArgs) -> u8 {
             return exit::UNKNOWN;
         }
     };
-    let mut out = anstream::stdout().lock();
-    let written = if args.json {
-        serde_json::to_string_pretty(&report)
-            .map_err(std::io::Error::other)
-            .and_then(|s| writeln!(out, "{s}"))
-    } else {
-        write!(out, "{}", render(&report))
-    };
-    if written.is_err() {
+    if print(args.json, &report, render).is_err() {
         return exit::UNKNOWN;
     }
     exit_code(&report)
+}
+
+/// Print `value` as pretty JSON, or as `render` makes it (styles stripped
+/// when stdout is not a terminal).
+pub fn print<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    render: impl FnOnce(&T) -> String,
+) -> std::io::Result<()> {
+    let mut out = anstream::stdout().lock();
+    if json {
+        let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+        writeln!(out, "{text}")
+    } else {
+        write!(out, "{}", render(value))
+    }
 }
 
 /// The documented exit code for a report.

@@ -92,6 +92,18 @@ fn stop_fast(data: &Path, mut child: std::process::Child) {
     let _ = child.wait();
 }
 
+/// SIGSTOP the running server's checkpointer, SIGKILL its postmaster, and
+/// return the checkpointer's PID (killed by the cleanup guard).
+fn kill_leaving_stopped_checkpointer(data: &Path, c: &mut Cleanup) -> i32 {
+    let pm = postmaster_pid(data).unwrap();
+    let checkpointer = children_named(pm, "checkpointer")[0];
+    c.pids.push(checkpointer);
+    signal(checkpointer, Signal::STOP);
+    signal(pm, Signal::KILL);
+    wait_until("postmaster gone", || !pid_alive(pm));
+    checkpointer
+}
+
 #[test]
 fn cleanly_stopped_then_running_then_stopped() {
     let bindir = require_postgres!();
@@ -138,15 +150,11 @@ fn killed_postmaster_with_a_stopped_backend_is_blocked_until_it_is_gone() {
     let bindir = require_postgres!();
     let t = cluster(&bindir);
     let mut c = Cleanup::for_dir(&t.data);
-    let child = start(&bindir, &t.data, &mut c);
-    let pm = postmaster_pid(&t.data).unwrap();
-    let (key, shmid) = line7(&t.data);
-    let checkpointer = children_named(pm, "checkpointer")[0];
-    c.pids.push(checkpointer);
-    signal(checkpointer, Signal::STOP);
-    signal(pm, Signal::KILL);
-    wait_until("postmaster gone", || !pid_alive(pm));
-    drop(child);
+    let (key, shmid) = {
+        start(&bindir, &t.data, &mut c);
+        line7(&t.data)
+    };
+    let checkpointer = kill_leaving_stopped_checkpointer(&t.data, &mut c);
     // The other children notice the postmaster's death and leave; only the
     // stopped checkpointer stays attached.
     wait_until("one holder left", || {
@@ -307,15 +315,11 @@ fn ipcrm_and_rm_of_the_lock_file_make_an_unsafe_start_that_is_predicted() {
     let bindir = require_postgres!();
     let t = cluster(&bindir);
     let mut c = Cleanup::for_dir(&t.data);
-    let child = start(&bindir, &t.data, &mut c);
-    let pm = postmaster_pid(&t.data).unwrap();
-    let (key, shmid) = line7(&t.data);
-    let checkpointer = children_named(pm, "checkpointer")[0];
-    c.pids.push(checkpointer);
-    signal(checkpointer, Signal::STOP);
-    signal(pm, Signal::KILL);
-    wait_until("postmaster gone", || !pid_alive(pm));
-    drop(child);
+    let (key, shmid) = {
+        start(&bindir, &t.data, &mut c);
+        line7(&t.data)
+    };
+    let checkpointer = kill_leaving_stopped_checkpointer(&t.data, &mut c);
     // The segment's DSM control handle, to free its files at the end: once
     // the segment is removed, nothing else can find them (the leak the
     // facts sheet describes).
@@ -379,15 +383,9 @@ fn scan_maps_each_segment_to_its_data_directory() {
     // The second cluster's server is killed; its stopped checkpointer stays.
     // (Both listen on no TCP port and have their sockets in their own
     // directories, so they do not collide.)
-    let child2 = start(&bindir, &orphaned.data, &mut c);
-    let pm2 = postmaster_pid(&orphaned.data).unwrap();
+    start(&bindir, &orphaned.data, &mut c);
     let (_, shmid2) = line7(&orphaned.data);
-    let ckpt = children_named(pm2, "checkpointer")[0];
-    c.pids.push(ckpt);
-    signal(ckpt, Signal::STOP);
-    signal(pm2, Signal::KILL);
-    wait_until("postmaster gone", || !pid_alive(pm2));
-    drop(child2);
+    let ckpt = kill_leaving_stopped_checkpointer(&orphaned.data, &mut c);
 
     // `interlock` alone runs the scan.
     let out = Command::new(bin()).stdin(Stdio::null()).output().unwrap();

@@ -731,22 +731,20 @@ fn c_isspace(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
+/// An optional sign, as `strtol` takes it: (negative, the rest).
+fn c_sign(s: &[u8]) -> (bool, &[u8]) {
+    match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, s),
+    }
+}
+
 /// glibc's `atoi`: `(int) strtol(s, NULL, 10)`, where `strtol` saturates at the `long`
 /// bounds and the cast keeps the low 32 bits.
 fn c_atoi(s: &[u8]) -> i32 {
     let start = s.iter().position(|&b| !c_isspace(b)).unwrap_or(s.len());
-    let mut rest = &s[start..];
-    let negative = match rest.first() {
-        Some(b'-') => {
-            rest = &rest[1..];
-            true
-        }
-        Some(b'+') => {
-            rest = &rest[1..];
-            false
-        }
-        _ => false,
-    };
+    let (negative, rest) = c_sign(&s[start..]);
     let mut value: i128 = 0;
     for &b in rest.iter().take_while(|b| b.is_ascii_digit()) {
         value = (value * 10 + i128::from(b - b'0')).min(i128::from(i64::MAX) + 1);
@@ -761,18 +759,7 @@ fn c_atoi(s: &[u8]) -> i32 {
 /// Returns the value and the rest.
 fn c_strtoul(s: &[u8]) -> Option<(u64, &[u8])> {
     let start = s.iter().position(|&b| !c_isspace(b))?;
-    let mut rest = &s[start..];
-    let negative = match rest.first() {
-        Some(b'-') => {
-            rest = &rest[1..];
-            true
-        }
-        Some(b'+') => {
-            rest = &rest[1..];
-            false
-        }
-        _ => false,
-    };
+    let (negative, rest) = c_sign(&s[start..]);
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     if digits == 0 {
         return None;

@@ -262,22 +262,9 @@ pub fn prepare_kept_command(cmd: &mut Command) -> io::Result<Keeper> {
 /// version, without our privileges.
 pub fn run_command_as(cmd: &mut std::process::Command, uid: u32, gid: u32) {
     use std::os::unix::process::CommandExt;
-    let hook = move || -> io::Result<()> {
-        let groups = [gid];
-        // SAFETY: `groups` is a valid array of one gid_t for the duration.
-        if unsafe { libc::setgroups(1, groups.as_ptr()) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: integer arguments only.
-        if unsafe { libc::setresgid(gid, gid, gid) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: integer arguments only.
-        if unsafe { libc::setresuid(uid, uid, uid) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    };
+    // switch_user makes only raw system calls on integers and a stack
+    // array, so it may run between fork and exec.
+    let hook = move || switch_user(uid, gid);
     // SAFETY: the hook runs in the single-threaded child between fork and
     // exec and makes only raw system calls on integers and a stack array.
     unsafe { cmd.pre_exec(hook) };
