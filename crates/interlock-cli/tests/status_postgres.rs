@@ -267,22 +267,39 @@ fn lock_file_naming_a_live_process_of_the_same_user() {
     stop_fast(&t.data, child);
 }
 
+/// Write `content` as the lock file; expect `status` to predict `message`
+/// with finding `code`, and the server to refuse with that very message.
+fn lock_file_blocks(
+    bindir: &Path,
+    data: &Path,
+    c: &mut Cleanup,
+    content: &[u8],
+    message: &str,
+    code: &str,
+) {
+    std::fs::write(data.join("postmaster.pid"), content).unwrap();
+    chown_r(&data.join("postmaster.pid"));
+    let r = status(data);
+    assert_eq!(r["verdict"], "blocked", "{r:#}");
+    assert_eq!(r["postgres_would_say"], message);
+    assert!(codes(&r).contains(&code.to_string()), "{r:#}");
+    said_what_was_predicted(&r, &refused(bindir, data, c));
+    assert!(data.join("postmaster.pid").exists(), "nothing is removed");
+}
+
 #[test]
 fn empty_lock_file() {
     let bindir = require_postgres!();
     let t = cluster(&bindir);
     let mut c = Cleanup::for_dir(&t.data);
-    std::fs::write(t.data.join("postmaster.pid"), b"").unwrap();
-    chown_r(&t.data.join("postmaster.pid"));
-    let r = status(&t.data);
-    assert_eq!(r["verdict"], "blocked", "{r:#}");
-    assert_eq!(
-        r["postgres_would_say"],
-        "lock file \"postmaster.pid\" is empty"
+    lock_file_blocks(
+        &bindir,
+        &t.data,
+        &mut c,
+        b"",
+        "lock file \"postmaster.pid\" is empty",
+        "lock_file_empty",
     );
-    assert!(codes(&r).contains(&"lock_file_empty".to_string()));
-    said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
-    assert!(t.data.join("postmaster.pid").exists(), "nothing is removed");
 }
 
 #[test]
@@ -290,16 +307,14 @@ fn lock_file_with_garbage() {
     let bindir = require_postgres!();
     let t = cluster(&bindir);
     let mut c = Cleanup::for_dir(&t.data);
-    std::fs::write(t.data.join("postmaster.pid"), b"not a pid\nat all\n").unwrap();
-    chown_r(&t.data.join("postmaster.pid"));
-    let r = status(&t.data);
-    assert_eq!(r["verdict"], "blocked", "{r:#}");
-    assert_eq!(
-        r["postgres_would_say"],
-        "bogus data in lock file \"postmaster.pid\": \"not a pid\nat all\n\""
+    lock_file_blocks(
+        &bindir,
+        &t.data,
+        &mut c,
+        b"not a pid\nat all\n",
+        "bogus data in lock file \"postmaster.pid\": \"not a pid\nat all\n\"",
+        "lock_file_corrupt",
     );
-    assert!(codes(&r).contains(&"lock_file_corrupt".to_string()));
-    said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
 
     // Leading digits are enough for the server (atoi): a dead PID followed
     // by junk is a stale lock file, not garbage.

@@ -20,7 +20,7 @@
 //! A mapping seen in a process of another IPC namespace names a segment of
 //! that namespace, not ours, and is not counted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -112,6 +112,28 @@ impl Host {
             self.mappings.insert(pid, m);
         }
         self.mappings.get(&pid).and_then(|m| m.as_ref())
+    }
+
+    /// Who uses each of `files`, by the maps read so far.
+    pub fn dsm_use(&self, files: &[DsmFile]) -> DsmUse {
+        let mut mapped: BTreeMap<u32, Vec<i32>> = BTreeMap::new();
+        for (pid, m) in self.mapped() {
+            for h in &m.dsm_handles {
+                mapped.entry(*h).or_default().push(pid);
+            }
+        }
+        for pids in mapped.values_mut() {
+            pids.sort_unstable();
+        }
+        let live_by_control = files
+            .iter()
+            .filter(|f| mapped.contains_key(&f.handle))
+            .flat_map(|f| f.control_items.clone().unwrap_or_default())
+            .collect();
+        DsmUse {
+            mapped,
+            live_by_control,
+        }
     }
 
     /// Every process whose mappings were read so far.
@@ -314,6 +336,62 @@ pub(crate) struct DsmFile {
     pub mtime: i64,
     /// For a control segment: the handles of the live segments it lists.
     pub control_items: Option<Vec<u32>>,
+}
+
+impl DsmFile {
+    /// The file as reports show it.
+    pub fn info(&self, mapped_by: Vec<i32>, status: &'static str) -> super::DsmInfo {
+        super::DsmInfo {
+            path: self.path.display().to_string(),
+            handle: self.handle,
+            size: self.size,
+            uid: self.uid,
+            control: self.control_items.is_some(),
+            mapped_by,
+            status,
+        }
+    }
+}
+
+/// Files and segments younger than this may belong to a server that is
+/// starting and has not mapped or attached them yet: never called leaked.
+pub(crate) const GRACE_SECS: i64 = 2;
+
+/// The wall clock, epoch seconds.
+pub(crate) fn now_epoch() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Who uses each DSM file, by the maps read so far.
+#[derive(Debug)]
+pub(crate) struct DsmUse {
+    /// Handle → the PIDs mapping it, sorted.
+    mapped: BTreeMap<u32, Vec<i32>>,
+    /// Handles listed by a control segment that somebody maps.
+    live_by_control: Vec<u32>,
+}
+
+impl DsmUse {
+    /// The processes mapping `handle`.
+    pub fn mapped_by(&self, handle: u32) -> Vec<i32> {
+        self.mapped.get(&handle).cloned().unwrap_or_default()
+    }
+
+    /// Whether anybody whose maps were read maps `handle`.
+    pub fn is_mapped(&self, handle: u32) -> bool {
+        self.mapped.contains_key(&handle)
+    }
+
+    /// Whether `f` is unused: nobody maps it, no live control segment
+    /// lists it, and it is older than [`GRACE_SECS`].
+    pub fn is_unused(&self, f: &DsmFile, now: i64) -> bool {
+        !self.is_mapped(f.handle)
+            && !self.live_by_control.contains(&f.handle)
+            && now - f.mtime > GRACE_SECS
+    }
 }
 
 /// A control segment holds `64 + 5 * MaxBackends` items of at most 40

@@ -343,6 +343,17 @@ pub struct StatusReport {
     pub remedy: Vec<String>,
 }
 
+/// A key as PostgreSQL prints it: `(unsigned long) key_t`, so a negative
+/// key shows as a 20-digit number.
+pub(crate) fn key_u64(key: i32) -> u64 {
+    key as i64 as u64
+}
+
+/// A key as `ipcs` prints it.
+pub(crate) fn key_hex(key: i32) -> String {
+    format!("{:#010x}", key as u32)
+}
+
 /// `YYYY-MM-DD HH:MM:SS UTC` for epoch seconds.
 pub fn format_utc(epoch: i64) -> String {
     let days = epoch.div_euclid(86_400);

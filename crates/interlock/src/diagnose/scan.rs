@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::host::{dsm_files, Host};
+use super::host::{dsm_files, now_epoch, Host, GRACE_SECS};
 use super::*;
 use crate::process::ProcFs;
 
@@ -261,10 +261,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
             }
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = now_epoch();
     let mut segments = Vec::new();
     for e in &host.shm {
         let holders = holders_by_shmid.get(&e.shmid).cloned().unwrap_or_default();
@@ -299,14 +296,14 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
             } else {
                 "its holders work in no known data directory".into()
             };
-            if e.nattch == 0 && now - e.ctime > 2 {
+            if e.nattch == 0 && now - e.ctime > GRACE_SECS {
                 find(
                     Code::LeakedSegment,
                     Severity::Warning,
                     format!(
-                        "segment ID {} (key {:#010x}, {} bytes, {}, created by PID {} at {}) has nobody attached and belongs to no known data directory: its server is gone and no start will reach it; ipcrm -m {} frees it",
+                        "segment ID {} (key {}, {} bytes, {}, created by PID {} at {}) has nobody attached and belongs to no known data directory: its server is gone and no start will reach it; ipcrm -m {} frees it",
                         e.shmid,
-                        e.key as u32,
+                        key_hex(e.key),
                         e.size,
                         user_name(e.uid),
                         e.cpid,
@@ -317,8 +314,8 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
             }
         }
         segments.push(HostSegment {
-            key: e.key as i64 as u64,
-            key_hex: format!("{:#010x}", e.key as u32),
+            key: key_u64(e.key),
+            key_hex: key_hex(e.key),
             shmid: e.shmid,
             size: e.size,
             nattch: e.nattch,
@@ -335,39 +332,17 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
     let mut dsm = Vec::new();
     let mut leaked = 0u64;
     let mut leaked_bytes = 0u64;
-    let mut by_handle: BTreeMap<u32, Vec<i32>> = BTreeMap::new();
-    for (pid, m) in host.mapped() {
-        for h in &m.dsm_handles {
-            by_handle.entry(*h).or_default().push(pid);
-        }
-    }
     let files = dsm_files(&opts.status.dev_shm);
-    let live_controls: Vec<u32> = files
-        .iter()
-        .filter(|f| by_handle.contains_key(&f.handle))
-        .flat_map(|f| f.control_items.clone().unwrap_or_default())
-        .collect();
-    for f in files {
-        let mut by = by_handle.get(&f.handle).cloned().unwrap_or_default();
-        by.sort_unstable();
-        let status = if !by.is_empty() || live_controls.contains(&f.handle) {
-            "in_use"
-        } else if now - f.mtime > 2 {
+    let usage = host.dsm_use(&files);
+    for f in &files {
+        let status = if usage.is_unused(f, now) {
             leaked += 1;
             leaked_bytes += f.size;
             "leaked"
         } else {
             "in_use"
         };
-        dsm.push(DsmInfo {
-            path: f.path.display().to_string(),
-            handle: f.handle,
-            size: f.size,
-            uid: f.uid,
-            control: f.control_items.is_some(),
-            mapped_by: by,
-            status,
-        });
+        dsm.push(f.info(usage.mapped_by(f.handle), status));
     }
     if leaked > 0 {
         find(

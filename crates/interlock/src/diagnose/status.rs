@@ -11,7 +11,7 @@ use interlock_format::pidfile::{PidFile, ServerReading, MAX_PIDFILE_SIZE};
 use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
 use interlock_format::sysvipc::ShmEntry;
 
-use super::host::{dsm_files, Attached, Host};
+use super::host::{dsm_files, now_epoch, Attached, Host};
 use super::version::{self, Algorithm, KeySeed};
 use super::*;
 use crate::process::{printable, state_name, OwnerVerdict};
@@ -22,10 +22,6 @@ use crate::Error;
 /// How far the probe is followed; PostgreSQL has no bound, but a host with
 /// a thousand foreign segments in a row is broken.
 const MAX_PROBE: usize = 1000;
-
-/// DSM files younger than this may belong to a server that is starting
-/// and has not mapped them yet: never called leaked.
-const DSM_GRACE_SECS: i64 = 2;
 
 /// Whose a segment is.
 #[derive(Debug, Clone)]
@@ -292,14 +288,6 @@ fn summary(host: &Host, pid: i32) -> Option<ProcessSummary> {
         uid: info.uid,
         nspid: info.nspid,
     })
-}
-
-fn key_u64(key: i32) -> u64 {
-    key as i64 as u64
-}
-
-fn key_hex(key: i32) -> String {
-    format!("{:#010x}", key as u32)
 }
 
 /// Diagnose the data directory `data_dir`.
@@ -1534,67 +1522,30 @@ fn dsm_report(cx: &mut Ctx<'_>, holders: &[Holder], recycling: bool) -> Vec<DsmI
     }
     let holder_pids: Vec<i32> = holders.iter().map(|h| h.process.pid).collect();
     let owner = cx.owner.0;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let mapped_so_far = |host: &Host| {
-        let mut mapped: BTreeMap<u32, Vec<i32>> = BTreeMap::new();
-        for (pid, m) in host.mapped() {
-            for h in &m.dsm_handles {
-                mapped.entry(*h).or_default().push(pid);
-            }
-        }
-        mapped
-    };
+    let now = now_epoch();
     // Files of the owner that no process read so far maps: before calling
     // them leaked, read every map that could map them.
-    let mut mapped = mapped_so_far(&cx.host);
+    let mut usage = cx.host.dsm_use(&files);
     if files
         .iter()
-        .any(|f| f.uid == owner && !mapped.contains_key(&f.handle))
+        .any(|f| f.uid == owner && !usage.is_mapped(f.handle))
     {
         cx.host.read_all_mappings(&[owner]);
-        mapped = mapped_so_far(&cx.host);
-    }
-    // Handles listed by a control segment someone maps are in use too.
-    let mut live_by_control: Vec<u32> = Vec::new();
-    for f in &files {
-        if let Some(items) = &f.control_items {
-            if mapped.contains_key(&f.handle) {
-                live_by_control.extend(items);
-            }
-        }
+        usage = cx.host.dsm_use(&files);
     }
     let mut out = Vec::new();
     let mut leaked = Vec::new();
     for f in files {
-        let mut by = mapped.get(&f.handle).cloned().unwrap_or_default();
-        by.sort_unstable();
-        let ours = by.iter().any(|p| holder_pids.contains(p));
-        let status = if ours {
+        let by = usage.mapped_by(f.handle);
+        let status = if by.iter().any(|p| holder_pids.contains(p)) {
             "in_use"
-        } else if f.uid == owner
-            && by.is_empty()
-            && !live_by_control.contains(&f.handle)
-            && now - f.mtime > DSM_GRACE_SECS
-        {
+        } else if f.uid == owner && usage.is_unused(&f, now) {
+            leaked.push((f.path.display().to_string(), f.size));
             "leaked"
         } else {
             continue;
         };
-        if status == "leaked" {
-            leaked.push((f.path.display().to_string(), f.size));
-        }
-        out.push(DsmInfo {
-            path: f.path.display().to_string(),
-            handle: f.handle,
-            size: f.size,
-            uid: f.uid,
-            control: f.control_items.is_some(),
-            mapped_by: by,
-            status,
-        });
+        out.push(f.info(by, status));
     }
     if !leaked.is_empty() {
         let total: u64 = leaked.iter().map(|l| l.1).sum();
