@@ -12,6 +12,11 @@ pub const BLOCKED: u8 = 1;
 /// `status`/`scan`: the answer cannot be told, or an error.
 pub const UNKNOWN: u8 = 2;
 
+/// `fix`: the plan cannot fix the directory safely (a holder that cannot
+/// be made to exit, holders hidden, a reason that is not the interlock's);
+/// nothing was changed.
+pub const FIX_REFUSED: u8 = 3;
+
 /// `hold`: the data directory is in use by another process (a server, an
 /// orphaned backend, another hold); COMMAND was not run. EX_TEMPFAIL.
 pub const HOLD_BUSY: u8 = 75;
@@ -31,6 +36,8 @@ Exit codes:
        it would start alongside processes of an earlier server (unsafe)
   2    status, scan: unknown (something that decides could not be read),
        or an error
+  fix: 0 ready to start (after --yes, or already), 1 not yet (the plan
+       waits for --yes, or did not finish), 2 unknown or error, 3 refused
   hold: COMMAND's own status, or 75 (directory in use), 125 (hold failed),
         126 (COMMAND not executable), 127 (COMMAND not found)";
 
@@ -58,3 +65,15 @@ Exit codes:
   0    every data directory found runs, or would start safely
   1    at least one is blocked, or unsafe to start
   2    none is blocked, and at least one is unknown";
+
+/// Shown after `fix --help`.
+pub const FIX_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    PostgreSQL would start safely now (after --yes, or already), or it runs
+  1    not yet: the plan waits for --yes; or it was carried out and the
+       directory is still blocked (the report says why)
+  2    unknown: the diagnosis could not be made; or an error
+  3    refused: a holder cannot be made to exit (uninterruptible sleep,
+       another user, another PID namespace), holders are hidden, a server
+       may be starting, or PostgreSQL stops for another reason; nothing was
+       changed";

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod exit;
+mod fix;
 mod hold;
 mod scan;
 mod status;
@@ -51,6 +52,21 @@ enum Cmd {
     /// namespaces (containers).
     #[command(after_help = exit::SCAN_EXIT_CODES_HELP)]
     Scan(scan::ScanArgs),
+    /// Get a blocked PostgreSQL started without harming anything else: print
+    /// the plan; with --yes, carry it out.
+    ///
+    /// Stops only the processes proven attached to DATADIR's segment (SIGCONT
+    /// if stopped, then SIGQUIT for a server's children or SIGINT for a
+    /// postmaster, then SIGKILL after --timeout), each through a pidfd opened
+    /// after re-checking its PID and start time, so a reused PID is never
+    /// hit. Then removes a lock file the server would refuse (empty, bogus,
+    /// naming a zombie or an unrelated process) once nothing is attached,
+    /// this directory's segments the server will not reach and nothing is
+    /// attached to, and leaked /dev/shm files. Never removes an attached
+    /// segment; leaves to PostgreSQL what its startup cleans up itself.
+    /// Finally diagnoses again, as `status` does, and reports the verdict.
+    #[command(after_help = exit::FIX_EXIT_CODES_HELP)]
+    Fix(fix::FixArgs),
     /// Hold DATADIR, in PostgreSQL's own format, while COMMAND runs.
     ///
     /// PostgreSQL refuses to start on DATADIR until COMMAND has exited, even
@@ -71,6 +87,7 @@ fn main() -> ExitCode {
         Some(Cmd::Hold(hold)) => hold::run(&hold),
         Some(Cmd::Status(st)) => status::run(&st),
         Some(Cmd::Scan(sc)) => scan::run(&sc),
+        Some(Cmd::Fix(f)) => fix::run(&f),
         None => scan::run(&scan::ScanArgs::default()),
     };
     ExitCode::from(code)

@@ -26,6 +26,7 @@
 //! holders (never to one without: that is the dangerous case) when the
 //! header cannot be read otherwise.
 
+pub mod fix;
 mod host;
 pub mod scan;
 mod status;
@@ -37,6 +38,7 @@ use serde::Serialize;
 
 use crate::process::ProcFs;
 
+pub use fix::{carry_out, plan, FixOptions, Outcome, Plan};
 pub use scan::{scan, ScanOptions, ScanReport};
 pub use status::status;
 pub use version::VersionInfo;

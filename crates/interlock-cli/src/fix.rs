@@ -1,0 +1,229 @@
+//! `interlock fix DATADIR [--yes]`: the plan, and with `--yes` its outcome.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use interlock::diagnose::fix::{Outcome, Plan, RefusalCode, StepResult};
+use interlock::diagnose::{self, FixOptions, StatusOptions, Verdict};
+use serde::Serialize;
+
+use crate::exit;
+use crate::status::{paint, print, BOLD, DIM, GREEN, RED, YELLOW};
+
+/// Arguments of `interlock fix`.
+#[derive(Debug, clap::Args)]
+pub struct FixArgs {
+    /// The data directory.
+    pub datadir: PathBuf,
+    /// Carry the plan out (without it, only print the plan: nothing is changed).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print one JSON object (the plan, and the outcome with --yes).
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds a process gets after its shutdown signal before SIGKILL.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
+    /// The server binary, to learn its exact version (as for `status`).
+    #[arg(long, value_name = "PATH")]
+    pub postgres: Option<PathBuf>,
+    /// The port the server will start on (decides the keys of 10–12).
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    plan: &'a Plan,
+    outcome: Option<&'a Outcome>,
+}
+
+pub fn run(args: &FixArgs) -> u8 {
+    let opts = FixOptions {
+        status: StatusOptions {
+            postgres: args.postgres.clone(),
+            port: args.port,
+            ..StatusOptions::default()
+        },
+        grace: Duration::from_secs(args.timeout),
+        ..FixOptions::default()
+    };
+    let plan = match diagnose::plan(&args.datadir, &opts) {
+        Ok(p) => p,
+        Err(e) => return error(&e),
+    };
+    let outcome = if args.yes && plan.has_work() {
+        match diagnose::carry_out(&plan, &opts) {
+            Ok(o) => Some(o),
+            Err(e) => return error(&e),
+        }
+    } else {
+        None
+    };
+    let report = Report {
+        plan: &plan,
+        outcome: outcome.as_ref(),
+    };
+    if print(args.json, &report, |r| render(r, args.yes)).is_err() {
+        return exit::UNKNOWN;
+    }
+    exit_code(&plan, outcome.as_ref())
+}
+
+fn error(e: &interlock::Error) -> u8 {
+    eprintln!("interlock: {e}");
+    if let Some(hint) = e.hint() {
+        eprintln!("hint: {hint}");
+    }
+    exit::UNKNOWN
+}
+
+/// The documented exit code.
+fn exit_code(plan: &Plan, outcome: Option<&Outcome>) -> u8 {
+    if let Some(o) = outcome {
+        return if o.ready { exit::OK } else { exit::BLOCKED };
+    }
+    let b = &plan.before;
+    if !plan.refused.is_empty() {
+        if plan.refused.iter().all(|r| r.code == RefusalCode::Unknown) {
+            exit::UNKNOWN
+        } else {
+            exit::FIX_REFUSED
+        }
+    } else if b.verdict == Verdict::Running || (b.verdict == Verdict::WillStart && b.safe_to_start)
+    {
+        exit::OK
+    } else {
+        exit::BLOCKED
+    }
+}
+
+fn render(r: &Report<'_>, yes: bool) -> String {
+    let p = r.plan;
+    let b = &p.before;
+    let mut s = String::new();
+    s += &format!("{}\n", paint(BOLD, &p.data_dir));
+    s += &format!("  before   {}\n", verdict_line(b));
+    if let Some(msg) = &b.postgres_would_say {
+        s += &format!("           it says: FATAL:  {msg}\n");
+    }
+    if b.verdict == Verdict::Running {
+        s += "\n  Nothing to fix: a live process owns this directory, and fix never stops a running server.\n";
+        for step in &b.remedy {
+            s += &format!("  {step}\n");
+        }
+        return s;
+    }
+    if !p.refused.is_empty() {
+        s += &format!(
+            "\n  {}\n",
+            paint(RED, "cannot fix this safely; nothing was changed")
+        );
+        for f in &p.refused {
+            let code = serde_json::to_value(f.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            s += &format!("    x {}  {}\n", paint(BOLD, &code), f.message);
+        }
+        return s;
+    }
+    if !p.has_work() {
+        s += "\n  Nothing to fix.\n";
+    } else {
+        s += &format!(
+            "\n  {}{}\n",
+            paint(BOLD, "plan"),
+            if r.outcome.is_some() || yes {
+                ""
+            } else {
+                " (nothing has been changed; run with --yes to carry it out)"
+            }
+        );
+        let mut n = 0;
+        for st in &p.stop {
+            n += 1;
+            s += &format!(
+                "    {n}. stop PID {} ({}), {}, started {}\n",
+                st.pid,
+                st.role.as_deref().unwrap_or(&st.cmdline),
+                st.state,
+                diagnose::format_utc(st.start_time)
+            );
+            s += &format!("       {} {}\n", paint(DIM, "evidence:"), st.evidence);
+            s += &format!(
+                "       {} {} ({}), SIGKILL if still there after the timeout\n",
+                paint(DIM, "signals: "),
+                st.signals
+                    .iter()
+                    .filter(|x| **x != "SIGKILL")
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                st.why_signal
+            );
+        }
+        for rm in &p.remove {
+            n += 1;
+            s += &format!("    {n}. remove {}\n", rm.target());
+            s += &format!("       {} {}\n", paint(DIM, "why:"), rm.reason());
+        }
+    }
+    if !p.left_to_server.is_empty() {
+        s += &format!(
+            "\n  {}\n",
+            paint(
+                BOLD,
+                "left to PostgreSQL, which cleans these up when it starts"
+            )
+        );
+        for l in &p.left_to_server {
+            s += &format!("    - {l}\n");
+        }
+    }
+    if let Some(o) = r.outcome {
+        s += &format!("\n  {}\n", paint(BOLD, "carried out"));
+        for st in &o.steps {
+            let mark = match st.result {
+                StepResult::Done => paint(GREEN, "done   "),
+                StepResult::Skipped => paint(YELLOW, "skipped"),
+                StepResult::Failed => paint(RED, "FAILED "),
+            };
+            s += &format!("    {mark} {}: {}\n", st.what, st.detail);
+        }
+        s += &format!("\n  after    {}\n", verdict_line(&o.after));
+        if let Some(msg) = &o.after.postgres_would_say {
+            s += &format!("           it says: FATAL:  {msg}\n");
+        }
+        if o.ready {
+            s += &format!(
+                "  Start it: pg_ctl start -D {} (or your service manager)\n",
+                o.after.data_dir
+            );
+        } else {
+            s += &format!(
+                "  Not fixed; see `interlock status {}`.\n",
+                o.after.data_dir
+            );
+        }
+    } else if b.verdict == Verdict::WillStart && b.safe_to_start {
+        s += &format!(
+            "\n  It would start safely now: pg_ctl start -D {}\n",
+            b.data_dir
+        );
+    }
+    s
+}
+
+fn verdict_line(r: &diagnose::StatusReport) -> String {
+    match r.verdict {
+        Verdict::Running => paint(GREEN, "RUNNING"),
+        Verdict::WillStart if r.safe_to_start => paint(GREEN, "WILL START"),
+        Verdict::WillStart => format!(
+            "{} (it would start alongside processes of an earlier server)",
+            paint(RED, "UNSAFE")
+        ),
+        Verdict::Blocked => paint(RED, "BLOCKED"),
+        Verdict::Unknown => paint(YELLOW, "UNKNOWN"),
+    }
+}

@@ -1,0 +1,960 @@
+//! `fix`: make the old holders of a data directory go away, and only them,
+//! then remove what PostgreSQL's own startup will not.
+//!
+//! The remedies operators reach for (`ipcrm -m`, deleting `postmaster.pid`,
+//! shifting the key) remove the interlock while old processes may still
+//! write to the data files. A fix instead:
+//!
+//! 1. stops every process [`status`](super::status) proved attached to one
+//!    of this directory's segments (SIGCONT if stopped, then the signal
+//!    that fits its role, then SIGKILL after a grace period), each through
+//!    a pidfd opened *before* its identity (PID, start time in clock
+//!    ticks, owner, attachment) is checked again, so that a process that
+//!    merely reuses a PID is never signalled;
+//! 2. removes a lock file the server would refuse to start over (empty,
+//!    bogus, or naming a zombie or an unrelated live process), only once
+//!    nothing is attached and only if it is still the very file planned
+//!    (same inode, same bytes);
+//! 3. removes this directory's segments that nobody is attached to and
+//!    the server will not reach (a shifted key), after reading their
+//!    header, and the DSM files they list; never an attached one;
+//! 4. removes leaked `/dev/shm/PostgreSQL.*` files;
+//! 5. runs `status` again and reports its verdict.
+//!
+//! What the server cleans up by itself (a stale lock file whose PID is
+//! gone, the old segment its key probe recycles) is left to it.
+//!
+//! A plan is refused, and nothing is done, when a holder cannot be made to
+//! exit (uninterruptible sleep, another user, another PID namespace), when
+//! holders are hidden from us, when the server may be starting, or when
+//! the server stops for a reason that is not the interlock's.
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::process::{pidfd_open, pidfd_send_signal, PidfdFlags, Signal};
+use serde::Serialize;
+
+use super::{status, Code, Holder, Identity, StatusOptions, StatusReport, Verdict};
+use crate::process::{printable, ProcFs};
+use crate::segment::{self, SegmentState};
+use crate::sys::shm::{self, ShmId};
+use crate::Error;
+
+/// How a fix is carried out.
+#[derive(Debug, Clone)]
+pub struct FixOptions {
+    /// How the directory is diagnosed (before and after).
+    pub status: StatusOptions,
+    /// How long a process gets after its shutdown signal before SIGKILL.
+    pub grace: Duration,
+    /// How long a process gets after SIGKILL before the fix gives up.
+    pub kill_wait: Duration,
+}
+
+impl Default for FixOptions {
+    fn default() -> Self {
+        FixOptions {
+            status: StatusOptions::default(),
+            grace: Duration::from_secs(10),
+            kill_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A process the plan stops.
+#[derive(Debug, Clone, Serialize)]
+pub struct StopProcess {
+    /// PID.
+    pub pid: i32,
+    /// Start time, epoch seconds (for people).
+    pub start_time: i64,
+    /// Start time in clock ticks since boot (`/proc/PID/stat` field 22):
+    /// with the PID, the identity re-checked before every signal.
+    pub start_ticks: u64,
+    /// Real uid.
+    pub uid: u32,
+    /// Command line.
+    pub cmdline: String,
+    /// PostgreSQL role, if any.
+    pub role: Option<String>,
+    /// State when planned (`stopped`, `sleeping`…).
+    pub state: String,
+    /// The segment of this directory it is attached to.
+    pub shmid: i32,
+    /// Why it holds this directory.
+    pub evidence: String,
+    /// The signals it gets, in order (`SIGCONT`, `SIGQUIT`, `SIGKILL`).
+    pub signals: Vec<&'static str>,
+    /// Why that shutdown signal.
+    pub why_signal: &'static str,
+}
+
+/// A file or segment the plan removes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Removal {
+    /// `postmaster.pid`.
+    LockFile {
+        /// Its path.
+        path: String,
+        /// Its inode: the file removed must be this one.
+        inode: u64,
+        /// Its bytes, printable: kept in the report, and the file removed
+        /// must still hold exactly these.
+        content: String,
+        /// Why it is stale.
+        reason: String,
+    },
+    /// A System V segment of this directory.
+    Segment {
+        /// Its id.
+        shmid: i32,
+        /// Its key, as `ipcs` prints it.
+        key_hex: String,
+        /// Why.
+        reason: String,
+    },
+    /// A `/dev/shm/PostgreSQL.*` file.
+    DsmFile {
+        /// Its path.
+        path: String,
+        /// Size in bytes.
+        size: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Removal {
+    /// What it removes, in a few words.
+    pub fn target(&self) -> String {
+        match self {
+            Removal::LockFile { path, .. } | Removal::DsmFile { path, .. } => path.clone(),
+            Removal::Segment { shmid, key_hex, .. } => {
+                format!("segment ID {shmid} (key {key_hex})")
+            }
+        }
+    }
+
+    /// Why.
+    pub fn reason(&self) -> &str {
+        match self {
+            Removal::LockFile { reason, .. }
+            | Removal::Segment { reason, .. }
+            | Removal::DsmFile { reason, .. } => reason,
+        }
+    }
+}
+
+/// Why a plan cannot fix the directory (stable codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// The diagnosis itself is unknown.
+    Unknown,
+    /// The server stops for a reason that is not the interlock's.
+    NotInterlock,
+    /// A holder is in uninterruptible sleep.
+    Uninterruptible,
+    /// A holder belongs to another user than the directory's owner.
+    OtherUser,
+    /// A holder lives in another PID namespace (a container).
+    OtherNamespace,
+    /// Some holders cannot be seen.
+    HoldersHidden,
+    /// Processes work in the directory while the lock file is empty or
+    /// bogus: a server may be starting.
+    ServerStarting,
+    /// We may not signal the holders.
+    NotPermitted,
+}
+
+/// One reason the plan is refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    /// Stable code.
+    pub code: RefusalCode,
+    /// The process concerned, if any.
+    pub pid: Option<i32>,
+    /// What and why, and what to do instead.
+    pub message: String,
+}
+
+/// What `fix` would do. Making a plan changes nothing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The data directory.
+    pub data_dir: String,
+    /// The diagnosis the plan is made from.
+    pub before: StatusReport,
+    /// Processes to stop, in order.
+    pub stop: Vec<StopProcess>,
+    /// Files and segments to remove once they are stopped.
+    pub remove: Vec<Removal>,
+    /// What the server cleans up itself when it starts.
+    pub left_to_server: Vec<String>,
+    /// Why the plan cannot be carried out; if any, nothing is done.
+    pub refused: Vec<Refusal>,
+}
+
+impl Plan {
+    /// Whether carrying it out would change anything.
+    pub fn has_work(&self) -> bool {
+        self.refused.is_empty() && (!self.stop.is_empty() || !self.remove.is_empty())
+    }
+}
+
+/// How one step went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepResult {
+    /// Done.
+    Done,
+    /// Not needed any more, or not done because a re-check said no (the
+    /// detail says which).
+    Skipped,
+    /// Tried and failed.
+    Failed,
+}
+
+/// One step carried out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// What (`stop PID 123`, `remove …`).
+    pub what: String,
+    /// How it went.
+    pub result: StepResult,
+    /// The signals sent, what was found, or the error.
+    pub detail: String,
+}
+
+/// What carrying out a plan did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// Each step.
+    pub steps: Vec<Step>,
+    /// The diagnosis afterwards.
+    pub after: StatusReport,
+    /// Whether the server can now be started safely.
+    pub ready: bool,
+}
+
+/// Make the plan for `data_dir`. Changes nothing; errors as `status` does.
+pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
+    let before = status(data_dir, &opts.status)?;
+    let owner = fs::metadata(data_dir)
+        .map(|m| m.uid())
+        .map_err(|e| Error::sys(format!("stat(\"{}\")", data_dir.display()), e))?;
+    let procfs = &opts.status.procfs;
+    let mut p = Plan {
+        data_dir: before.data_dir.clone(),
+        stop: Vec::new(),
+        remove: Vec::new(),
+        left_to_server: Vec::new(),
+        refused: Vec::new(),
+        before,
+    };
+    let r = &p.before;
+    let has = |c: Code| r.findings.iter().any(|f| f.code == c);
+    let mut refuse = |code, pid, message: String| p.refused.push(Refusal { code, pid, message });
+
+    match r.verdict {
+        // A running server, or a hold: nothing to fix, and fix never stops them.
+        Verdict::Running => return Ok(p),
+        Verdict::Unknown => refuse(
+            RefusalCode::Unknown,
+            None,
+            format!(
+                "what PostgreSQL would do cannot be told, so nothing can be proven safe: {}",
+                problems(r)
+            ),
+        ),
+        Verdict::Blocked => {
+            let msg = r.postgres_would_say.as_deref().unwrap_or("");
+            let interlock = [
+                "pre-existing shared memory block",
+                "lock file \"postmaster.pid\"",
+                "bogus data in lock file",
+            ];
+            if !interlock.iter().any(|m| msg.starts_with(m)) {
+                refuse(
+                    RefusalCode::NotInterlock,
+                    None,
+                    format!("PostgreSQL stops for a reason fix does not touch: {msg}"),
+                );
+            }
+        }
+        Verdict::WillStart => {}
+    }
+    if has(Code::HoldersHidden) {
+        refuse(
+            RefusalCode::HoldersHidden,
+            None,
+            "some processes attached to this directory's segment cannot be seen here (another PID namespace, or run as root): they cannot be proven gone".into(),
+        );
+    }
+    if has(Code::PermissionDenied) && r.verdict != Verdict::Unknown {
+        refuse(RefusalCode::Unknown, None, problems(r));
+    }
+    if matches!(r.lock_file.state, "empty" | "bogus")
+        && r.findings.iter().any(|f| f.code == Code::PostmasterRunning)
+    {
+        refuse(
+            RefusalCode::ServerStarting,
+            None,
+            format!(
+                "{} is {} while processes work in the directory: a server may be starting; run this again in a few seconds",
+                r.lock_file.path, r.lock_file.state
+            ),
+        );
+    }
+
+    // --- the processes to stop ------------------------------------------
+    let my_uid = rustix::process::geteuid().as_raw();
+    let my_pid_ns = procfs.namespace(std::process::id() as i32, "pid").ok();
+    let mut seen: Vec<i32> = Vec::new();
+    for h in &r.holders {
+        let pid = h.process.pid;
+        if seen.contains(&pid) {
+            continue;
+        }
+        seen.push(pid);
+        let what = format!("PID {pid} ({})", h.process.cmdline);
+        if h.process.state == "zombie" {
+            continue;
+        }
+        if h.process.state == "disk sleep" {
+            refuse(
+                RefusalCode::Uninterruptible,
+                Some(pid),
+                format!("{what} is in uninterruptible sleep (state D): no signal takes effect until its I/O completes; look for a hung NFS mount or failing disk (dmesg), and run this again once it has left that state"),
+            );
+            continue;
+        }
+        if h.process.uid != owner {
+            refuse(
+                RefusalCode::OtherUser,
+                Some(pid),
+                format!(
+                    "{what} runs as {}, not as {}, the directory's owner: it is not a server of this directory; find out what it is before stopping it",
+                    super::user_name(h.process.uid),
+                    super::user_name(owner)
+                ),
+            );
+            continue;
+        }
+        let their_ns = procfs.namespace(pid, "pid").ok();
+        if h.process.nspid.len() > 1 || (my_pid_ns.is_some() && their_ns != my_pid_ns) {
+            refuse(
+                RefusalCode::OtherNamespace,
+                Some(pid),
+                format!("{what} lives in another PID namespace (a container): stop it from there (docker stop, kubectl delete pod), not from the host"),
+            );
+            continue;
+        }
+        if my_uid != 0 && my_uid != h.process.uid {
+            refuse(
+                RefusalCode::NotPermitted,
+                Some(pid),
+                format!(
+                    "{what} may only be signalled by root or {}: run this as one of them",
+                    super::user_name(h.process.uid)
+                ),
+            );
+            continue;
+        }
+        let Ok(stat) = procfs.stat(pid) else {
+            continue; // gone since the diagnosis
+        };
+        if let Some(stop) = stop_of(h, r, stat.start_time_ticks) {
+            p.stop.push(stop);
+        }
+    }
+    // A postmaster first: its fast shutdown stops its children too.
+    p.stop
+        .sort_by_key(|s| (s.role.as_deref() != Some("postmaster"), s.pid));
+
+    // --- the lock file -----------------------------------------------------
+    let lock = &r.lock_file;
+    let stale_because = match (lock.state, lock.identity) {
+        ("empty", _) => Some("it is empty: PostgreSQL never removes it by itself"),
+        ("bogus", _) => Some("it does not start with a PID: PostgreSQL never removes it by itself"),
+        ("present", Some(Identity::Zombie)) => Some("its PID is a zombie, which holds nothing, yet the server's kill(pid, 0) sees it alive"),
+        ("present", Some(Identity::Reused)) => Some("its PID now belongs to another process, not to a server of this directory, yet the server's kill(pid, 0) sees it alive"),
+        _ => None,
+    };
+    match stale_because {
+        Some(why) => {
+            let path = PathBuf::from(&lock.path);
+            match read_exact_file(&path) {
+                Ok((inode, bytes)) => p.remove.push(Removal::LockFile {
+                    path: lock.path.clone(),
+                    inode,
+                    content: printable(&bytes),
+                    reason: format!(
+                        "{why}{}",
+                        if p.stop.is_empty() {
+                            ""
+                        } else {
+                            "; removed only once the processes above are gone"
+                        }
+                    ),
+                }),
+                Err(e) => refuse(
+                    RefusalCode::Unknown,
+                    None,
+                    format!("{} cannot be read: {e}", lock.path),
+                ),
+            }
+        }
+        None if matches!(lock.identity, Some(Identity::Gone | Identity::OtherUser)) => {
+            p.left_to_server.push(format!(
+                "{}: its PID {} is {}; the server removes the file itself",
+                lock.path,
+                lock.pid.unwrap_or(0).abs(),
+                if lock.identity == Some(Identity::Gone) {
+                    "gone"
+                } else {
+                    "another user's process, which the server takes for dead"
+                }
+            ));
+        }
+        None => {}
+    }
+
+    // --- segments ------------------------------------------------------------
+    for s in r.segments.iter().filter(|s| s.belongs == "this_directory") {
+        if s.removed {
+            p.left_to_server.push(format!(
+                "segment ID {}: already removed (ipcrm); the kernel frees it when its last holder exits",
+                s.shmid
+            ));
+        } else if s.why.contains(&"probe") {
+            p.left_to_server.push(format!(
+                "segment ID {} (key {}): the server finds it when it starts and removes it once nobody is attached, with the DSM files it lists",
+                s.shmid, s.key_hex
+            ));
+        } else {
+            p.remove.push(Removal::Segment {
+                shmid: s.shmid,
+                key_hex: s.key_hex.clone(),
+                reason: format!(
+                    "this directory's ({}), on a key the server does not reach, so it would never be removed{}",
+                    s.evidence,
+                    if s.nattch > 0 {
+                        "; removed only once the processes above are gone and nothing is attached"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+    }
+
+    // --- DSM files -----------------------------------------------------------
+    let stopping: Vec<i32> = p.stop.iter().map(|s| s.pid).collect();
+    for d in &r.dsm {
+        let only_ours = !d.mapped_by.is_empty() && d.mapped_by.iter().all(|m| stopping.contains(m));
+        if d.status == "leaked" {
+            p.remove.push(Removal::DsmFile {
+                path: d.path.clone(),
+                size: d.size,
+                reason: format!(
+                    "leaked: {}'s, mapped by no process, listed by no live control segment",
+                    super::user_name(d.uid)
+                ),
+            });
+        } else if only_ours {
+            p.remove.push(Removal::DsmFile {
+                path: d.path.clone(),
+                size: d.size,
+                reason: "mapped only by the processes above; removed if nothing maps it once they are gone".into(),
+            });
+        }
+    }
+    Ok(p)
+}
+
+/// The problems a report found, in one line.
+fn problems(r: &StatusReport) -> String {
+    let v: Vec<&str> = r
+        .findings
+        .iter()
+        .filter(|f| f.severity >= super::Severity::Problem)
+        .map(|f| f.message.as_str())
+        .collect();
+    if v.is_empty() {
+        "see `interlock status`".into()
+    } else {
+        v.join("; ")
+    }
+}
+
+/// The stop step for holder `h`.
+fn stop_of(h: &Holder, r: &StatusReport, start_ticks: u64) -> Option<StopProcess> {
+    let seg = r.segments.iter().find(|s| s.shmid == h.shmid)?;
+    let role = h.process.role.clone();
+    let is_postgres = role.is_some()
+        || h.process
+            .cmdline
+            .split_whitespace()
+            .next()
+            .is_some_and(|c| {
+                c.rsplit('/')
+                    .next()
+                    .is_some_and(|n| n == "postgres" || n == "postmaster")
+            });
+    let (sig, why_signal) = match role.as_deref() {
+        Some("postmaster") => (
+            "SIGINT",
+            "SIGINT: a postmaster's fast shutdown, which stops its children too",
+        ),
+        _ if is_postgres => (
+            "SIGQUIT",
+            "SIGQUIT: what a postmaster sends its children after a crash; they exit at once without writing to the data files",
+        ),
+        _ => ("SIGTERM", "SIGTERM: the usual request to exit"),
+    };
+    let mut signals = Vec::new();
+    if h.process.state == "stopped" || h.process.state == "tracing stop" {
+        signals.push("SIGCONT");
+    }
+    signals.push(sig);
+    signals.push("SIGKILL");
+    Some(StopProcess {
+        pid: h.process.pid,
+        start_time: h.process.start_time,
+        start_ticks,
+        uid: h.process.uid,
+        cmdline: h.process.cmdline.clone(),
+        role,
+        state: h.process.state.clone(),
+        shmid: h.shmid,
+        evidence: format!(
+            "attached to segment ID {} of this directory ({})",
+            h.shmid, seg.evidence
+        ),
+        signals,
+        why_signal,
+    })
+}
+
+fn read_exact_file(path: &Path) -> io::Result<(u64, Vec<u8>)> {
+    let mut f = fs::File::open(path)?;
+    let inode = f.metadata()?.ino();
+    let mut bytes = Vec::new();
+    (&mut f)
+        .take(interlock_format::pidfile::MAX_PIDFILE_SIZE as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((inode, bytes))
+}
+
+fn signal_named(name: &str) -> Signal {
+    match name {
+        "SIGCONT" => Signal::CONT,
+        "SIGINT" => Signal::INT,
+        "SIGQUIT" => Signal::QUIT,
+        "SIGTERM" => Signal::TERM,
+        _ => Signal::KILL,
+    }
+}
+
+/// A planned process, pinned by a pidfd after its identity was re-checked.
+struct Pinned<'a> {
+    stop: &'a StopProcess,
+    fd: OwnedFd,
+    sent: Vec<&'static str>,
+}
+
+/// Open a pidfd for `s`, then check through `/proc` that the process it
+/// refers to is still the one planned: same start ticks, same owner, still
+/// attached to the segment. The pidfd is opened first, so a process found
+/// matching is the one the pidfd signals, whatever happens to the PID later.
+fn pin<'a>(procfs: &ProcFs, s: &'a StopProcess) -> Result<Pinned<'a>, (StepResult, String)> {
+    let pid = rustix::process::Pid::from_raw(s.pid)
+        .ok_or((StepResult::Failed, "not a valid PID".to_string()))?;
+    let fd = match pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => {
+            return Err((StepResult::Skipped, "already gone".into()));
+        }
+        Err(e) => return Err((StepResult::Failed, format!("pidfd_open: {e}"))),
+    };
+    let stat = match procfs.stat(s.pid) {
+        Ok(st) => st,
+        Err(_) => return Err((StepResult::Skipped, "already gone".into())),
+    };
+    if stat.start_time_ticks != s.start_ticks {
+        return Err((
+            StepResult::Skipped,
+            format!(
+                "PID {} is now another process ({}, started {} ticks after boot, not {}): not signalled",
+                s.pid,
+                printable(&stat.comm),
+                stat.start_time_ticks,
+                s.start_ticks
+            ),
+        ));
+    }
+    if stat.is_zombie() {
+        return Err((
+            StepResult::Skipped,
+            "already exited (a zombie holds nothing)".into(),
+        ));
+    }
+    match procfs.owner_uid(s.pid) {
+        Ok(uid) if uid == s.uid => {}
+        Ok(uid) => {
+            return Err((
+                StepResult::Skipped,
+                format!("now runs as uid {uid}, not {}: not signalled", s.uid),
+            ))
+        }
+        Err(_) => return Err((StepResult::Skipped, "already gone".into())),
+    }
+    match procfs.maps_segment(s.pid, ShmId(s.shmid)) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err((
+                StepResult::Skipped,
+                format!(
+                    "no longer attached to segment ID {}: it holds nothing, not signalled",
+                    s.shmid
+                ),
+            ))
+        }
+        Err(_) => return Err((StepResult::Skipped, "already gone".into())),
+    }
+    Ok(Pinned {
+        stop: s,
+        fd,
+        sent: Vec::new(),
+    })
+}
+
+impl Pinned<'_> {
+    fn send(&mut self, name: &'static str) -> io::Result<()> {
+        match pidfd_send_signal(&self.fd, signal_named(name)) {
+            Ok(()) => {
+                self.sent.push(name);
+                Ok(())
+            }
+            // It exited meanwhile: the pidfd never reaches another process.
+            Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn exited(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+    }
+}
+
+/// Wait until every pinned process has exited, or `limit` passes.
+fn wait_all(pinned: &[Pinned<'_>], limit: Duration) {
+    let start = Instant::now();
+    while pinned.iter().any(|p| !p.exited()) && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Carry out `plan` (made by [`plan`] with the same options). Refused
+/// plans do nothing but diagnose again.
+pub fn carry_out(plan: &Plan, opts: &FixOptions) -> Result<Outcome, Error> {
+    let dir = PathBuf::from(&plan.data_dir);
+    let mut steps = Vec::new();
+    if plan.refused.is_empty() {
+        stop_processes(plan, opts, &mut steps);
+        remove_leftovers(plan, opts, &dir, &mut steps)?;
+    }
+    let after = status(&dir, &opts.status)?;
+    let ready = after.verdict == Verdict::WillStart && after.safe_to_start;
+    Ok(Outcome {
+        steps,
+        after,
+        ready,
+    })
+}
+
+fn stop_processes(plan: &Plan, opts: &FixOptions, steps: &mut Vec<Step>) {
+    let procfs = &opts.status.procfs;
+    let mut pinned: Vec<Pinned<'_>> = Vec::new();
+    for s in &plan.stop {
+        match pin(procfs, s) {
+            Ok(p) => pinned.push(p),
+            Err((result, detail)) => steps.push(Step {
+                what: format!("stop PID {}", s.pid),
+                result,
+                detail,
+            }),
+        }
+    }
+    let mut failed: Vec<(i32, String)> = Vec::new();
+    // Continue the stopped ones first, so that each gets its shutdown
+    // signal while able to act on it.
+    for p in pinned.iter_mut() {
+        if p.stop.signals.contains(&"SIGCONT") {
+            if let Err(e) = p.send("SIGCONT") {
+                failed.push((p.stop.pid, format!("SIGCONT: {e}")));
+            }
+        }
+    }
+    for p in pinned.iter_mut() {
+        let sig = p
+            .stop
+            .signals
+            .iter()
+            .copied()
+            .find(|s| *s != "SIGCONT" && *s != "SIGKILL");
+        if let Some(sig) = sig {
+            if let Err(e) = p.send(sig) {
+                failed.push((p.stop.pid, format!("{sig}: {e}")));
+            }
+        }
+    }
+    wait_all(&pinned, opts.grace);
+    for p in pinned.iter_mut().filter(|p| !p.exited()) {
+        if let Err(e) = p.send("SIGKILL") {
+            failed.push((p.stop.pid, format!("SIGKILL: {e}")));
+        }
+    }
+    wait_all(&pinned, opts.kill_wait);
+    for p in &pinned {
+        let error = failed
+            .iter()
+            .filter(|(pid, _)| *pid == p.stop.pid)
+            .map(|(_, e)| e.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let sent = p.sent.join(", ");
+        let (result, detail) = if p.exited() {
+            (StepResult::Done, format!("sent {sent}; it exited"))
+        } else if !error.is_empty() {
+            (StepResult::Failed, format!("sent {sent}; {error}"))
+        } else {
+            (
+                StepResult::Failed,
+                format!(
+                    "sent {sent}; still there after {} s (state {}): stuck in the kernel",
+                    (opts.grace + opts.kill_wait).as_secs(),
+                    procfs
+                        .stat(p.stop.pid)
+                        .map(|s| crate::process::state_name(s.state))
+                        .unwrap_or("unknown")
+                ),
+            )
+        };
+        steps.push(Step {
+            what: format!(
+                "stop PID {} ({})",
+                p.stop.pid,
+                p.stop.role.as_deref().unwrap_or(&p.stop.cmdline)
+            ),
+            result,
+            detail,
+        });
+    }
+}
+
+/// Removals, each re-checked against a fresh diagnosis.
+fn remove_leftovers(
+    plan: &Plan,
+    opts: &FixOptions,
+    dir: &Path,
+    steps: &mut Vec<Step>,
+) -> Result<(), Error> {
+    if plan.remove.is_empty() {
+        return Ok(());
+    }
+    // The kernel detaches a killed process's segments as it exits, which
+    // can lag the pidfd's exit notice by a moment.
+    let mut now = status(dir, &opts.status)?;
+    let start = Instant::now();
+    while !now.holders.is_empty()
+        && plan
+            .stop
+            .iter()
+            .any(|s| now.holders.iter().any(|h| h.process.pid == s.pid))
+        && start.elapsed() < Duration::from_secs(2)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        now = status(dir, &opts.status)?;
+    }
+    let holders: Vec<String> = now
+        .holders
+        .iter()
+        .map(|h| format!("{} ({})", h.process.pid, h.process.cmdline))
+        .collect();
+    for rm in &plan.remove {
+        let what = format!("remove {}", rm.target());
+        let (result, detail) = match rm {
+            Removal::LockFile {
+                path,
+                inode,
+                content,
+                ..
+            } => {
+                if !holders.is_empty() {
+                    (
+                        StepResult::Skipped,
+                        format!("still attached: {}", holders.join(", ")),
+                    )
+                } else if now.lock_file.identity == Some(Identity::Owner) {
+                    (
+                        StepResult::Skipped,
+                        "its PID is now this directory's owner: a server started".into(),
+                    )
+                } else {
+                    remove_lock_file(Path::new(path), *inode, content)
+                }
+            }
+            Removal::Segment { shmid, .. } => remove_segment(dir, *shmid),
+            Removal::DsmFile { path, .. } => match now.dsm.iter().find(|d| &d.path == path) {
+                // A control segment nobody maps is a dead server's: the
+                // segments it lists go with it, as the server's own
+                // clean-up would remove them through it.
+                Some(d) if d.status == "leaked" && d.control => {
+                    let gone = segment::cleanup_dsm_in(&opts.status.dev_shm, d.handle, d.uid);
+                    if gone.iter().any(|p| p == Path::new(path)) {
+                        let listed: String = gone
+                            .iter()
+                            .filter(|p| *p != Path::new(path))
+                            .map(|p| format!(" {}", p.display()))
+                            .collect();
+                        (
+                            StepResult::Done,
+                            if listed.is_empty() {
+                                "removed (a control segment listing no live segment)".into()
+                            } else {
+                                format!("removed, with the segments it listed:{listed}")
+                            },
+                        )
+                    } else {
+                        (
+                            StepResult::Failed,
+                            "it is no longer a sane control segment: left alone".into(),
+                        )
+                    }
+                }
+                Some(d) if d.status == "leaked" => match fs::remove_file(path) {
+                    Ok(()) => (StepResult::Done, "removed".into()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        (StepResult::Skipped, "already gone".into())
+                    }
+                    Err(e) => (StepResult::Failed, e.to_string()),
+                },
+                Some(d) => (
+                    StepResult::Skipped,
+                    format!("in use: mapped by {:?}", d.mapped_by),
+                ),
+                None if !Path::new(path).exists() => (StepResult::Skipped, "already gone".into()),
+                None => (
+                    StepResult::Skipped,
+                    "no longer looks leaked (another server's, or too recent)".into(),
+                ),
+            },
+        };
+        steps.push(Step {
+            what,
+            result,
+            detail,
+        });
+    }
+    Ok(())
+}
+
+/// Remove the lock file only if it is still the planned one: rename it
+/// aside (atomic), check the inode and bytes of what was renamed, then
+/// unlink it, or put it back if a server wrote a new one meanwhile.
+fn remove_lock_file(path: &Path, inode: u64, content: &str) -> (StepResult, String) {
+    let aside = path.with_file_name(format!(
+        "{}.interlock-fix-{}",
+        crate::LOCK_FILE_NAME,
+        std::process::id()
+    ));
+    if let Err(e) = fs::rename(path, &aside) {
+        return if e.kind() == io::ErrorKind::NotFound {
+            (StepResult::Skipped, "already gone".into())
+        } else {
+            (StepResult::Failed, format!("rename: {e}"))
+        };
+    }
+    match read_exact_file(&aside) {
+        Ok((ino, bytes)) if ino == inode && printable(&bytes) == content => {
+            match fs::remove_file(&aside) {
+                Ok(()) => (StepResult::Done, "removed".into()),
+                Err(e) => (
+                    StepResult::Failed,
+                    format!("unlink {}: {e}", aside.display()),
+                ),
+            }
+        }
+        _ => {
+            // Not the file planned: a server replaced it. Put it back
+            // (link fails if yet another appeared; then keep it aside).
+            let back = fs::hard_link(&aside, path).and_then(|()| fs::remove_file(&aside));
+            (
+                StepResult::Skipped,
+                match back {
+                    Ok(()) => "it changed since the plan (a server started?): left in place".into(),
+                    Err(e) => format!(
+                        "it changed since the plan, and could not be put back ({e}): it is at {}",
+                        aside.display()
+                    ),
+                },
+            )
+        }
+    }
+}
+
+/// Remove segment `shmid` if its header names `dir` and nobody is attached,
+/// with the DSM files its control segment lists (as the server does when
+/// it recycles one).
+fn remove_segment(dir: &Path, shmid: i32) -> (StepResult, String) {
+    let uid = fs::metadata(dir).map(|m| m.uid()).unwrap_or(u32::MAX);
+    match segment::analyze(ShmId(shmid), dir) {
+        SegmentState::Unattached { header } => {
+            let dsm = segment::cleanup_dsm(header.dsm_control, uid);
+            match shm::remove(ShmId(shmid)) {
+                Ok(()) => (
+                    StepResult::Done,
+                    if dsm.is_empty() {
+                        "removed".into()
+                    } else {
+                        format!(
+                            "removed, with the DSM files it listed: {}",
+                            dsm.iter()
+                                .map(|p| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        )
+                    },
+                ),
+                Err(e) => (StepResult::Failed, format!("IPC_RMID: {e}")),
+            }
+        }
+        SegmentState::Attached { nattch, .. } => (
+            StepResult::Skipped,
+            format!("{nattch} still attached: an attached segment is never removed"),
+        ),
+        SegmentState::Enoent => (StepResult::Skipped, "already gone".into()),
+        SegmentState::Foreign => (
+            StepResult::Skipped,
+            "its header does not name this directory: not ours".into(),
+        ),
+        SegmentState::AnalysisFailure { op, error } => {
+            (StepResult::Failed, format!("{op}: {error}"))
+        }
+    }
+}
