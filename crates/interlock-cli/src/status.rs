@@ -171,6 +171,28 @@ pub fn render(r: &StatusReport) -> String {
         ),
     };
     s += &format!("  {:<10}{}\n", "lock file", lock_line);
+    for sl in &r.socket_locks {
+        s += &format!(
+            "  {:<10}{}: {}{}\n",
+            "socket",
+            sl.path,
+            match (sl.state, sl.pid) {
+                ("present", Some(pid)) => format!(
+                    "PID {pid} ({}), of {}",
+                    match sl.identity {
+                        Some(diagnose::Identity::Owner) => "alive, this directory's",
+                        Some(diagnose::Identity::Zombie) => "a zombie",
+                        Some(diagnose::Identity::Reused) => "another live process",
+                        Some(diagnose::Identity::OtherUser) => "another user's process",
+                        _ => "gone",
+                    },
+                    sl.data_dir.as_deref().unwrap_or("?")
+                ),
+                (state, _) => state.to_string(),
+            },
+            if sl.blocks { "; blocks the start" } else { "" }
+        );
+    }
     for seg in &r.segments {
         s += &format!(
             "  {:<10}ID {}, key {}: {} bytes, {} attached{}, {}; {}\n",

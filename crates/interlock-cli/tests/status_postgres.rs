@@ -15,95 +15,6 @@ use common::*;
 use rustix::process::Signal;
 use serde_json::Value;
 
-/// `interlock status --json DATA`: the report, after checking that the
-/// exit code is the documented one for its verdict.
-fn status(data: &Path) -> Value {
-    let out = Command::new(bin())
-        .args(["status", "--json"])
-        .arg(data)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}); stderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let expected = match (
-        report["verdict"].as_str(),
-        report["safe_to_start"].as_bool(),
-    ) {
-        (Some("running"), _) | (Some("will_start"), Some(true)) => 0,
-        (Some("will_start"), _) | (Some("blocked"), _) => 1,
-        _ => 2,
-    };
-    assert_eq!(out.status.code(), Some(expected), "{report:#}");
-    report
-}
-
-fn codes(report: &Value) -> Vec<String> {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["code"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// The prediction for a refused start matches the server's FATAL line.
-/// (The log continues a multi-line message with a tab after each newline.)
-fn said_what_was_predicted(report: &Value, log: &str) {
-    let predicted = report["postgres_would_say"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no prediction in {report:#}"));
-    let log = log.replace("\n\t", "\n");
-    assert!(
-        log.contains(&format!("FATAL:  {predicted}")),
-        "predicted {predicted:?}, the server said:\n{log}"
-    );
-}
-
-fn will_start(report: &Value) {
-    assert_eq!(report["verdict"], "will_start", "{report:#}");
-    assert_eq!(report["safe_to_start"], true, "{report:#}");
-    assert!(report["postgres_would_say"].is_null(), "{report:#}");
-}
-
-fn start(bindir: &Path, data: &Path, c: &mut Cleanup) -> std::process::Child {
-    match start_postgres(bindir, data, c) {
-        Start::Running(child) => child,
-        Start::Exited(log) => panic!("postgres did not start:\n{log}"),
-    }
-}
-
-fn refused(bindir: &Path, data: &Path, c: &mut Cleanup) -> String {
-    match start_postgres(bindir, data, c) {
-        Start::Exited(log) => log,
-        Start::Running(_) => panic!("postgres started"),
-    }
-}
-
-/// Stop cleanly (SIGINT, fast shutdown) and wait.
-fn stop_fast(data: &Path, mut child: std::process::Child) {
-    let pm = postmaster_pid(data).unwrap();
-    signal(pm, Signal::INT);
-    wait_until("clean shutdown", || !pid_alive(pm));
-    let _ = child.wait();
-}
-
-/// SIGSTOP the running server's checkpointer, SIGKILL its postmaster, and
-/// return the checkpointer's PID (killed by the cleanup guard).
-fn kill_leaving_stopped_checkpointer(data: &Path, c: &mut Cleanup) -> i32 {
-    let pm = postmaster_pid(data).unwrap();
-    let checkpointer = children_named(pm, "checkpointer")[0];
-    c.pids.push(checkpointer);
-    signal(checkpointer, Signal::STOP);
-    signal(pm, Signal::KILL);
-    wait_until("postmaster gone", || !pid_alive(pm));
-    checkpointer
-}
-
 #[test]
 fn cleanly_stopped_then_running_then_stopped() {
     let bindir = require_postgres!();
@@ -205,17 +116,6 @@ fn killed_postmaster_with_a_stopped_backend_is_blocked_until_it_is_gone() {
     );
     let child = start(&bindir, &t.data, &mut c);
     stop_fast(&t.data, child);
-}
-
-/// A lock file that is a stopped server's, rewritten to name `pid`.
-fn lock_file_naming(data: &Path, pid: i32) {
-    let text = format!(
-        "{pid}\n{}\n1700000000\n5999\n{}\n\n",
-        data.display(),
-        data.display()
-    );
-    std::fs::write(data.join("postmaster.pid"), text).unwrap();
-    chown_r(&data.join("postmaster.pid"));
 }
 
 #[test]

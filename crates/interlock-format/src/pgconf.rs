@@ -129,6 +129,42 @@ pub fn parse_conf_line(raw: &str, line: usize) -> Result<Option<ConfEntry>, Pars
     Ok(Some(ConfEntry { name, value, line }))
 }
 
+/// The settings a server command line gives, as `postmaster.opts` records
+/// the last start's: `"-p" "5433"`, `"-k" "/run/pg"`, `"-c" "name=value"`,
+/// `"--name=value"`. The file holds the program, then each argument as
+/// ` "ARG"` (written without escaping). Returns `(name, value)` pairs,
+/// names lower-cased with `-` as `_`, in order (later ones win).
+pub fn postmaster_opts_settings(text: &str) -> Vec<(String, String)> {
+    let line = text.lines().next().unwrap_or("");
+    let args: Vec<&str> = match line.find(" \"") {
+        Some(i) => line[i + 2..]
+            .strip_suffix('"')
+            .unwrap_or(&line[i + 2..])
+            .split("\" \"")
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(&a) = it.next() {
+        let flag = |name: &str, v: Option<&&str>| v.map(|v| (name.to_string(), v.to_string()));
+        let pair = match a {
+            "-p" => flag("port", it.next()),
+            "-k" => flag("unix_socket_directories", it.next()),
+            "-D" => flag("data_directory", it.next()),
+            "-c" => it.next().and_then(|kv| split_setting(kv)),
+            _ => a.strip_prefix("--").and_then(split_setting),
+        };
+        out.extend(pair);
+    }
+    out
+}
+
+fn split_setting(kv: &str) -> Option<(String, String)> {
+    let (k, v) = kv.split_once('=')?;
+    Some((k.trim().to_ascii_lowercase().replace('-', "_"), v.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +218,25 @@ mod tests {
         assert!(parse_conf_line("= 3", 1).is_err());
         assert!(parse_conf_line("port =", 1).is_err());
         assert!(parse_conf_line("port = 1 2", 1).is_err());
+    }
+
+    #[test]
+    fn postmaster_opts_give_the_last_starts_settings() {
+        let text = "/usr/lib/postgresql/15/bin/postgres \"-D\" \"/tmp/x/data\" \"-p\" \"5998\" \"-c\" \"listen_addresses=\" \"-k\" \"/tmp/x/data\" \"--shared-buffers=1GB\"\n";
+        assert_eq!(
+            postmaster_opts_settings(text),
+            [
+                ("data_directory", "/tmp/x/data"),
+                ("port", "5998"),
+                ("listen_addresses", ""),
+                ("unix_socket_directories", "/tmp/x/data"),
+                ("shared_buffers", "1GB"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert!(postmaster_opts_settings("/usr/bin/postgres\n").is_empty());
+        assert!(postmaster_opts_settings("").is_empty());
+        // A flag at the end without its value is ignored.
+        assert!(postmaster_opts_settings("postgres \"-p\"").is_empty());
     }
 }

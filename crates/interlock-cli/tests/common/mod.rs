@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
+use serde_json::Value;
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -130,8 +133,8 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for &pid in &self.pids {
-            signal(pid, rustix::process::Signal::CONT);
-            signal(pid, rustix::process::Signal::KILL);
+            signal(pid, Signal::CONT);
+            signal(pid, Signal::KILL);
         }
         for &pid in &self.pids {
             let start = Instant::now();
@@ -395,7 +398,7 @@ pub fn line7(data: &Path) -> (String, String) {
 /// Stop a running postmaster with SIGQUIT (immediate) and wait.
 pub fn stop_postgres(data: &Path, mut child: Child) {
     if let Some(pm) = postmaster_pid(data) {
-        signal(pm, rustix::process::Signal::QUIT);
+        signal(pm, Signal::QUIT);
         wait_until("postmaster exit", || !pid_alive(pm));
     }
     let _ = child.wait();
@@ -424,4 +427,157 @@ pub fn children_named(ppid: i32, needle: &str) -> Vec<i32> {
         }
     }
     out
+}
+
+// ------------------------------------------------- predictions and starts
+
+/// `interlock status --json DATA`: the report, after checking that the
+/// exit code is the documented one for its verdict.
+pub fn status(data: &Path) -> Value {
+    let out = Command::new(bin())
+        .args(["status", "--json"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let expected = match (
+        report["verdict"].as_str(),
+        report["safe_to_start"].as_bool(),
+    ) {
+        (Some("running"), _) | (Some("will_start"), Some(true)) => 0,
+        (Some("will_start"), _) | (Some("blocked"), _) => 1,
+        _ => 2,
+    };
+    assert_eq!(out.status.code(), Some(expected), "{report:#}");
+    report
+}
+
+pub fn codes(report: &Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The prediction for a refused start matches the server's FATAL line.
+/// (The log continues a multi-line message with a tab after each newline.)
+pub fn said_what_was_predicted(report: &Value, log: &str) {
+    let predicted = report["postgres_would_say"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no prediction in {report:#}"));
+    let log = log.replace("\n\t", "\n");
+    assert!(
+        log.contains(&format!("FATAL:  {predicted}")),
+        "predicted {predicted:?}, the server said:\n{log}"
+    );
+}
+
+pub fn will_start(report: &Value) {
+    assert_eq!(report["verdict"], "will_start", "{report:#}");
+    assert_eq!(report["safe_to_start"], true, "{report:#}");
+    assert!(report["postgres_would_say"].is_null(), "{report:#}");
+}
+
+pub fn start(bindir: &Path, data: &Path, c: &mut Cleanup) -> std::process::Child {
+    match start_postgres(bindir, data, c) {
+        Start::Running(child) => child,
+        Start::Exited(log) => panic!("postgres did not start:\n{log}"),
+    }
+}
+
+pub fn refused(bindir: &Path, data: &Path, c: &mut Cleanup) -> String {
+    match start_postgres(bindir, data, c) {
+        Start::Exited(log) => log,
+        Start::Running(_) => panic!("postgres started"),
+    }
+}
+
+/// Stop cleanly (SIGINT, fast shutdown) and wait.
+pub fn stop_fast(data: &Path, mut child: std::process::Child) {
+    let pm = postmaster_pid(data).unwrap();
+    signal(pm, Signal::INT);
+    wait_until("clean shutdown", || !pid_alive(pm));
+    let _ = child.wait();
+}
+
+/// SIGSTOP the running server's checkpointer, SIGKILL its postmaster, and
+/// return the checkpointer's PID (killed by the cleanup guard).
+pub fn kill_leaving_stopped_checkpointer(data: &Path, c: &mut Cleanup) -> i32 {
+    let pm = postmaster_pid(data).unwrap();
+    let checkpointer = children_named(pm, "checkpointer")[0];
+    c.pids.push(checkpointer);
+    signal(checkpointer, Signal::STOP);
+    signal(pm, Signal::KILL);
+    wait_until("postmaster gone", || !pid_alive(pm));
+    checkpointer
+}
+
+/// A lock file that is a stopped server's, rewritten to name `pid`.
+pub fn lock_file_naming(data: &Path, pid: i32) {
+    let text = format!(
+        "{pid}\n{}\n1700000000\n5999\n{}\n\n",
+        data.display(),
+        data.display()
+    );
+    std::fs::write(data.join("postmaster.pid"), text).unwrap();
+    chown_r(&data.join("postmaster.pid"));
+}
+
+/// Make `cmd` run as `postgres` (uid and gid switched between fork and
+/// exec, so the child's PID is the command's, unlike `runuser`'s).
+pub fn as_postgres(cmd: &mut Command) -> &mut Command {
+    interlock::sys::proc::run_command_as(cmd, id_of("-u", PG_USER), id_of("-g", PG_USER));
+    cmd
+}
+
+/// Run `sql` with psql against the server of `data` (socket in `data`,
+/// port 5999); its output, unaligned and tuples only.
+pub fn psql(bindir: &Path, data: &Path, sql: &str) -> String {
+    let out = as_postgres(
+        Command::new(bindir.join("psql"))
+            .args([
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-p",
+                "5999",
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", "postgres", "-h"])
+            .arg(data)
+            .args(["-c", sql])
+            .stdin(Stdio::null()),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "psql {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A `sleep 600` of the postgres user, working next to the data directory
+/// `data` and holding nothing: what a careless fix would hit. Registered
+/// for clean-up.
+#[allow(clippy::zombie_processes)] // killed by the guard; reaped at exit
+pub fn bystander(data: &Path, c: &mut Cleanup) -> i32 {
+    let dir = data.parent().unwrap();
+    let child = as_postgres(Command::new("sleep").arg("600").current_dir(dir))
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    c.pids.push(pid);
+    pid
 }

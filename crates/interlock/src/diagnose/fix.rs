@@ -12,9 +12,10 @@
 //!    ticks, owner, attachment) is checked again, so that a process that
 //!    merely reuses a PID is never signalled;
 //! 2. removes a lock file the server would refuse to start over (empty,
-//!    bogus, or naming a zombie or an unrelated live process), only once
-//!    nothing is attached and only if it is still the very file planned
-//!    (same inode, same bytes);
+//!    bogus, or naming a zombie or an unrelated live process), and the
+//!    Unix-socket lock files of this directory's last server that name such
+//!    a PID, only once nothing is attached and only if each is still the
+//!    very file planned (same inode, same bytes);
 //! 3. removes this directory's segments that nobody is attached to and
 //!    the server will not reach (a shifted key), after reading their
 //!    header, and the DSM files they list; never an attached one;
@@ -172,6 +173,9 @@ pub enum RefusalCode {
     ServerStarting,
     /// We may not signal the holders.
     NotPermitted,
+    /// A socket lock file on the server's port that is not proven stale
+    /// and this directory's (another server on the port, or empty/bogus).
+    SocketInUse,
 }
 
 /// One reason the plan is refused.
@@ -278,7 +282,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
             let msg = r.postgres_would_say.as_deref().unwrap_or("");
             let interlock = [
                 "pre-existing shared memory block",
-                "lock file \"postmaster.pid\"",
+                "lock file \"",
                 "bogus data in lock file",
             ];
             if !interlock.iter().any(|m| msg.starts_with(m)) {
@@ -425,6 +429,54 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
             ));
         }
         None => {}
+    }
+
+    // --- Unix-socket lock files -------------------------------------------
+    for sl in r.socket_locks.iter().filter(|s| s.blocks) {
+        let postmaster = sl
+            .process
+            .as_ref()
+            .is_some_and(|p| p.role.as_deref() == Some("postmaster"));
+        let same_pid = sl.pid.is_some() && sl.pid == lock.pid;
+        let stale = match sl.identity {
+            Some(Identity::Zombie) if sl.this_directory || same_pid => {
+                Some("its PID is a zombie, which holds nothing, yet the server's kill(pid, 0) sees it alive")
+            }
+            Some(Identity::Reused) if !postmaster && (sl.this_directory || same_pid) => {
+                Some("its PID now belongs to another process, not a server, yet the server's kill(pid, 0) sees it alive")
+            }
+            _ => None,
+        };
+        match (stale, read_exact_file(Path::new(&sl.path))) {
+            (Some(why), Ok((inode, bytes))) => p.remove.push(Removal::LockFile {
+                path: sl.path.clone(),
+                inode,
+                content: printable(&bytes),
+                reason: format!("a socket lock file this directory's last server wrote; {why}"),
+            }),
+            (Some(_), Err(e)) => refuse(
+                RefusalCode::Unknown,
+                None,
+                format!("{} cannot be read: {e}", sl.path),
+            ),
+            (None, _) if sl.identity == Some(Identity::Owner) => {}
+            (None, _) => refuse(
+                RefusalCode::SocketInUse,
+                sl.pid,
+                format!(
+                    "{} would stop the server{}: it is not proven this directory's, so it is not removed; start the server on another port, or remove the file once you know what it is",
+                    sl.path,
+                    match (&sl.process, sl.data_dir.as_deref()) {
+                        (Some(p), Some(d)) if postmaster => format!(
+                            " (PID {} is the postmaster of {d}, which uses this port)",
+                            p.pid
+                        ),
+                        (Some(p), _) => format!(" (PID {} is {})", p.pid, p.cmdline),
+                        _ => format!(" (it is {})", sl.state),
+                    }
+                ),
+            ),
+        }
     }
 
     // --- segments ------------------------------------------------------------
@@ -810,7 +862,12 @@ fn remove_leftovers(
                         StepResult::Skipped,
                         format!("still attached: {}", holders.join(", ")),
                     )
-                } else if now.lock_file.identity == Some(Identity::Owner) {
+                } else if now.lock_file.identity == Some(Identity::Owner)
+                    || now
+                        .socket_locks
+                        .iter()
+                        .any(|s| &s.path == path && s.identity == Some(Identity::Owner))
+                {
                     (
                         StepResult::Skipped,
                         "its PID is now this directory's owner: a server started".into(),

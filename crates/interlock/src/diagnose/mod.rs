@@ -157,6 +157,8 @@ pub enum Code {
     OtherNamespace,
     /// The server version needed for a prediction is unknown.
     VersionUnknown,
+    /// A Unix-socket lock file (`.s.PGSQL.PORT.lock`) would stop the server.
+    SocketLockFile,
 }
 
 /// One thing found, with a stable code.
@@ -250,6 +252,32 @@ pub struct LockFileInfo {
     pub problem: Option<String>,
 }
 
+/// A Unix-socket lock file (`DIR/.s.PGSQL.PORT.lock`) the server will try
+/// to create, found already there. The server judges it as it judges
+/// `postmaster.pid` (empty, bogus, or a PID that `kill(pid, 0)` finds),
+/// without the segment check.
+#[derive(Debug, Clone, Serialize)]
+pub struct SocketLockInfo {
+    /// Its path, as the server names it.
+    pub path: String,
+    /// `present`, `empty`, `bogus` or `unreadable`.
+    pub state: &'static str,
+    /// Line 1 as the server reads it.
+    pub pid: Option<i32>,
+    /// Line 2: the data directory of the server that wrote it.
+    pub data_dir: Option<String>,
+    /// Whether line 2 names this data directory.
+    pub this_directory: bool,
+    /// What the PID is, judged against this directory.
+    pub identity: Option<Identity>,
+    /// The process now at that PID.
+    pub process: Option<ProcessSummary>,
+    /// Whether it stops the server.
+    pub blocks: bool,
+    /// If it does, the FATAL primary message.
+    pub would_say: Option<String>,
+}
+
 /// A System V segment that matters to this directory.
 #[derive(Debug, Clone, Serialize)]
 pub struct SegmentInfo {
@@ -331,6 +359,8 @@ pub struct StatusReport {
     pub version: VersionInfo,
     /// The lock file.
     pub lock_file: LockFileInfo,
+    /// Unix-socket lock files found where the server will create its own.
+    pub socket_locks: Vec<SocketLockInfo>,
     /// Segments that matter.
     pub segments: Vec<SegmentInfo>,
     /// The key probe.

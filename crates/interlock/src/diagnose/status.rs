@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use interlock_format::pgconf::postmaster_opts_settings;
 use interlock_format::pidfile::{PidFile, ServerReading, MAX_PIDFILE_SIZE};
 use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
 use interlock_format::sysvipc::ShmEntry;
@@ -339,6 +341,10 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
     // --- segments of this directory the server will not see --------------
     let play = in_play(&cx, line7_shmid, &probe_end);
 
+    // --- Unix-socket lock files (before the segment in 10–12, after in 13+)
+    let socket_locks = socket_locks(&mut cx, &lock_info, reading.as_ref());
+    let socket_block = socket_locks.iter().find_map(|s| s.would_say.clone());
+
     // --- verdict ------------------------------------------------------------
     let owner_alive = matches!(stage, LockStage::Live(Identity::Owner));
     let (verdict, would_say) = decide_verdict(
@@ -347,6 +353,7 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
         &stage,
         line7_blocks,
         line7_unknown,
+        (socket_block, version.major().is_some_and(|m| m <= 12)),
         &probe_end,
     );
 
@@ -377,6 +384,7 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
         safe_to_start,
         version,
         lock_file: lock_info,
+        socket_locks,
         segments,
         probe: probe_info,
         holders,
@@ -527,6 +535,183 @@ fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
         info: lock_info,
         reading,
         parts,
+    }
+}
+
+/// The Unix-socket lock files the server will meet: in the
+/// `unix_socket_directories` of the last start's command line
+/// (`postmaster.opts`) or of the configuration, else in the directory line 5
+/// of `postmaster.pid` names; in the usual default directories only files
+/// whose line 2 names this data directory. The port is `--port`, the last
+/// start's, the configured one, line 4, else 5432.
+fn socket_locks(
+    cx: &mut Ctx<'_>,
+    lock_info: &LockFileInfo,
+    reading: Option<&ServerReading>,
+) -> Vec<SocketLockInfo> {
+    let settings = crate::config::read_settings(&cx.real);
+    // The last start's command line (`pg_ctl restart` repeats it).
+    let last = fs::read_to_string(cx.real.join("postmaster.opts"))
+        .map(|t| postmaster_opts_settings(&t))
+        .unwrap_or_default();
+    let last_get = |name: &str| {
+        last.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let port = cx
+        .opts
+        .port
+        .or_else(|| last_get("port").and_then(|p| p.trim().parse().ok()))
+        .or_else(|| settings.port())
+        .or(lock_info.port)
+        .unwrap_or(5432);
+    // (directory, whether the server surely uses it)
+    let mut dirs: Vec<(String, bool)> = Vec::new();
+    let configured = last_get("unix_socket_directories")
+        .or_else(|| settings.get("unix_socket_directories").map(str::to_string));
+    if let Some(v) = configured {
+        for d in v.split(',') {
+            let d = d.trim().trim_matches('"').trim();
+            if !d.is_empty() && !d.starts_with('@') {
+                dirs.push((d.to_string(), true));
+            }
+        }
+    } else {
+        let line5 = reading
+            .and_then(|r| PidFile::parse(&r.buffer).ok())
+            .and_then(|p| p.socket_dir)
+            .map(|d| d.display().to_string())
+            .filter(|d| !d.starts_with('@'));
+        if let Some(d) = line5 {
+            dirs.push((d, true));
+        }
+        for d in ["/var/run/postgresql", "/run/postgresql", "/tmp"] {
+            dirs.push((d.to_string(), false));
+        }
+    }
+    let mut out: Vec<SocketLockInfo> = Vec::new();
+    for (dir, sure) in dirs {
+        let path = format!("{}/.s.PGSQL.{port}.lock", dir.trim_end_matches('/'));
+        if out.iter().any(|s| s.path == path) {
+            continue;
+        }
+        let Ok(Some(bytes)) = read_lock_file(Path::new(&path)) else {
+            continue;
+        };
+        let mut info = SocketLockInfo {
+            path: path.clone(),
+            state: "present",
+            pid: None,
+            data_dir: None,
+            this_directory: false,
+            identity: None,
+            process: None,
+            blocks: false,
+            would_say: None,
+        };
+        if bytes.is_empty() {
+            info.state = "empty";
+            info.blocks = sure;
+            info.would_say = Some(format!("lock file \"{path}\" is empty"));
+        } else {
+            let r = ServerReading::of(&bytes);
+            if r.is_bogus() {
+                info.state = "bogus";
+                info.blocks = sure;
+                info.would_say = Some(format!(
+                    "bogus data in lock file \"{path}\": \"{}\"",
+                    String::from_utf8_lossy(&r.buffer)
+                ));
+            } else {
+                let dd = r.buffer.split(|&b| b == b'\n').nth(1).unwrap_or(&[]);
+                let dd = Path::new(std::ffi::OsStr::from_bytes(dd));
+                info.data_dir = Some(dd.display().to_string());
+                info.this_directory = dd == cx.real || dd == cx.shown;
+                let pid = r.other_pid();
+                info.pid = Some(pid);
+                info.process = summary(&cx.host, pid);
+                let identity = socket_lock_identity(cx, pid, &info, &r);
+                info.identity = Some(identity);
+                info.blocks = matches!(
+                    identity,
+                    Identity::Owner | Identity::Zombie | Identity::Reused
+                );
+                if info.blocks {
+                    info.would_say = Some(format!("lock file \"{path}\" already exists"));
+                }
+            }
+        }
+        if !sure && !info.this_directory {
+            continue;
+        }
+        if info.blocks {
+            let what = match (info.state, info.identity) {
+                ("empty", _) => "is empty".to_string(),
+                ("bogus", _) => "does not start with a PID".to_string(),
+                (_, Some(Identity::Zombie)) => format!(
+                    "names PID {}, a zombie that PostgreSQL's kill(pid, 0) still finds",
+                    info.pid.unwrap_or(0)
+                ),
+                (_, Some(Identity::Owner)) => format!(
+                    "names PID {}, this directory's live server",
+                    info.pid.unwrap_or(0)
+                ),
+                _ => format!(
+                    "names PID {}, which is now {}",
+                    info.pid.unwrap_or(0),
+                    info.process
+                        .as_ref()
+                        .map(|p| p.cmdline.clone())
+                        .unwrap_or_default()
+                ),
+            };
+            cx.find(
+                Code::SocketLockFile,
+                Severity::Problem,
+                format!(
+                    "the socket lock file {path} {what}; the server would stop there when it creates its socket"
+                ),
+            );
+        }
+        out.push(info);
+    }
+    out
+}
+
+/// The PID of a socket lock file, judged as the server's `kill(pid, 0)`
+/// would (as the directory's owner) and against this directory.
+fn socket_lock_identity(
+    cx: &Ctx<'_>,
+    pid: i32,
+    info: &SocketLockInfo,
+    r: &ServerReading,
+) -> Identity {
+    let owner_uid = cx.owner.0;
+    let Ok(f) = cx.host.procfs.info(pid) else {
+        return match rustix::process::Pid::from_raw(pid).map(rustix::process::test_kill_process) {
+            Some(Ok(())) | Some(Err(rustix::io::Errno::PERM)) => Identity::OtherUser,
+            _ => Identity::Gone,
+        };
+    };
+    if f.uid != owner_uid && f.suid != owner_uid {
+        return Identity::OtherUser;
+    }
+    if f.state == b'Z' {
+        return Identity::Zombie;
+    }
+    let start_time = PidFile::parse(&r.buffer).ok().map(|p| p.start_time);
+    if info.this_directory
+        && cx
+            .host
+            .procfs
+            .judge_pid(pid, start_time, None, &cx.real, std::process::id() as i32)
+            .is_alive()
+    {
+        Identity::Owner
+    } else {
+        Identity::Reused
     }
 }
 
@@ -828,6 +1013,7 @@ fn decide_verdict(
     stage: &LockStage,
     line7_blocks: Option<String>,
     line7_unknown: Option<String>,
+    (socket_block, sockets_first): (Option<String>, bool),
     probe_end: &ProbeEnd,
 ) -> (Verdict, Option<String>) {
     let lock_path = cx.shown.join(crate::LOCK_FILE_NAME);
@@ -895,6 +1081,10 @@ fn decide_verdict(
                 } else if let Some(why) = line7_unknown {
                     cx.find(Code::PermissionDenied, Severity::Problem, why);
                     (Verdict::Unknown, None)
+                } else if let Some(msg) = socket_block
+                    .filter(|_| sockets_first || matches!(probe_end, ProbeEnd::Creates { .. }))
+                {
+                    (Verdict::Blocked, Some(msg))
                 } else {
                     match probe_end {
                         ProbeEnd::Creates { .. } => (Verdict::WillStart, None),
@@ -1706,6 +1896,29 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
             }
         }
         _ => {}
+    }
+    for s in r.socket_locks.iter().filter(|s| s.blocks) {
+        let postmaster = s
+            .process
+            .as_ref()
+            .is_some_and(|p| p.role.as_deref() == Some("postmaster"));
+        match s.identity {
+            Some(Identity::Owner) => {}
+            Some(Identity::Reused) if postmaster => steps.push(format!(
+                "Another server (PID {}, data directory {}) uses this port's socket {}: start this one on another port (port = … in postgresql.conf, or -p).",
+                s.pid.unwrap_or(0),
+                s.data_dir.as_deref().unwrap_or("?"),
+                s.path.trim_end_matches(".lock")
+            )),
+            Some(_) => steps.push(format!(
+                "Remove the stale socket lock file, whose PID is not a server: rm {}",
+                s.path
+            )),
+            None => steps.push(format!(
+                "Make sure no server is starting on this port, then remove the socket lock file: rm {}",
+                s.path
+            )),
+        }
     }
     for s in &r.segments {
         if s.nattch == 0 && s.belongs == "this_directory" && has(Code::LeakedSegment) {
