@@ -162,7 +162,10 @@ pub fn postmaster_opts_settings(text: &str) -> Vec<(String, String)> {
 
 fn split_setting(kv: &str) -> Option<(String, String)> {
     let (k, v) = kv.split_once('=')?;
-    Some((k.trim().to_ascii_lowercase().replace('-', "_"), v.to_string()))
+    Some((
+        k.trim().to_ascii_lowercase().replace('-', "_"),
+        v.to_string(),
+    ))
 }
 
 #[cfg(test)]
