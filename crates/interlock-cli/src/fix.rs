@@ -98,6 +98,11 @@ fn exit_code(plan: &Plan, outcome: Option<&Outcome>) -> u8 {
     }
 }
 
+/// The human report of a plan and, after `--yes`, its outcome.
+pub fn text(plan: &Plan, outcome: Option<&Outcome>, yes: bool) -> String {
+    render(&Report { plan, outcome }, yes)
+}
+
 fn render(r: &Report<'_>, yes: bool) -> String {
     let p = r.plan;
     let b = &p.before;

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod demo;
 mod exit;
 mod fix;
 mod hold;
@@ -67,6 +68,27 @@ enum Cmd {
     /// Finally diagnoses again, as `status` does, and reports the verdict.
     #[command(after_help = exit::FIX_EXIT_CODES_HELP)]
     Fix(fix::FixArgs),
+    /// Replay the case study's outage in a temporary directory, and fix it.
+    ///
+    /// initdb, start, commit rows, stop a backend and kill the postmaster;
+    /// then `status`, the server's own refusal, `fix` and `fix --yes`, a
+    /// clean start and the rows, all there. Uses the newest PostgreSQL in
+    /// /usr/lib/postgresql (as the postgres user when run as root), or the
+    /// library's example server when there is none. Removes everything it
+    /// made, also when interrupted (Ctrl-C).
+    Demo(demo::DemoArgs),
+    /// The demo's example server (internal).
+    #[command(hide = true)]
+    DemoServer {
+        /// Its data directory.
+        dir: std::path::PathBuf,
+    },
+    /// A worker of the demo's example server (internal).
+    #[command(hide = true)]
+    DemoWorker {
+        /// The segment to attach to.
+        shmid: i32,
+    },
     /// Hold DATADIR, in PostgreSQL's own format, while COMMAND runs.
     ///
     /// PostgreSQL refuses to start on DATADIR until COMMAND has exited, even
@@ -88,6 +110,9 @@ fn main() -> ExitCode {
         Some(Cmd::Status(st)) => status::run(&st),
         Some(Cmd::Scan(sc)) => scan::run(&sc),
         Some(Cmd::Fix(f)) => fix::run(&f),
+        Some(Cmd::Demo(d)) => demo::run(&d),
+        Some(Cmd::DemoServer { dir }) => demo::example_server(&dir),
+        Some(Cmd::DemoWorker { shmid }) => demo::example_worker(shmid),
         None => scan::run(&scan::ScanArgs::default()),
     };
     ExitCode::from(code)

@@ -510,6 +510,14 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
 
     // --- DSM files -----------------------------------------------------------
     let stopping: Vec<i32> = p.stop.iter().map(|s| s.pid).collect();
+    // The server removes the DSM files an old segment lists when it
+    // recycles that segment: those mapped only by the processes stopped are
+    // its to remove then.
+    let recycling = r
+        .segments
+        .iter()
+        .any(|s| s.belongs == "this_directory" && !s.removed && s.why.contains(&"probe"));
+    let mut left_dsm: Vec<&str> = Vec::new();
     for d in &r.dsm {
         let only_ours = !d.mapped_by.is_empty() && d.mapped_by.iter().all(|m| stopping.contains(m));
         if d.status == "leaked" {
@@ -521,6 +529,8 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
                     super::user_name(d.uid)
                 ),
             });
+        } else if only_ours && recycling {
+            left_dsm.push(&d.path);
         } else if only_ours {
             p.remove.push(Removal::DsmFile {
                 path: d.path.clone(),
@@ -528,6 +538,13 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
                 reason: "mapped only by the processes above; removed if nothing maps it once they are gone".into(),
             });
         }
+    }
+    if !left_dsm.is_empty() {
+        let note = format!(
+            "{}: mapped only by the processes above; the server removes them through the old segment it recycles",
+            left_dsm.join(" ")
+        );
+        p.left_to_server.push(note);
     }
     Ok(p)
 }

@@ -38,6 +38,19 @@ impl Received {
     }
 }
 
+/// Unblock every signal in the calling thread: for a program started by
+/// one that blocks the signals it reads from a [`SignalFd`] (the blocked
+/// mask is inherited across `fork` and `exec`).
+pub fn unblock_all() -> io::Result<()> {
+    let empty = sigset(&[]);
+    // SAFETY: `empty` is an initialised sigset_t; no old mask is asked for.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
 /// Blocked signals readable from a file descriptor.
 #[derive(Debug)]
 pub struct SignalFd {
