@@ -9,18 +9,6 @@ use std::path::Path;
 use assert_cmd::Command as Cmd;
 use common::*;
 
-/// A directory that passes the server's own checks for PostgreSQL 16 (no
-/// such server binary is installed here, so the report names no minor
-/// version), owned by whoever runs the test.
-fn fake_cluster() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::create_dir(d.path().join("global")).unwrap();
-    std::fs::write(d.path().join("PG_VERSION"), "16\n").unwrap();
-    std::fs::write(d.path().join("global/pg_control"), [0u8; 8192]).unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    d
-}
-
 fn run(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
     let out = Cmd::new(bin()).args(args).arg(dir).output().unwrap();
     (

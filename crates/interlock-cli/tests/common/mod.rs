@@ -581,3 +581,19 @@ pub fn bystander(data: &Path, c: &mut Cleanup) -> i32 {
     c.pids.push(pid);
     pid
 }
+
+/// A directory that passes the server's own checks for PostgreSQL 16 (no
+/// such server binary is installed here, so the report names no minor
+/// version), owned by whoever runs the test.
+pub fn fake_cluster() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("global")).unwrap();
+    std::fs::write(d.path().join("PG_VERSION"), "16\n").unwrap();
+    std::fs::write(d.path().join("global/pg_control"), [0u8; 8192]).unwrap();
+    std::fs::set_permissions(
+        d.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    d
+}
