@@ -186,6 +186,12 @@ fn render(r: &Report<'_>, yes: bool) -> String {
             s += &format!("    - {l}\n");
         }
     }
+    if !p.left_alone.is_empty() {
+        s += &format!("\n  {}\n", paint(BOLD, "left alone"));
+        for l in &p.left_alone {
+            s += &format!("    - {l}\n");
+        }
+    }
     if let Some(o) = r.outcome {
         s += &format!("\n  {}\n", paint(BOLD, "carried out"));
         for st in &o.steps {

@@ -245,6 +245,21 @@ fn ipcrm_and_rm_while_an_orphan_is_attached() {
         .unwrap()
         .iter()
         .any(|l| l.as_str().unwrap().contains("already removed (ipcrm)")));
+    // Its DSM control segment would leak for good: the fix removes it.
+    let dsm: Vec<&Value> = done["plan"]["remove"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "dsm_file")
+        .collect();
+    assert_eq!(dsm.len(), 1, "{done:#}");
+    let path = dsm[0]["path"].as_str().unwrap();
+    assert!(!Path::new(path).exists(), "{path} is still there");
+    assert!(done["outcome"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["what"] == format!("remove {path}") && s["result"] == "done"));
 }
 
 /// Removes a segment the test created, also on panic.

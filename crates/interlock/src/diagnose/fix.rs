@@ -19,7 +19,10 @@
 //! 3. removes this directory's segments that nobody is attached to and
 //!    the server will not reach (a shifted key), after reading their
 //!    header, and the DSM files they list; never an attached one;
-//! 4. removes leaked `/dev/shm/PostgreSQL.*` files;
+//! 4. removes the DSM control segment (`/dev/shm/PostgreSQL.*`) a removed
+//!    segment of this directory names, with the segments it lists: nothing
+//!    else ever will. Other leaked DSM files are not proven this
+//!    directory's and are left alone;
 //! 5. runs `status` again and reports its verdict.
 //!
 //! What the server cleans up by itself (a stale lock file whose PID is
@@ -41,6 +44,8 @@ use rustix::process::{pidfd_open, pidfd_send_signal, PidfdFlags, Signal};
 use serde::Serialize;
 
 use super::{status, Code, Holder, Identity, StatusOptions, StatusReport, Verdict};
+use interlock_format::dsm::dsm_file_name;
+
 use crate::process::{printable, ProcFs};
 use crate::segment::{self, SegmentState};
 use crate::sys::shm::{self, ShmId};
@@ -120,12 +125,13 @@ pub enum Removal {
         /// Why.
         reason: String,
     },
-    /// A `/dev/shm/PostgreSQL.*` file.
+    /// A DSM control segment (`/dev/shm/PostgreSQL.*`) of this directory,
+    /// with the segments it lists.
     DsmFile {
         /// Its path.
         path: String,
-        /// Size in bytes.
-        size: u64,
+        /// Its handle.
+        handle: u32,
         /// Why.
         reason: String,
     },
@@ -202,6 +208,8 @@ pub struct Plan {
     pub remove: Vec<Removal>,
     /// What the server cleans up itself when it starts.
     pub left_to_server: Vec<String>,
+    /// What was found but is not touched, and why.
+    pub left_alone: Vec<String>,
     /// Why the plan cannot be carried out; if any, nothing is done.
     pub refused: Vec<Refusal>,
 }
@@ -260,6 +268,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
         stop: Vec::new(),
         remove: Vec::new(),
         left_to_server: Vec::new(),
+        left_alone: Vec::new(),
         refused: Vec::new(),
         before,
     };
@@ -508,43 +517,47 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
         }
     }
 
-    // --- DSM files -----------------------------------------------------------
-    let stopping: Vec<i32> = p.stop.iter().map(|s| s.pid).collect();
-    // The server removes the DSM files an old segment lists when it
-    // recycles that segment: those mapped only by the processes stopped are
-    // its to remove then.
-    let recycling = r
-        .segments
-        .iter()
-        .any(|s| s.belongs == "this_directory" && !s.removed && s.why.contains(&"probe"));
-    let mut left_dsm: Vec<&str> = Vec::new();
-    for d in &r.dsm {
-        let only_ours = !d.mapped_by.is_empty() && d.mapped_by.iter().all(|m| stopping.contains(m));
-        if d.status == "leaked" {
+    // --- DSM files: only this directory's, as its segments' headers name
+    // them (a control segment, and with it the segments it lists) ----------
+    let dev_shm = &opts.status.dev_shm;
+    let mut ours: Vec<String> = Vec::new();
+    for s in r.segments.iter().filter(|s| s.belongs == "this_directory") {
+        let Some(h) = s.dsm_control else { continue };
+        let path = dev_shm.join(dsm_file_name(h));
+        if !path.exists() {
+            continue;
+        }
+        let shown = path.display().to_string();
+        ours.push(shown.clone());
+        if s.removed {
             p.remove.push(Removal::DsmFile {
-                path: d.path.clone(),
-                size: d.size,
+                path: shown,
+                handle: h,
                 reason: format!(
-                    "leaked: {}'s, mapped by no process, listed by no live control segment",
-                    super::user_name(d.uid)
+                    "the DSM control segment named by segment ID {}, which was removed (ipcrm): nothing else will ever remove it, or the segments it lists; removed with them once nothing maps them",
+                    s.shmid
                 ),
             });
-        } else if only_ours && recycling {
-            left_dsm.push(&d.path);
-        } else if only_ours {
-            p.remove.push(Removal::DsmFile {
-                path: d.path.clone(),
-                size: d.size,
-                reason: "mapped only by the processes above; removed if nothing maps it once they are gone".into(),
-            });
+        } else if s.why.contains(&"probe") {
+            p.left_to_server.push(format!(
+                "{shown} and the DSM segments it lists: the server removes them when it recycles segment ID {}",
+                s.shmid
+            ));
         }
+        // Otherwise the segment is removed above, with its DSM files.
     }
-    if !left_dsm.is_empty() {
-        let note = format!(
-            "{}: mapped only by the processes above; the server removes them through the old segment it recycles",
-            left_dsm.join(" ")
-        );
-        p.left_to_server.push(note);
+    let others: Vec<&str> = r
+        .dsm
+        .iter()
+        .filter(|d| d.status == "leaked" && !ours.contains(&d.path))
+        .map(|d| d.path.as_str())
+        .collect();
+    if !others.is_empty() {
+        p.left_alone.push(format!(
+            "{}: leaked DSM files of {}, but not proven this directory's (no segment of it names them); `interlock scan` lists what they may belong to",
+            others.join(" "),
+            super::user_name(owner)
+        ));
     }
     Ok(p)
 }
@@ -894,50 +907,40 @@ fn remove_leftovers(
                 }
             }
             Removal::Segment { shmid, .. } => remove_segment(dir, *shmid),
-            Removal::DsmFile { path, .. } => match now.dsm.iter().find(|d| &d.path == path) {
-                // A control segment nobody maps is a dead server's: the
-                // segments it lists go with it, as the server's own
-                // clean-up would remove them through it.
-                Some(d) if d.status == "leaked" && d.control => {
-                    let gone = segment::cleanup_dsm_in(&opts.status.dev_shm, d.handle, d.uid);
-                    if gone.iter().any(|p| p == Path::new(path)) {
-                        let listed: String = gone
-                            .iter()
-                            .filter(|p| *p != Path::new(path))
-                            .map(|p| format!(" {}", p.display()))
-                            .collect();
-                        (
-                            StepResult::Done,
-                            if listed.is_empty() {
-                                "removed (a control segment listing no live segment)".into()
-                            } else {
-                                format!("removed, with the segments it listed:{listed}")
-                            },
-                        )
-                    } else {
-                        (
-                            StepResult::Failed,
-                            "it is no longer a sane control segment: left alone".into(),
-                        )
+            Removal::DsmFile { path, handle, .. } => {
+                match now.dsm.iter().find(|d| &d.path == path) {
+                    Some(d) if !d.mapped_by.is_empty() => (
+                        StepResult::Skipped,
+                        format!("still mapped by {:?}", d.mapped_by),
+                    ),
+                    _ if !Path::new(path).exists() => (StepResult::Skipped, "already gone".into()),
+                    _ => {
+                        // Only files of the directory's owner are touched.
+                        let uid = fs::metadata(dir).map(|m| m.uid()).unwrap_or(u32::MAX);
+                        let gone = segment::cleanup_dsm_in(&opts.status.dev_shm, *handle, uid);
+                        if gone.iter().any(|p| p == Path::new(path)) {
+                            let listed: String = gone
+                                .iter()
+                                .filter(|p| *p != Path::new(path))
+                                .map(|p| format!(" {}", p.display()))
+                                .collect();
+                            (
+                                StepResult::Done,
+                                if listed.is_empty() {
+                                    "removed (it listed no live segment)".into()
+                                } else {
+                                    format!("removed, with the segments it listed:{listed}")
+                                },
+                            )
+                        } else {
+                            (
+                                StepResult::Failed,
+                                "it is not a sane control segment: left alone".into(),
+                            )
+                        }
                     }
                 }
-                Some(d) if d.status == "leaked" => match fs::remove_file(path) {
-                    Ok(()) => (StepResult::Done, "removed".into()),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        (StepResult::Skipped, "already gone".into())
-                    }
-                    Err(e) => (StepResult::Failed, e.to_string()),
-                },
-                Some(d) => (
-                    StepResult::Skipped,
-                    format!("in use: mapped by {:?}", d.mapped_by),
-                ),
-                None if !Path::new(path).exists() => (StepResult::Skipped, "already gone".into()),
-                None => (
-                    StepResult::Skipped,
-                    "no longer looks leaked (another server's, or too recent)".into(),
-                ),
-            },
+            }
         };
         steps.push(Step {
             what,

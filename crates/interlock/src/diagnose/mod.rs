@@ -309,6 +309,9 @@ pub struct SegmentInfo {
     pub state: &'static str,
     /// The evidence for `belongs`.
     pub evidence: String,
+    /// The handle of the DSM control segment its header names, when the
+    /// header was read (through a holder's memory).
+    pub dsm_control: Option<u32>,
 }
 
 /// A `/dev/shm/PostgreSQL.*` file.

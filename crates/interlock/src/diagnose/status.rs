@@ -91,6 +91,9 @@ struct Ctx<'a> {
     host: Host,
     findings: Vec<Finding>,
     belongs: BTreeMap<i32, Belongs>,
+    /// The DSM control handle in the header of each segment of this
+    /// directory whose header was read.
+    dsm_control: BTreeMap<i32, u32>,
     attached: Vec<Attached>,
     /// Processes working in the directory (looked for only when the lock
     /// file is empty or bogus, to tell a starting server from a crash).
@@ -130,8 +133,9 @@ impl Ctx<'_> {
     }
 
     /// Whose a segment is, from its header as read through `pid`'s memory.
-    fn by_header(&self, hdr: &ShmemHeader, pid: i32) -> Belongs {
+    fn by_header(&mut self, hdr: &ShmemHeader, shmid: i32, pid: i32) -> Belongs {
         if hdr.matches(self.dir_id.0, self.dir_id.1) {
+            self.dsm_control.insert(shmid, hdr.dsm_control);
             Belongs::This(format!(
                 "its header names this directory (read through PID {pid}'s memory)"
             ))
@@ -164,7 +168,7 @@ impl Ctx<'_> {
         }
         for h in self.holders_of(e.shmid) {
             if let Some(hdr) = self.host.header_via(&h) {
-                return self.by_header(&hdr, h.pid);
+                return self.by_header(&hdr, e.shmid, h.pid);
             }
         }
         if self.opts.attach && e.nattch > 0 {
@@ -428,6 +432,7 @@ fn open<'a>(data_dir: &Path, opts: &'a StatusOptions) -> Result<(Ctx<'a>, fs::Me
         host: Host::read(opts.procfs.clone()),
         findings: Vec::new(),
         belongs: BTreeMap::new(),
+        dsm_control: BTreeMap::new(),
         attached: Vec::new(),
         workers: Vec::new(),
     };
@@ -749,7 +754,7 @@ fn attribute_segments(cx: &mut Ctx<'_>, line7_shmid: Option<i32>, parts: Option<
             }
             if let Some(a) = attachment(&mut cx.host, pid, e.shmid) {
                 if let Some(hdr) = cx.host.header_via(&a) {
-                    decided = Some(cx.by_header(&hdr, pid));
+                    decided = Some(cx.by_header(&hdr, e.shmid, pid));
                     break;
                 }
             }
@@ -1397,6 +1402,7 @@ fn segments_to_show(
                 (Belongs::Unknown(_), _) => "unknown",
             },
             evidence: b.evidence().to_string(),
+            dsm_control: cx.dsm_control.get(&id).copied().filter(|&h| h != 0),
         });
     }
     segments
