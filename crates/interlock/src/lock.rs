@@ -185,7 +185,21 @@ fn release_held(mut h: Held) -> Released {
     // Detach first, like PostgreSQL's shmem_exit (shmdt before IPC_RMID).
     drop(h.attachment.take());
     crate::failpoint("release_detached");
-    match sys::shm::stat(h.shmid) {
+    // Another process analysing segments (a starting server, `acquire`
+    // elsewhere, a diagnosis with --attach) attaches for microseconds to
+    // read a header: give such an attachment a moment to go before calling
+    // it a holder that defers the release.
+    let mut st = sys::shm::stat(h.shmid);
+    for _ in 0..5 {
+        match &st {
+            Ok(s) if s.nattch > 0 => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                st = sys::shm::stat(h.shmid);
+            }
+            _ => break,
+        }
+    }
+    match st {
         Ok(st) if st.nattch > 0 => return Released::Deferred { nattch: st.nattch },
         Ok(_) => {
             let _ = sys::shm::remove(h.shmid);
