@@ -359,6 +359,14 @@ impl Demo {
             "kill -STOP {backend}    # the session's backend, stuck (as in uninterruptible I/O, or under a debugger)"
         ));
         self.signal(backend, Signal::STOP);
+        // A stop takes effect asynchronously; the backend must be stopped
+        // before its postmaster dies, or it would notice and exit.
+        let start = Instant::now();
+        while !procfs.stat(backend).is_ok_and(|st| st.state == b'T')
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            self.pause(Duration::from_millis(5))?;
+        }
         shell(&format!(
             "kill -KILL {pm}    # the postmaster, killed (the case study's OOM killer)"
         ));
@@ -542,6 +550,14 @@ impl Demo {
         say(2, "a worker stops responding, and the server is killed");
         shell(&format!("kill -STOP {}", workers[0]));
         self.signal(workers[0], Signal::STOP);
+        let start = Instant::now();
+        while !ProcFs::default()
+            .stat(workers[0])
+            .is_ok_and(|st| st.state == b'T')
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            self.pause(Duration::from_millis(5))?;
+        }
         shell(&format!("kill -KILL {pm}"));
         self.signal(pm, Signal::KILL);
         self.wait_exit(pm, Duration::from_secs(10))?;

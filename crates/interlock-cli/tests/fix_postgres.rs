@@ -203,6 +203,7 @@ fn stopped_backend_and_killed_postmaster() {
     let backend = backend[0];
     c.pids.push(backend);
     signal(backend, Signal::STOP);
+    wait_stopped(backend);
     signal(pm, Signal::KILL);
     wait_until("postmaster gone", || !pid_alive(pm));
     let r = status(&t.data);
@@ -323,6 +324,9 @@ fn orphan_on_a_shifted_key() {
 fn zombie_postmaster_of(data: &Path, runner: &Child) -> i32 {
     let pm = postmaster_pid(data).unwrap();
     signal(runner.id() as i32, Signal::STOP);
+    // A stop takes effect asynchronously: until it has, the parent could
+    // still reap the postmaster.
+    wait_stopped(runner.id() as i32);
     signal(pm, Signal::KILL);
     wait_until("a zombie postmaster", || !pid_alive(pm));
     assert!(

@@ -187,6 +187,7 @@ fn orphaned_backend_of_a_killed_server_blocks_the_library() {
     let checkpointer = children_named(pm, "checkpointer")[0];
     c.pids.push(checkpointer);
     signal(checkpointer, Signal::STOP);
+    wait_stopped(checkpointer);
     signal(pm, Signal::KILL);
     let _ = server.wait();
     wait_until("postmaster gone", || !pid_alive(pm));

@@ -113,6 +113,18 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Wait until `pid` is stopped: SIGSTOP takes effect asynchronously.
+pub fn wait_stopped(pid: i32) {
+    wait_until("a stopped process", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                == Some("T")
+        })
+    });
+}
+
 /// Kills (SIGCONT, SIGKILL) the processes a test started and removes
 /// segments that name its data directories, on drop.
 #[derive(Default)]
@@ -515,6 +527,7 @@ pub fn kill_leaving_stopped_checkpointer(data: &Path, c: &mut Cleanup) -> i32 {
     let checkpointer = children_named(pm, "checkpointer")[0];
     c.pids.push(checkpointer);
     signal(checkpointer, Signal::STOP);
+    wait_stopped(checkpointer);
     signal(pm, Signal::KILL);
     wait_until("postmaster gone", || !pid_alive(pm));
     checkpointer
