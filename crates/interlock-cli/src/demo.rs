@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use interlock::diagnose::{self, FixOptions, StatusOptions};
-use interlock::process::ProcFs;
+use interlock::process::{pidfd_exited, ProcFs};
 use interlock::sys::signal::SignalFd;
 use interlock::{DataDirLock, LockOptions, PmStatus, ShmId};
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
@@ -252,7 +252,7 @@ impl Demo {
                     if c.try_wait()?.is_some() {
                         return Ok(true);
                     }
-                } else if !alive(pid) {
+                } else if pidfd_exited(&t.fd) {
                     return Ok(true);
                 }
             }
@@ -636,7 +636,7 @@ impl Demo {
         while self
             .tracked
             .iter()
-            .any(|t| t.postmaster && exited(t).is_none())
+            .any(|t| t.postmaster && !pidfd_exited(&t.fd))
             && start.elapsed() < Duration::from_secs(10)
         {
             std::thread::sleep(Duration::from_millis(20));
@@ -651,7 +651,7 @@ impl Demo {
             }
         }
         let start = Instant::now();
-        while self.tracked.iter().any(|t| exited(t).is_none())
+        while self.tracked.iter().any(|t| !pidfd_exited(&t.fd))
             && start.elapsed() < Duration::from_secs(5)
         {
             std::thread::sleep(Duration::from_millis(20));
@@ -683,21 +683,6 @@ impl Demo {
             Err(e) => anstream::eprintln!("   could not remove {}: {e}", self.root.display()),
         }
     }
-}
-
-/// `Some(())` once the tracked process has exited.
-fn exited(t: &Tracked) -> Option<()> {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(&t.fd, PollFlags::IN)];
-    let zero = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0).then_some(())
-}
-
-fn alive(pid: i32) -> bool {
-    ProcFs::default().stat(pid).is_ok_and(|s| !s.is_zombie())
 }
 
 // ---------------------------------------------------- the example server

@@ -8,17 +8,7 @@ use assert_cmd::Command as Cmd;
 use common::*;
 
 fn fix(args: &[&str], dir: &std::path::Path) -> (Option<i32>, String, String) {
-    let out = Cmd::new(bin())
-        .arg("fix")
-        .args(args)
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).replace(&dir.display().to_string(), "[DATADIR]"),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run(&[&["fix"], args].concat(), dir)
 }
 
 #[test]

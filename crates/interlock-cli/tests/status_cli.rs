@@ -4,19 +4,9 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 use assert_cmd::Command as Cmd;
 use common::*;
-
-fn run(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
-    let out = Cmd::new(bin()).args(args).arg(dir).output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).replace(&dir.display().to_string(), "[DATADIR]"),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn status_help() {

@@ -434,6 +434,18 @@ impl ProcFs {
     }
 }
 
+/// Whether the process a pidfd refers to has exited (the pidfd polls
+/// readable from then on, zombie or reaped). Never blocks.
+pub fn pidfd_exited(pidfd: impl std::os::fd::AsFd) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+}
+
 /// Bytes from `/proc` made safe to print: invalid UTF-8 replaced, control
 /// characters escaped.
 pub fn printable(bytes: &[u8]) -> String {

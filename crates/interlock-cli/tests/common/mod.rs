@@ -610,3 +610,18 @@ pub fn fake_cluster() -> tempfile::TempDir {
     .unwrap();
     d
 }
+
+/// Run the binary with `args` then `dir`: exit code, stdout with `dir`
+/// shown as `[DATADIR]`, stderr.
+pub fn run(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
+    let out = assert_cmd::Command::new(bin())
+        .args(args)
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).replace(&dir.display().to_string(), "[DATADIR]"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

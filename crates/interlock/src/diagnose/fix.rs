@@ -733,13 +733,7 @@ impl Pinned<'_> {
     }
 
     fn exited(&self) -> bool {
-        use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
-        let zero = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+        crate::process::pidfd_exited(&self.fd)
     }
 }
 
