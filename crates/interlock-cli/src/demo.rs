@@ -261,13 +261,13 @@ impl Demo {
         Ok(false)
     }
 
-    fn status_text(&self) -> Result<diagnose::StatusReport> {
+    fn diagnosis(&self) -> Result<diagnose::StatusReport> {
         Ok(diagnose::status(&self.data, &StatusOptions::default())?)
     }
 
     fn show_status(&self) -> Result<()> {
         shell(&format!("interlock status {}", self.data.display()));
-        anstream::print!("{}", indent(&crate::status::render(&self.status_text()?)));
+        anstream::print!("{}", indent(&crate::status::render(&self.diagnosis()?)));
         Ok(())
     }
 
@@ -509,7 +509,7 @@ impl Demo {
     fn wait_for_holders(&self, n: u64) -> Result<()> {
         let start = Instant::now();
         loop {
-            let r = self.status_text()?;
+            let r = self.diagnosis()?;
             let attached: u64 = r
                 .segments
                 .iter()

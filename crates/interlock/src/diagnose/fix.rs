@@ -857,11 +857,10 @@ fn remove_leftovers(
     // can lag the pidfd's exit notice by a moment.
     let mut now = status(dir, &opts.status)?;
     let start = Instant::now();
-    while !now.holders.is_empty()
-        && plan
-            .stop
-            .iter()
-            .any(|s| now.holders.iter().any(|h| h.process.pid == s.pid))
+    while plan
+        .stop
+        .iter()
+        .any(|s| now.holders.iter().any(|h| h.process.pid == s.pid))
         && start.elapsed() < Duration::from_secs(2)
     {
         std::thread::sleep(Duration::from_millis(20));
