@@ -205,7 +205,7 @@ fn stopped_backend_and_killed_postmaster() {
     signal(backend, Signal::STOP);
     wait_stopped(backend);
     signal(pm, Signal::KILL);
-    wait_until("postmaster gone", || !pid_alive(pm));
+    wait_gone(pm);
     let r = status(&t.data);
     assert_eq!(r["holders"][0]["role"], "client backend", "{r:#}");
     fixes_and_starts(&bindir, &t, &mut c, by, &[backend]);

@@ -96,6 +96,15 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
+/// Wait until `pid` has left the process table, zombie included: a killed
+/// postmaster stays a zombie until runuser, its parent, reaps it, and the
+/// server counts a zombie named in the lock file as alive (kill(pid, 0)).
+pub fn wait_gone(pid: i32) {
+    wait_until(&format!("PID {pid} reaped"), || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+}
+
 pub fn signal(pid: i32, sig: rustix::process::Signal) {
     if let Some(p) = rustix::process::Pid::from_raw(pid) {
         let _ = rustix::process::kill_process(p, sig);
@@ -529,7 +538,7 @@ pub fn kill_leaving_stopped_checkpointer(data: &Path, c: &mut Cleanup) -> i32 {
     signal(checkpointer, Signal::STOP);
     wait_stopped(checkpointer);
     signal(pm, Signal::KILL);
-    wait_until("postmaster gone", || !pid_alive(pm));
+    wait_gone(pm);
     checkpointer
 }
 
