@@ -23,8 +23,9 @@ pub struct HoldArgs {
     pub port: Option<u16>,
     /// Hold with the segment only, writing no postmaster.pid: for tools
     /// that refuse to run while postmaster.pid exists (pg_resetwal,
-    /// pg_upgrade). PostgreSQL 13+ still refuses to start; 10–12 do not
-    /// look for the segment without the lock file.
+    /// pg_upgrade). PostgreSQL still refuses to start: it finds the
+    /// segment by its key probe (10–12: when started on the same port, as
+    /// their keys come from the port).
     #[arg(long)]
     pub no_lock_file: bool,
     /// Seconds to wait for another interlock process that is acquiring

@@ -89,7 +89,9 @@ impl LockOptions {
         Self::default()
     }
 
-    /// The port written on line 4 (PostgreSQL's `PostPortNumber`).
+    /// The port written on line 4 (PostgreSQL's `PostPortNumber`). For a
+    /// data directory of 10–12 it also seeds the segment key, as there
+    /// (`port * 1000 + 1`); 0 (unknown) seeds it with the inode, as 13+ do.
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
         self
@@ -105,11 +107,11 @@ impl LockOptions {
     }
 
     /// Whether to write `postmaster.pid` at all. Without it only the segment
-    /// holds the directory (PostgreSQL 13+ finds it by the inode key and
-    /// refuses with "pre-existing shared memory block"); this is for tools
-    /// such as `pg_resetwal` that refuse to run while `postmaster.pid`
-    /// exists. PostgreSQL 10–12 probe port-based keys and do not find the
-    /// segment without the lock file.
+    /// holds the directory: PostgreSQL finds it by its key probe and refuses
+    /// with "pre-existing shared memory block" (13+ always; 10–12 when they
+    /// start on the port given to [`LockOptions::port`], since their keys
+    /// come from the port). This is for tools such as `pg_resetwal` that
+    /// refuse to run while `postmaster.pid` exists.
     pub fn lock_file(mut self, yes: bool) -> Self {
         self.lock_file = yes;
         self
@@ -287,7 +289,7 @@ impl DataDirLock {
                 &dir.path,
                 dir.dev,
                 dir.ino,
-                segment::key_for_inode(dir.ino),
+                first_key(&dir, opts.port),
                 me,
                 dir.uid,
             )?;
@@ -712,4 +714,17 @@ fn check_existing(
     // Without our own lock file (segment-only holds) a stale file stays:
     // tools that refuse to run while it exists will say so themselves.
     Ok(if lock_file { Some(id) } else { None })
+}
+
+/// The first key to probe: PostgreSQL's for the directory's version (the
+/// port for 10–12, when known; the inode otherwise), so that a server of
+/// that version probing for its own segment finds ours.
+fn first_key(dir: &DataDir, port: u16) -> ShmKey {
+    let major = std::fs::read_to_string(dir.path.join("PG_VERSION"))
+        .ok()
+        .and_then(|v| v.trim().split('.').next()?.parse::<u32>().ok());
+    match major {
+        Some(10..=12) if port != 0 => segment::key_for_port(port),
+        _ => segment::key_for_inode(dir.ino),
+    }
 }

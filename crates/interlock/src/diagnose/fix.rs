@@ -182,6 +182,10 @@ pub enum RefusalCode {
     /// A socket lock file on the server's port that is not proven stale
     /// and this directory's (another server on the port, or empty/bogus).
     SocketInUse,
+    /// The creator of this directory's segment still runs and holds it
+    /// (`interlock hold --no-lock-file`, or a server whose lock file was
+    /// removed): not a crash's leftovers.
+    HeldByCreator,
 }
 
 /// One reason the plan is refused.
@@ -304,6 +308,16 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
         }
         Verdict::WillStart => {}
     }
+    if let Some(f) = r.findings.iter().find(|f| f.code == Code::HeldByCreator) {
+        refuse(
+            RefusalCode::HeldByCreator,
+            None,
+            format!(
+                "{}; fix stops leftovers of a crash, not the process that holds the directory: wait for it, or stop it the way it was started",
+                f.message
+            ),
+        );
+    }
     if has(Code::HoldersHidden) {
         refuse(
             RefusalCode::HoldersHidden,
@@ -331,7 +345,9 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
     let my_uid = rustix::process::geteuid().as_raw();
     let my_pid_ns = procfs.namespace(std::process::id() as i32, "pid").ok();
     let mut seen: Vec<i32> = Vec::new();
-    for h in &r.holders {
+    // A directory held by its segment's live creator has no leftovers.
+    let held = has(Code::HeldByCreator);
+    for h in r.holders.iter().filter(|_| !held) {
         let pid = h.process.pid;
         if seen.contains(&pid) {
             continue;

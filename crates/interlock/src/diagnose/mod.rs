@@ -120,6 +120,11 @@ pub enum Code {
     PostmasterRunning,
     /// Processes of a server that is gone are still attached.
     OrphanedHolders,
+    /// No lock file owner runs, but the process that created this
+    /// directory's segment does and is still attached to it: it holds the
+    /// directory (`interlock hold --no-lock-file`, or a server whose
+    /// `postmaster.pid` was removed). Its processes are not leftovers.
+    HeldByCreator,
     /// The lock file's owner is gone; the server removes the file itself.
     StaleLockFile,
     /// The lock file's PID now belongs to another process of the same user.
@@ -344,6 +349,9 @@ pub struct ProbeInfo {
     pub first_key: Option<u64>,
     /// What the probe ends with, in words.
     pub outcome: String,
+    /// The key the server will create its segment at (as PostgreSQL prints
+    /// it on line 7), when that is certain.
+    pub creates_at: Option<u64>,
 }
 
 /// The whole answer for one data directory.

@@ -363,8 +363,18 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
 
     // --- holders, and what they mean ---------------------------------------
     let holders = collect_holders(&mut cx, &play.ours_attached, &lock_info);
-    owner_or_orphans(&mut cx, &holders, &lock_info, owner_alive, verdict);
-    unseen_segments(&mut cx, &play, owner_alive, verdict, &would_say, seed_key);
+    // A creator still attached to its own segment is alive: it holds the
+    // directory, with or without a lock file (a segment's attachments are
+    // inherited by fork only, so a later process at a reused PID cannot be
+    // attached to the segment of the creator it replaced).
+    let creator = holders.iter().find(|h| {
+        play.ours_attached
+            .iter()
+            .any(|e| e.shmid == h.shmid && e.cpid == h.process.pid)
+    });
+    let held = owner_alive || creator.is_some();
+    owner_or_orphans(&mut cx, &holders, &lock_info, owner_alive, creator, verdict);
+    unseen_segments(&mut cx, &play, held, verdict, &would_say, seed_key);
     let safe_to_start = verdict == Verdict::WillStart && play.ours_attached.is_empty();
 
     // --- leaked segments ----------------------------------------------------
@@ -372,7 +382,7 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
         ProbeEnd::Creates { recycles, .. } => *recycles,
         _ => None,
     };
-    leaked_segments(&mut cx, line7_shmid, owner_alive, recycled, parts);
+    leaked_segments(&mut cx, line7_shmid, held, recycled, parts);
 
     // --- DSM ------------------------------------------------------------------
     let dsm = dsm_report(&mut cx, &holders, recycled.is_some());
@@ -1181,13 +1191,32 @@ fn owner_or_orphans(
     holders: &[Holder],
     lock_info: &LockFileInfo,
     owner_alive: bool,
+    creator: Option<&Holder>,
     verdict: Verdict,
 ) {
-    let orphans: Vec<&Holder> = if owner_alive {
+    let orphans: Vec<&Holder> = if owner_alive || creator.is_some() {
         Vec::new()
     } else {
         holders.iter().collect()
     };
+    if let (false, Some(c)) = (owner_alive, creator) {
+        cx.find(
+            Code::HeldByCreator,
+            Severity::Problem,
+            format!(
+                "PID {} ({}) created this directory's segment ID {} and is still attached: it holds the directory ({}); {} attached, none of them a leftover",
+                c.process.pid,
+                c.process.cmdline,
+                c.shmid,
+                if lock_info.state == "absent" {
+                    "an `interlock hold --no-lock-file`, or a server whose postmaster.pid was removed"
+                } else {
+                    "the lock file names another process"
+                },
+                plural(holders.len(), "process", "processes")
+            ),
+        );
+    }
     if owner_alive {
         let pid = lock_info.pid.unwrap_or(0);
         let what = lock_info
@@ -1436,6 +1465,12 @@ fn describe_probe(
                 key_hex(*key)
             ),
             ProbeEnd::Unknown(why) => format!("unknown: {why}"),
+        },
+        creates_at: match probe_end {
+            ProbeEnd::Creates {
+                key, unsure: None, ..
+            } => Some(key_u64(*key)),
+            _ => None,
         },
     }
 }
@@ -1818,6 +1853,13 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
             }
         }
         _ => {}
+    }
+    if let Some(f) = cx.findings.iter().find(|f| f.code == Code::HeldByCreator) {
+        steps.push(format!(
+            "Do not kill anything and do not remove the segment: {}. Wait for it to finish, or stop it the way it was started (a server: pg_ctl stop -D {dir}).",
+            f.message
+        ));
+        return steps;
     }
     if !nobody_attached && r.lock_file.identity != Some(Identity::Owner) {
         let pids: Vec<String> = r

@@ -270,6 +270,21 @@ pub fn run_command_as(cmd: &mut std::process::Command, uid: u32, gid: u32) {
     unsafe { cmd.pre_exec(hook) };
 }
 
+/// Make `cmd` start with no signal blocked. The blocked mask is inherited
+/// across fork and exec, so a program that blocks signals to read them from
+/// a [`SignalFd`](crate::sys::signal::SignalFd) would otherwise start its
+/// children deaf to SIGINT and SIGTERM.
+pub fn unblock_signals_in(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let hook = || {
+        unblock_all_signals();
+        Ok(())
+    };
+    // SAFETY: the hook runs in the single-threaded child between fork and
+    // exec and only calls pthread_sigmask on a stack sigset_t.
+    unsafe { cmd.pre_exec(hook) };
+}
+
 /// Switch the whole process to `uid`/`gid` with no supplementary groups:
 /// `setgroups(1, [gid])`, `setresgid(gid×3)`, `setresuid(uid×3)`, in that
 /// order (groups can only be changed while still privileged). glibc applies
