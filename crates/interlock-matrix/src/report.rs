@@ -280,20 +280,26 @@ const UNAVAILABLE: &str = "\
 ## Versions not in the registry
 
 The npm registry's oldest builds are 10.20 and 11.15, so no real server of
-the old algorithm (10.0–10.7, 11.0–11.2: the probe loop recycles a segment
-whose creator is dead, attached or not) or of 10.8/11.3 (where every shmat
-failure but EACCES is fatal) can run here. Their rules are covered by
-fixture tests instead: `crates/interlock-cli/tests/old_versions.rs` builds
-each situation with a real 10.20 server, then asks `interlock status` with
-a stand-in `postgres` binary that reports 10.7, 11.2, 10.8 or 11.3, and
-checks the prediction the facts sheet derives (§1.4–1.6):
+the old algorithm (10.0–10.7, 11.0–11.2: the probe loop removes a segment
+whose creator is dead, attached or not, of any data directory) or of
+10.8/11.3 can run here. Their rules are covered by a fixture test instead:
+`crates/interlock-cli/tests/old_versions.rs` builds each situation with a
+real 10.20 and 11.15 server, then asks `interlock status` with stand-in
+`postgres` binaries that report 10.7/11.2 and 10.8/11.3, and checks the
+prediction the facts sheet derives (§1.4–1.6); the real server's own start
+checks the new algorithm's:
 
-- the lock file deleted while an orphaned backend is attached: 10.7/11.2
-  recycle the attached segment and start beside the orphan (will start,
-  unsafe, exit 1); 10.8+/11.3+ refuse with `pre-existing shared memory
-  block … is still in use`;
-- an unattached segment of another data directory on the first key, its
-  creator dead: 10.7/11.2 remove it and take the key; 10.8+/11.3+ leave it
-  and take the next key;
-- the version itself: `status` names the algorithm it used.
+- `postmaster.pid` deleted while an orphaned checkpointer is attached:
+  10.7/11.2 remove the attached segment and start beside the orphan (status:
+  will start, unsafe, exit 1, `orphaned_holders` as danger); 10.8+/11.3+
+  refuse with `pre-existing shared memory block (key K, ID I) is still in
+  use`, as the real 10.20/11.15 do;
+- another data directory's segment on the first key, nobody attached, its
+  creator dead: 10.7/11.2 remove it and take its key (status names the key);
+  10.8+/11.3+ leave it and take the next key, as the real server does.
+
+The shmat error rules that differ between 10.8/11.3 and 10.9/11.4 (EINVAL
+and EIDRM after a successful IPC_STAT: a segment removed between the two
+calls) need a race the kernel does not let a test provoke; `status` follows
+10.9+ there.
 ";

@@ -287,10 +287,18 @@ macro_rules! require_postgres {
 #[allow(unused_imports)]
 pub(crate) use require_postgres;
 
-fn template(bindir: &Path) -> &'static Path {
-    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
-    TEMPLATE.get_or_init(|| {
-        // One template per test process; those of finished runs are removed.
+/// One initdb'd template per PostgreSQL build and test process.
+fn template(bindir: &Path) -> PathBuf {
+    static TEMPLATES: OnceLock<std::sync::Mutex<Vec<(PathBuf, PathBuf)>>> = OnceLock::new();
+    let mut made = TEMPLATES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some((_, data)) = made.iter().find(|(b, _)| b == bindir) {
+        return data.clone();
+    }
+    if made.is_empty() {
+        // Those of finished runs are removed.
         for e in std::fs::read_dir(std::env::temp_dir())
             .into_iter()
             .flatten()
@@ -299,6 +307,7 @@ fn template(bindir: &Path) -> &'static Path {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(pid) = name
                 .strip_prefix("interlock-pg-template-")
+                .and_then(|p| p.split('-').next())
                 .and_then(|p| p.parse::<i32>().ok())
             {
                 if !pid_alive(pid) {
@@ -306,28 +315,31 @@ fn template(bindir: &Path) -> &'static Path {
                 }
             }
         }
-        let root =
-            std::env::temp_dir().join(format!("interlock-pg-template-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let data = root.join("data");
-        chown_r(&root);
-        let out = Command::new("runuser")
-            .args(["-u", PG_USER, "--"])
-            .arg(bindir.join("initdb"))
-            .args(["--no-sync", "-A", "trust", "-U", "postgres", "-D"])
-            .arg(&data)
-            .output()
-            .expect("initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        data
-    })
+    }
+    let root = std::env::temp_dir().join(format!(
+        "interlock-pg-template-{}-{}",
+        std::process::id(),
+        made.len()
+    ));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let data = root.join("data");
+    chown_r(&root);
+    let out = Command::new("runuser")
+        .args(["-u", PG_USER, "--"])
+        .arg(bindir.join("initdb"))
+        .args(["--no-sync", "-A", "trust", "-U", "postgres", "-D"])
+        .arg(&data)
+        .output()
+        .expect("initdb");
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    made.push((bindir.to_path_buf(), data.clone()));
+    data
 }
 
 /// A fresh cluster: a copy of one initdb'd template (a new inode, so new
