@@ -126,8 +126,7 @@ pub struct Cell<'e> {
 }
 
 fn stat_of(pid: i32) -> Option<interlock_format::procstat::ProcStat> {
-    let bytes = fs::read(format!("/proc/{pid}/stat")).ok()?;
-    interlock_format::procstat::parse_proc_stat(&bytes).ok()
+    interlock::process::ProcFs::new("/proc").stat(pid).ok()
 }
 
 /// Alive and not a zombie.
@@ -476,14 +475,11 @@ impl<'e> Cell<'e> {
 
     /// Children of `pm` whose command line contains `needle`.
     pub fn children_named(&self, pm: i32, needle: &str) -> Vec<i32> {
-        let list = fs::read_to_string(format!("/proc/{pm}/task/{pm}/children")).unwrap_or_default();
-        list.split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .filter(|p: &i32| {
-                fs::read(format!("/proc/{p}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                    .unwrap_or(false)
-            })
+        let procfs = interlock::process::ProcFs::new("/proc");
+        procfs
+            .children(pm)
+            .into_iter()
+            .filter(|p| procfs.info(*p).is_ok_and(|i| i.cmdline.contains(needle)))
             .collect()
     }
 
@@ -804,7 +800,10 @@ impl<'e> Cell<'e> {
             .last()
             .is_some_and(|k| k.status.exit == 0 && (k.server.started || server.is_some()));
         let server = if safe {
-            server
+            match server {
+                Some(s) => Some(s),
+                None => Some(self.start_ok(c)?),
+            }
         } else {
             if let Some(s) = server {
                 self.stop(s)?;
