@@ -14,7 +14,8 @@
 //! * [`sysvipc`]: the kernel's `/proc/sysvipc/shm` table;
 //! * [`maps`]: `/proc/PID/maps` lines, and finding System V attachments in them;
 //! * [`procstat`]: `/proc/PID/stat`, `/proc/PID/status` and the `btime` line of `/proc/stat`;
-//! * [`dsm`]: PostgreSQL's dynamic shared memory control segment.
+//! * [`dsm`]: PostgreSQL's dynamic shared memory control segment;
+//! * [`pgcontrol`]: `global/pg_control` of 10–18, with its CRC-32C.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -24,6 +25,7 @@ mod num;
 pub mod dsm;
 pub mod maps;
 pub mod pgconf;
+pub mod pgcontrol;
 pub mod pgproc;
 pub mod pidfile;
 pub mod procstat;
