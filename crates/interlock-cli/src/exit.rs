@@ -38,6 +38,7 @@ Exit codes:
        or an error
   fix: 0 ready to start (after --yes, or already), 1 not yet (the plan
        waits for --yes, or did not finish), 2 unknown or error, 3 refused
+  control: 0 clean, 1 crash recovery next or damaged, 2 unreadable
   hold: COMMAND's own status, or 75 (directory in use), 125 (hold failed),
         126 (COMMAND not executable), 127 (COMMAND not found)";
 
@@ -65,6 +66,16 @@ Exit codes:
   0    every data directory found runs, or would start safely
   1    at least one is blocked, or unsafe to start
   2    none is blocked, and at least one is unknown";
+
+/// Shown after `control --help`.
+pub const CONTROL_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    shut down cleanly (no recovery on the next start), or a server runs
+  1    crash recovery will run on the next start; or the CRC does not match
+       (the server will refuse to start); or the file disagrees with
+       PG_VERSION
+  2    the file cannot be read as a pg_control of 10-18 (missing,
+       truncated, another version or byte order)";
 
 /// Shown after `fix --help`.
 pub const FIX_EXIT_CODES_HELP: &str = "\

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod control;
 mod demo;
 mod exit;
 mod fix;
@@ -68,6 +69,15 @@ enum Cmd {
     /// Finally diagnoses again, as `status` does, and reports the verdict.
     #[command(after_help = exit::FIX_EXIT_CODES_HELP)]
     Fix(fix::FixArgs),
+    /// Read DATADIR/global/pg_control (10–18): CRC, state, latest
+    /// checkpoint, redo location, timeline; and whether the next start
+    /// runs crash recovery.
+    ///
+    /// Fields are named as pg_controldata names them. Only reads the file;
+    /// a running server's pg_control reads "in production", which is said
+    /// as such, not as a crash.
+    #[command(after_help = exit::CONTROL_EXIT_CODES_HELP)]
+    Control(control::ControlArgs),
     /// Replay the case study's outage in a temporary directory, and fix it.
     ///
     /// initdb, start, commit rows, stop a backend and kill the postmaster;
@@ -110,6 +120,7 @@ fn main() -> ExitCode {
         Some(Cmd::Status(st)) => status::run(&st),
         Some(Cmd::Scan(sc)) => scan::run(&sc),
         Some(Cmd::Fix(f)) => fix::run(&f),
+        Some(Cmd::Control(c)) => control::run(&c),
         Some(Cmd::Demo(d)) => demo::run(&d),
         Some(Cmd::DemoServer { dir }) => demo::example_server(&dir),
         Some(Cmd::DemoWorker { shmid }) => demo::example_worker(shmid),

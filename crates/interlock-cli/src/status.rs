@@ -214,6 +214,7 @@ pub fn render(r: &StatusReport) -> String {
         "  {:<10}from {}: {}\n",
         "probe", r.probe.seed_from, r.probe.outcome
     );
+    s += &format!("  {:<10}{}\n", "control", r.control.line);
 
     if !r.holders.is_empty() {
         s += &format!("\n  {}\n", paint(BOLD, "attached processes"));

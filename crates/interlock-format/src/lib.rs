@@ -15,7 +15,9 @@
 //! * [`maps`]: `/proc/PID/maps` lines, and finding System V attachments in them;
 //! * [`procstat`]: `/proc/PID/stat`, `/proc/PID/status` and the `btime` line of `/proc/stat`;
 //! * [`dsm`]: PostgreSQL's dynamic shared memory control segment;
-//! * [`pgcontrol`]: `global/pg_control` of 10–18, with its CRC-32C.
+//! * [`pgcontrol`]: `global/pg_control` of 10–18, with its CRC-32C;
+//! * [`serverlog`]: server and `pg_ctl` log output, and the startup failures in it;
+//! * [`sysctl`]: the kernel limit files, `/proc/meminfo`, `logind.conf`, `login.defs`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -29,7 +31,9 @@ pub mod pgcontrol;
 pub mod pgproc;
 pub mod pidfile;
 pub mod procstat;
+pub mod serverlog;
 pub mod shmem_header;
+pub mod sysctl;
 pub mod sysvipc;
 
 pub use error::ParseError;

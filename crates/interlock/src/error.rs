@@ -153,6 +153,26 @@ pub enum Error {
         shmid: ShmId,
     },
 
+    /// `global/pg_control` cannot be read as a control file of 10–18.
+    #[error("control file \"{}\" {reason}", path.display())]
+    ControlFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+        /// What to do.
+        hint: String,
+    },
+
+    /// An input (a log file, a /proc or /sys file) cannot be read.
+    #[error("{what}: {reason}")]
+    Input {
+        /// The file, or "standard input".
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A system call failed.
     #[error("{op} failed: {source}")]
     Sys {
@@ -189,6 +209,8 @@ impl Error {
                 "check the path; create the directory with initdb or mkdir -m 700".into()
             }
             Error::DataDirUnusable { hint, .. } => hint.clone(),
+            Error::ControlFile { hint, .. } => hint.clone(),
+            Error::Input { .. } => "check the path and the permissions".into(),
             Error::LockFileHeld { pid, data_dir, .. } => format!(
                 "stop the server first (pg_ctl stop -D \"{}\"), or wait for PID {pid} to finish",
                 data_dir.display()

@@ -646,3 +646,28 @@ pub fn run(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Every cached npm build (`scripts/pg-versions install …`): its version
+/// directory name (`10.20.0-beta.6`) and bindir, oldest first.
+pub fn cached_builds() -> Vec<(String, PathBuf)> {
+    let cache = std::env::var_os("INTERLOCK_PG_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/pg"));
+    let mut found: Vec<((u32, u32), String, PathBuf)> = std::fs::read_dir(cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let mut v = name.split('.');
+            let major = v.next()?.parse::<u32>().ok()?;
+            let minor = v.next()?.parse::<u32>().ok()?;
+            let bin = e.path().join("native/bin");
+            bin.join("postgres")
+                .exists()
+                .then_some(((major, minor), name, bin))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, n, b)| (n, b)).collect()
+}

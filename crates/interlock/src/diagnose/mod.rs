@@ -26,6 +26,7 @@
 //! holders (never to one without: that is the dangerous case) when the
 //! header cannot be read otherwise.
 
+pub mod control;
 pub mod fix;
 mod host;
 pub mod scan;
@@ -38,6 +39,7 @@ use serde::Serialize;
 
 use crate::process::ProcFs;
 
+pub use control::{control, ControlReport};
 pub use fix::{carry_out, plan, FixOptions, Outcome, Plan};
 pub use scan::{scan, ScanOptions, ScanReport};
 pub use status::status;
@@ -380,10 +382,26 @@ pub struct StatusReport {
     pub holders: Vec<Holder>,
     /// DSM files of this directory, or leaked by a server of its owner.
     pub dsm: Vec<DsmInfo>,
+    /// `global/pg_control`, in one line.
+    pub control: ControlLine,
     /// What was found.
     pub findings: Vec<Finding>,
     /// What to do, safest first.
     pub remedy: Vec<String>,
+}
+
+/// `global/pg_control` as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControlLine {
+    /// The line: state, checkpoint, what the next start does; or why the
+    /// file cannot be read.
+    pub line: String,
+    /// `Database cluster state`, when read.
+    pub state: Option<&'static str>,
+    /// Whether the CRC matches, when read.
+    pub crc_ok: Option<bool>,
+    /// Whether the next start runs crash recovery, when known.
+    pub crash_recovery_on_start: Option<bool>,
 }
 
 /// A key as PostgreSQL prints it: `(unsigned long) key_t`, so a negative

@@ -21,6 +21,28 @@ use crate::segment::{self, key_for_inode, key_for_port, SegmentState};
 use crate::sys::shm::{ShmId, ShmKey};
 use crate::Error;
 
+/// `global/pg_control` in one line; `running`: the live owner's PID.
+fn control_line(data_dir: &Path, running: Option<i32>) -> ControlLine {
+    match super::control::control(data_dir) {
+        Ok(c) => ControlLine {
+            line: c.one_line(running),
+            state: Some(c.state),
+            crc_ok: Some(c.crc_ok),
+            crash_recovery_on_start: if running.is_some() {
+                None
+            } else {
+                c.crash_recovery_on_start
+            },
+        },
+        Err(e) => ControlLine {
+            line: e.to_string(),
+            state: None,
+            crc_ok: None,
+            crash_recovery_on_start: None,
+        },
+    }
+}
+
 /// How far the probe is followed; PostgreSQL has no bound, but a host with
 /// a thousand foreign segments in a row is broken.
 const MAX_PROBE: usize = 1000;
@@ -391,6 +413,7 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
     let segments = segments_to_show(&mut cx, &play, seed_key, &probe_end, recycled, parts);
     let probe_info = describe_probe(version.keys, seed_from, seed_key, &probe_end);
 
+    let running_pid = owner_alive.then_some(lock_info.pid).flatten().map(i32::abs);
     let mut report = StatusReport {
         data_dir: cx.shown.display().to_string(),
         verdict,
@@ -403,6 +426,7 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
         probe: probe_info,
         holders,
         dsm,
+        control: control_line(&cx.shown, running_pid),
         findings: Vec::new(),
         remedy: Vec::new(),
     };
