@@ -38,6 +38,7 @@ Exit codes:
        or an error
   fix: 0 ready to start (after --yes, or already), 1 not yet (the plan
        waits for --yes, or did not finish), 2 unknown or error, 3 refused
+  limits: 0 ok, 1 a limit too low, 2 unknown or error
   control: 0 clean, 1 crash recovery next or damaged, 2 unreadable
   hold: COMMAND's own status, or 75 (directory in use), 125 (hold failed),
         126 (COMMAND not executable), 127 (COMMAND not found)";
@@ -76,6 +77,13 @@ Exit codes:
        PG_VERSION
   2    the file cannot be read as a pg_control of 10-18 (missing,
        truncated, another version or byte order)";
+
+/// Shown after `limits --help`.
+pub const LIMITS_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    every limit is ok (warnings allowed)
+  1    at least one limit is too low (shown with the sysctl line to fix it)
+  2    a limit could not be read (unknown), or an error";
 
 /// Shown after `fix --help`.
 pub const FIX_EXIT_CODES_HELP: &str = "\

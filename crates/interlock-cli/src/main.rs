@@ -12,6 +12,7 @@ mod demo;
 mod exit;
 mod fix;
 mod hold;
+mod limits;
 mod scan;
 mod status;
 
@@ -78,6 +79,18 @@ enum Cmd {
     /// as such, not as a crash.
     #[command(after_help = exit::CONTROL_EXIT_CODES_HELP)]
     Control(control::ControlArgs),
+    /// The host around PostgreSQL: SysV limits (shmmax, shmall, shmmni,
+    /// sem), huge pages, overcommit, /dev/shm, RemoveIPC, the cgroup memory
+    /// limit, containers; with DATADIR, judged against what it needs.
+    ///
+    /// What DATADIR needs comes from a running server's own mapping, else
+    /// (15+, nothing running or holding the directory) from `postgres -C
+    /// shared_memory_size` run as its owner, else from an estimate of its
+    /// configuration (postgresql.conf, postgresql.auto.conf, includes).
+    /// Each limit: ok, or too low with the sysctl line and where to
+    /// persist it.
+    #[command(after_help = exit::LIMITS_EXIT_CODES_HELP)]
+    Limits(limits::LimitsArgs),
     /// Replay the case study's outage in a temporary directory, and fix it.
     ///
     /// initdb, start, commit rows, stop a backend and kill the postmaster;
@@ -121,6 +134,7 @@ fn main() -> ExitCode {
         Some(Cmd::Scan(sc)) => scan::run(&sc),
         Some(Cmd::Fix(f)) => fix::run(&f),
         Some(Cmd::Control(c)) => control::run(&c),
+        Some(Cmd::Limits(l)) => limits::run(&l),
         Some(Cmd::Demo(d)) => demo::run(&d),
         Some(Cmd::DemoServer { dir }) => demo::example_server(&dir),
         Some(Cmd::DemoWorker { shmid }) => demo::example_worker(shmid),

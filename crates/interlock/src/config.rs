@@ -46,10 +46,44 @@ impl Settings {
 
 const MAX_DEPTH: usize = 10;
 
-/// Read the configuration of the cluster in `data_dir`.
+/// `DATADIR/postgresql.conf`, else Debian's file that names `data_dir`.
+pub fn config_file(data_dir: &Path) -> PathBuf {
+    let own = data_dir.join("postgresql.conf");
+    if own.exists() {
+        return own;
+    }
+    let Ok(real) = fs::canonicalize(data_dir) else {
+        return own;
+    };
+    let candidates = fs::read_dir("/etc/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|v| fs::read_dir(v.path()).into_iter().flatten().flatten())
+        .map(|c| c.path().join("postgresql.conf"));
+    for conf in candidates {
+        let Ok(text) = fs::read_to_string(&conf) else {
+            continue;
+        };
+        let names_us = parse_conf(&text).ok().is_some_and(|entries| {
+            entries.iter().any(|e| {
+                e.name == "data_directory" && fs::canonicalize(&e.value).is_ok_and(|p| p == real)
+            })
+        });
+        if names_us {
+            return conf;
+        }
+    }
+    own
+}
+
+/// Read the configuration of the cluster in `data_dir`: its own
+/// `postgresql.conf`, or, in Debian's layout, the
+/// `/etc/postgresql/MAJOR/CLUSTER/postgresql.conf` whose `data_directory`
+/// is this directory.
 pub fn read_settings(data_dir: &Path) -> Settings {
     let mut s = Settings::default();
-    read_file(&data_dir.join("postgresql.conf"), true, 0, &mut s);
+    read_file(&config_file(data_dir), true, 0, &mut s);
     read_file(&data_dir.join("postgresql.auto.conf"), false, 0, &mut s);
     s
 }

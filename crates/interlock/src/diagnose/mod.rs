@@ -29,6 +29,7 @@
 pub mod control;
 pub mod fix;
 mod host;
+pub mod limits;
 pub mod scan;
 mod status;
 pub mod version;

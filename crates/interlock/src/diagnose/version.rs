@@ -167,12 +167,28 @@ pub fn detect(
     running_exe: Option<PathBuf>,
     owner: (u32, u32),
 ) -> VersionInfo {
+    detect_inner(data_dir, explicit, running_exe, owner, false)
+}
+
+/// As [`detect`], but always looks for the server binary, also where
+/// `PG_VERSION` alone decides the keys (for `postgres -C`).
+pub fn detect_binary(data_dir: &Path, explicit: Option<&Path>, owner: (u32, u32)) -> VersionInfo {
+    detect_inner(data_dir, explicit, None, owner, true)
+}
+
+fn detect_inner(
+    data_dir: &Path,
+    explicit: Option<&Path>,
+    running_exe: Option<PathBuf>,
+    owner: (u32, u32),
+    always: bool,
+) -> VersionInfo {
     let data_dir_major = std::fs::read_to_string(data_dir.join("PG_VERSION"))
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
     let major = data_dir_major.as_deref().and_then(major_of);
-    let needed = explicit.is_some() || !matches!(major, Some(12..));
+    let needed = always || explicit.is_some() || !matches!(major, Some(12..));
     if !needed {
         let (keys, algorithm) = algorithm_of(major.unwrap_or(0), None);
         return VersionInfo {
