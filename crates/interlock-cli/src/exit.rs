@@ -38,6 +38,7 @@ Exit codes:
        or an error
   fix: 0 ready to start (after --yes, or already), 1 not yet (the plan
        waits for --yes, or did not finish), 2 unknown or error, 3 refused
+  explain: 0 nothing recognised, 1 failures explained, 2 unreadable
   limits: 0 ok, 1 a limit too low, 2 unknown or error
   control: 0 clean, 1 crash recovery next or damaged, 2 unreadable
   hold: COMMAND's own status, or 75 (directory in use), 125 (hold failed),
@@ -84,6 +85,21 @@ Exit codes:
   0    every limit is ok (warnings allowed)
   1    at least one limit is too low (shown with the sysctl line to fix it)
   2    a limit could not be read (unknown), or an error";
+
+/// Shown after `explain --help`.
+pub const EXPLAIN_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    no startup or IPC failure recognised (informational ones may be shown)
+  1    at least one failure recognised (explained)
+  2    the log cannot be read, or is not a server log (binary data, csvlog,
+       jsonlog)
+
+Codes: segment_in_use, lock_file_exists, lock_file_empty,
+lock_file_create_failed, lock_file_removed, shmget_failed (with errno),
+anonymous_mmap_failed, huge_pages_unavailable, semaphores_exhausted,
+dsm_segment_missing, dev_shm_full, data_dir_unusable, incompatible_version,
+control_file_invalid, port_in_use, listen_failed, run_as_root,
+process_killed";
 
 /// Shown after `fix --help`.
 pub const FIX_EXIT_CODES_HELP: &str = "\

@@ -10,6 +10,7 @@
 mod control;
 mod demo;
 mod exit;
+mod explain;
 mod fix;
 mod hold;
 mod limits;
@@ -91,6 +92,17 @@ enum Cmd {
     /// persist it.
     #[command(after_help = exit::LIMITS_EXIT_CODES_HELP)]
     Limits(limits::LimitsArgs),
+    /// Explain a failing server log: each startup or IPC failure found,
+    /// what it means, what to check, how to fix it.
+    ///
+    /// Reads server or pg_ctl output in the stderr format with any
+    /// log_line_prefix (English messages). With -D DATADIR, says what is
+    /// true now: who still holds the segment the log names, whether the
+    /// lock file's PID runs, the limits the failure ran into. `--json`
+    /// gives stable codes (segment_in_use, lock_file_exists,
+    /// shmget_failed, dsm_segment_missing, dev_shm_full, …).
+    #[command(after_help = exit::EXPLAIN_EXIT_CODES_HELP)]
+    Explain(explain::ExplainArgs),
     /// Replay the case study's outage in a temporary directory, and fix it.
     ///
     /// initdb, start, commit rows, stop a backend and kill the postmaster;
@@ -135,6 +147,7 @@ fn main() -> ExitCode {
         Some(Cmd::Fix(f)) => fix::run(&f),
         Some(Cmd::Control(c)) => control::run(&c),
         Some(Cmd::Limits(l)) => limits::run(&l),
+        Some(Cmd::Explain(x)) => explain::run(&x),
         Some(Cmd::Demo(d)) => demo::run(&d),
         Some(Cmd::DemoServer { dir }) => demo::example_server(&dir),
         Some(Cmd::DemoWorker { shmid }) => demo::example_worker(shmid),

@@ -35,8 +35,11 @@ pub enum Level {
     Fatal,
     /// `PANIC`.
     Panic,
-    /// A line of `pg_ctl`'s own (`pg_ctl: could not start server`).
-    PgCtl,
+    /// A program's own line, written without a level: `pg_ctl: could not
+    /// start server`, `postgres: could not access the server configuration
+    /// file …`, `"root" execution of the PostgreSQL server is not
+    /// permitted.` (the program, if named, is in `prefix`).
+    Program,
 }
 
 impl Level {
@@ -51,7 +54,7 @@ impl Level {
             Level::Log => "LOG",
             Level::Fatal => "FATAL",
             Level::Panic => "PANIC",
-            Level::PgCtl => "pg_ctl",
+            Level::Program => "program",
         }
     }
 }
@@ -111,8 +114,8 @@ pub struct Record {
 impl Record {
     /// The record as the server printed it, prefix left out.
     pub fn text(&self) -> String {
-        let mut s = if self.level == Level::PgCtl {
-            format!("pg_ctl: {}", self.message)
+        let mut s = if self.level == Level::Program {
+            format!("{}{}", self.prefix, self.message)
         } else {
             format!("{}:  {}", self.level.as_str(), self.message)
         };
@@ -157,8 +160,12 @@ fn find_level(line: &str) -> Option<(usize, usize, Part)> {
     while let Some(off) = line[from..].find(":  ") {
         let colon = from + off;
         let head = &line[..colon];
+        // The level word is ASCII: it starts after the last byte that is
+        // not an ASCII letter or digit (a UTF-8 sequence is all bytes
+        // ≥ 0x80, so this is always a character boundary).
         let word_start = head
-            .rfind(|c: char| !c.is_ascii_alphanumeric())
+            .bytes()
+            .rposition(|b| !b.is_ascii_alphanumeric())
             .map_or(0, |i| i + 1);
         let word = &head[word_start..];
         if let Some(&(_, part)) = WORDS.iter().find(|(w, _)| *w == word) {
@@ -206,12 +213,17 @@ pub fn parse_log(input: &[u8]) -> ServerLog {
             }
             continue;
         }
-        if let Some(rest) = line.strip_prefix("pg_ctl: ") {
+        let program = ["pg_ctl: ", "postgres: ", "postmaster: "]
+            .iter()
+            .find(|p| line.starts_with(*p))
+            .map(|p| p.len())
+            .or_else(|| PLAIN.contains(&line).then_some(0));
+        if let Some(at) = program {
             log.records.push(Record {
                 line: n,
-                level: Level::PgCtl,
-                prefix: String::new(),
-                message: rest.to_string(),
+                level: Level::Program,
+                prefix: line[..at].to_string(),
+                message: line[at..].to_string(),
                 detail: None,
                 hint: None,
                 context: None,
@@ -260,6 +272,9 @@ pub fn parse_log(input: &[u8]) -> ServerLog {
     }
     log
 }
+
+/// Messages the postmaster writes to stderr without a level.
+const PLAIN: &[&str] = &["\"root\" execution of the PostgreSQL server is not permitted."];
 
 fn looks_like_csvlog(line: &str) -> bool {
     // log_time, user, database, pid, connection, session id, line number,
@@ -460,13 +475,23 @@ pub fn recognize(r: &Record) -> Option<Recognized> {
         out.errno = errno_name(text);
         out.error_text = Some(text.to_string());
     };
-    let code = if r.level == Level::PgCtl {
+    let code = if r.level == Level::Program {
         if let Some(v) = fill("directory \"{}\" does not exist", m)
             .or_else(|| fill("directory \"{}\" is not a database cluster directory", m))
         {
             out.path = Some(v[0].to_string());
             out.data_dir = Some(v[0].to_string());
             FailureCode::DataDirUnusable
+        } else if let Some(v) = fill(
+            "could not access the server configuration file \"{}\": {}",
+            m,
+        ) {
+            out.path = Some(v[0].to_string());
+            out.data_dir = v[0].strip_suffix("/postgresql.conf").map(str::to_string);
+            set_errno(&mut out, v[1]);
+            FailureCode::DataDirUnusable
+        } else if m == PLAIN[0] || m == "cannot be run as root" {
+            FailureCode::RunAsRoot
         } else {
             return None;
         }
@@ -626,8 +651,6 @@ pub fn recognize(r: &Record) -> Option<Recognized> {
         } else {
             FailureCode::ListenFailed
         }
-    } else if m == "\"root\" execution of the PostgreSQL server is not permitted." {
-        FailureCode::RunAsRoot
     } else if let Some(v) = fill("{} (PID {}) was terminated by signal {}: {}", m) {
         out.path = Some(v[0].to_string());
         out.pid = num(v[1]);
@@ -691,7 +714,8 @@ mod tests {
         assert_eq!(rec.errno, Some("EINVAL"));
         assert_eq!(rec.key, Some(5_432_001));
         assert_eq!(rec.size, Some(56));
-        assert_eq!(log.records[1].level, Level::PgCtl);
+        assert_eq!(log.records[1].level, Level::Program);
+        assert_eq!(log.records[1].text(), "pg_ctl: could not start server");
     }
 
     #[test]
@@ -701,6 +725,16 @@ mod tests {
         assert_eq!(log.records.len(), 1);
         assert_eq!(log.records[0].message, "x] LOG:  real");
         assert_eq!(log.records[0].prefix, "[");
+    }
+
+    #[test]
+    fn multibyte_text_before_a_level_word() {
+        // Found by the fuzzer: a two-byte character right before the word.
+        let log = parse_log(
+            "Nov 20 05:01:12postgres[70/]: [1-1]\u{779}ATAL:  x\n[1-1]éFATAL:  y\n".as_bytes(),
+        );
+        assert_eq!(log.records.len(), 1);
+        assert_eq!(log.records[0].message, "y");
     }
 
     #[test]

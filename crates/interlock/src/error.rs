@@ -210,7 +210,7 @@ impl Error {
             }
             Error::DataDirUnusable { hint, .. } => hint.clone(),
             Error::ControlFile { hint, .. } => hint.clone(),
-            Error::Input { .. } => "check the path and the permissions".into(),
+            Error::Input { .. } => return None,
             Error::LockFileHeld { pid, data_dir, .. } => format!(
                 "stop the server first (pg_ctl stop -D \"{}\"), or wait for PID {pid} to finish",
                 data_dir.display()

@@ -27,6 +27,7 @@
 //! header cannot be read otherwise.
 
 pub mod control;
+pub mod explain;
 pub mod fix;
 mod host;
 pub mod limits;

@@ -1,0 +1,230 @@
+//! `interlock explain [LOGFILE | -]`: the startup and IPC failures in a
+//! server log, explained; with -D, joined with the live state.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use interlock::diagnose::explain::{explain, ExplainOptions, ExplainReport};
+use interlock::diagnose::StatusOptions;
+
+use crate::exit;
+use crate::status::{paint, print, BOLD, DIM, RED, YELLOW};
+
+/// The most of a log that is read: its end, where startups fail.
+const MAX_READ: u64 = 256 << 20;
+
+/// Arguments of `interlock explain`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The server log or `pg_ctl` output; `-` for standard input [default:
+    /// with -D, the newest file in the cluster's log_directory; else
+    /// standard input].
+    pub logfile: Option<PathBuf>,
+    /// The data directory the log is of: say what is true now (who still
+    /// holds the segment the log names, whether the lock file's PID runs…).
+    #[arg(short = 'D', long = "data-dir", value_name = "DATADIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn newest_log(data_dir: &Path) -> Option<PathBuf> {
+    let settings = interlock::config::read_settings(data_dir);
+    let dir = settings.get("log_directory").unwrap_or("log");
+    let dir = if Path::new(dir).is_absolute() {
+        PathBuf::from(dir)
+    } else {
+        data_dir.join(dir)
+    };
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| {
+            !e.file_name().to_string_lossy().ends_with(".csv")
+                && !e.file_name().to_string_lossy().ends_with(".json")
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+}
+
+fn read_input(path: Option<&Path>) -> Result<(Vec<u8>, String, Option<String>), String> {
+    let mut buf = Vec::new();
+    match path {
+        None => {
+            std::io::stdin()
+                .lock()
+                .take(MAX_READ)
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("standard input: {e}"))?;
+            Ok((buf, "standard input".into(), None))
+        }
+        Some(p) => {
+            use std::io::{Seek, SeekFrom};
+            let name = p.display().to_string();
+            let mut f = std::fs::File::open(p).map_err(|e| format!("{name}: {e}"))?;
+            let len = f.metadata().map_err(|e| format!("{name}: {e}"))?.len();
+            let mut note = None;
+            if len > MAX_READ {
+                f.seek(SeekFrom::Start(len - MAX_READ))
+                    .map_err(|e| format!("{name}: {e}"))?;
+                note = Some(format!(
+                    "read the last {} MiB of {} MiB (line numbers count from there)",
+                    MAX_READ >> 20,
+                    len >> 20
+                ));
+            }
+            f.take(MAX_READ)
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("{name}: {e}"))?;
+            if note.is_some() {
+                // Start at a line boundary.
+                if let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                    buf.drain(..=nl);
+                }
+            }
+            Ok((buf, name, note))
+        }
+    }
+}
+
+pub fn run(args: &ExplainArgs) -> u8 {
+    let path = match (&args.logfile, &args.data_dir) {
+        (Some(p), _) if p.as_os_str() == "-" => None,
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(d)) => match newest_log(d) {
+            Some(p) => Some(p),
+            None => {
+                eprintln!(
+                    "interlock: no log file found in {}'s log_directory",
+                    d.display()
+                );
+                eprintln!("hint: give the log file, or - to read standard input (pg_ctl -l FILE, journalctl -u postgresql)");
+                return exit::UNKNOWN;
+            }
+        },
+        (None, None) => None,
+    };
+    let (input, source, note) = match read_input(path.as_deref()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("interlock: {e}");
+            return exit::UNKNOWN;
+        }
+    };
+    if let Some(n) = &note {
+        eprintln!("interlock: {source}: {n}");
+    }
+    let opts = ExplainOptions {
+        data_dir: args.data_dir.clone(),
+        status: StatusOptions::default(),
+    };
+    let report = match explain(&input, &source, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("interlock: {e}");
+            if let Some(h) = e.hint() {
+                eprintln!("hint: {h}");
+            }
+            return exit::UNKNOWN;
+        }
+    };
+    if print(args.json, &report, render).is_err() {
+        return exit::UNKNOWN;
+    }
+    if report.found_failure() {
+        exit::BLOCKED
+    } else {
+        exit::OK
+    }
+}
+
+fn render(r: &ExplainReport) -> String {
+    let failures = r.failures.iter().filter(|f| !f.informational).count();
+    let mut s = format!(
+        "{}: {} in {} lines ({} reports)\n",
+        paint(BOLD, &r.source),
+        match failures {
+            0 => "no startup or IPC failure recognised".to_string(),
+            1 => "1 failure".into(),
+            n => format!("{n} failures"),
+        },
+        r.lines,
+        r.reports
+    );
+    if r.binary_line_count > 0 {
+        s += &format!(
+            "  {} not text and skipped (line {}{})\n",
+            if r.binary_line_count == 1 {
+                "1 line is".to_string()
+            } else {
+                format!("{} lines are", r.binary_line_count)
+            },
+            r.binary_lines
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if r.binary_line_count > r.binary_lines.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(st) = &r.status_now {
+        s += &format!("  now: {st}\n");
+    }
+    for f in &r.failures {
+        let style = if f.informational { YELLOW } else { RED };
+        let also = if f.lines.len() > 1 {
+            format!(
+                ", {} times (lines {})",
+                f.lines.len(),
+                f.lines
+                    .iter()
+                    .take(10)
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            String::new()
+        };
+        s += &format!("\n  {}  line {}{also}\n", paint(style, f.code), f.line);
+        for l in f.logged.lines() {
+            s += &format!("    {}\n", paint(DIM, l));
+        }
+        s += &format!("    {}\n", wrap(&f.meaning, 6));
+        for n in &f.now {
+            s += &format!("    {} {n}\n", paint(BOLD, "now:"));
+        }
+        for c in &f.check {
+            s += &format!("    check: {c}\n");
+        }
+        for x in &f.fix {
+            s += &format!("    fix:   {x}\n");
+        }
+    }
+    s
+}
+
+/// Wrap at 100 columns, continuation lines indented by `indent`.
+fn wrap(text: &str, indent: usize) -> String {
+    let mut out = String::new();
+    let mut col = 0;
+    for word in text.split(' ') {
+        if col > 0 && col + word.len() > 96 {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent - 2));
+            col = 0;
+        } else if col > 0 {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += word.len();
+    }
+    out
+}
