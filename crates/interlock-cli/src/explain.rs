@@ -143,7 +143,7 @@ pub fn run(args: &ExplainArgs) -> u8 {
 fn render(r: &ExplainReport) -> String {
     let failures = r.failures.iter().filter(|f| !f.informational).count();
     let mut s = format!(
-        "{}: {} in {} lines ({} reports)\n",
+        "{}: {} in {} lines ({} report{})\n",
         paint(BOLD, &r.source),
         match failures {
             0 => "no startup or IPC failure recognised".to_string(),
@@ -151,7 +151,8 @@ fn render(r: &ExplainReport) -> String {
             n => format!("{n} failures"),
         },
         r.lines,
-        r.reports
+        r.reports,
+        if r.reports == 1 { "" } else { "s" }
     );
     if r.binary_line_count > 0 {
         s += &format!(

@@ -880,7 +880,11 @@ fn checks(h: &HostFacts, need: Option<&Need>, root: &Path) -> Vec<Check> {
             "ok",
             v.to_string(),
             Some(format!("{seg} bytes")),
-            format!("a segment may be {}; the server's System V segment is {}", mb(v), mb(seg)),
+            if v >= 1 << 60 {
+                format!("no limit on a segment's size; the server's System V segment is {}", mb(seg))
+            } else {
+                format!("a segment may be {}; the server's System V segment is {}", mb(v), mb(seg))
+            },
             vec![],
         ),
         Some(v) => check(
@@ -906,10 +910,14 @@ fn checks(h: &HostFacts, need: Option<&Need>, root: &Path) -> Vec<Check> {
                     "ok",
                     v.to_string(),
                     Some(format!("{pages} pages")),
-                    format!(
-                        "{v} pages of {} bytes may be System V shared memory; {used} are in use",
-                        h.page_size
-                    ),
+                    if v >= 1 << 50 {
+                        format!("no limit on System V shared memory in all; {used} pages in use")
+                    } else {
+                        format!(
+                            "{v} pages of {} bytes may be System V shared memory; {used} are in use",
+                            h.page_size
+                        )
+                    },
                     vec![],
                 )
             } else {
@@ -1095,6 +1103,17 @@ fn huge_check(h: &HostFacts, need: Option<&Need>) -> Check {
                 f.push("or set huge_pages = try (falls back to normal pages)".into());
                 f
             },
+        ),
+        (_, false) if total == 0 => check(
+            "huge pages",
+            "info",
+            value,
+            Some(format!("{needed} pages")),
+            format!(
+                "huge_pages = {}: no huge pages are reserved, so normal pages are used ({needed} huge pages would hold it)",
+                n.huge_pages
+            ),
+            fix,
         ),
         (_, false) => check(
             "huge pages",
