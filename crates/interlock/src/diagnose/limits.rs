@@ -700,7 +700,12 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
         } else {
             "before 15 the server cannot say"
         };
-        source = format!("estimate from the configuration ({why})");
+        source = match major {
+            Some(_) => format!("estimate from the configuration ({why})"),
+            None => format!(
+                "estimate from the configuration, as for 18: PG_VERSION is unreadable ({why})"
+            ),
+        };
         estimate(m, &sizing)
     });
     if huge_needed.is_none() {
