@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use interlock::diagnose::limits::{self, LimitsOptions, LimitsReport};
+use interlock::diagnose::limits::{self, human_bytes as mib, LimitsOptions, LimitsReport};
 
 use crate::exit;
 use crate::status::{paint, print, BOLD, DIM, GREEN, RED, YELLOW};
@@ -56,10 +56,6 @@ pub fn run(args: &LimitsArgs) -> u8 {
     } else {
         exit::OK
     }
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
 fn render(r: &LimitsReport) -> String {

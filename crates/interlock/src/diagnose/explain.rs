@@ -483,7 +483,7 @@ impl Join {
         if self.data_dir.is_none() {
             return Vec::new();
         }
-        let mb = |b: u64| format!("{:.1} MiB", b as f64 / f64::from(1 << 20));
+        let mb = super::limits::human_bytes;
         let mut out = Vec::new();
         match code {
             FailureCode::SegmentInUse => {

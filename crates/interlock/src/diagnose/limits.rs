@@ -826,7 +826,8 @@ fn ask_server(
     }
 }
 
-fn mb(bytes: u64) -> String {
+/// A size for people: "no limit" past 2^60, MiB or GiB, else bytes.
+pub fn human_bytes(bytes: u64) -> String {
     if bytes >= 1 << 60 {
         "no limit".into()
     } else if bytes >= 1 << 30 && bytes % (1 << 20) == 0 {
@@ -886,9 +887,9 @@ fn checks(h: &HostFacts, need: Option<&Need>, root: &Path) -> Vec<Check> {
             v.to_string(),
             Some(format!("{seg} bytes")),
             if v >= 1 << 60 {
-                format!("no limit on a segment's size; the server's System V segment is {}", mb(seg))
+                format!("no limit on a segment's size; the server's System V segment is {}", human_bytes(seg))
             } else {
-                format!("a segment may be {}; the server's System V segment is {}", mb(v), mb(seg))
+                format!("a segment may be {}; the server's System V segment is {}", human_bytes(v), human_bytes(seg))
             },
             vec![],
         ),
@@ -899,8 +900,8 @@ fn checks(h: &HostFacts, need: Option<&Need>, root: &Path) -> Vec<Check> {
             Some(format!("{seg} bytes")),
             format!(
                 "the server's System V segment ({}) is larger than a segment may be ({}): shmget fails with EINVAL",
-                mb(seg),
-                mb(v)
+                human_bytes(seg),
+                human_bytes(v)
             ),
             sysctl_fix("kernel.shmmax", &seg.next_power_of_two().to_string(), "30-postgresql-shm"),
         ),
@@ -1044,7 +1045,7 @@ fn huge_check(h: &HostFacts, need: Option<&Need>) -> Check {
     };
     let rsvd = h.huge_pages_reserved.unwrap_or(0);
     let avail = free.saturating_sub(rsvd);
-    let value = format!("{total} pages of {}, {avail} free", mb(size));
+    let value = format!("{total} pages of {}, {avail} free", human_bytes(size));
     let Some(n) = need else {
         return check(
             "huge pages",
@@ -1101,7 +1102,7 @@ fn huge_check(h: &HostFacts, need: Option<&Need>) -> Check {
             Some(format!("{needed} pages")),
             format!(
                 "huge_pages = on needs {needed} free huge pages of {}, {avail} are free: the server stops with \"could not map anonymous shared memory: Cannot allocate memory\"",
-                mb(size)
+                human_bytes(size)
             ),
             {
                 let mut f = fix;
@@ -1139,8 +1140,8 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
     let value = format!(
         "vm.overcommit_memory = {}, MemTotal {}, MemAvailable {}",
         mode.map_or("?".into(), |m| m.to_string()),
-        h.mem_total.map_or("?".into(), mb),
-        h.mem_available.map_or("?".into(), mb)
+        h.mem_total.map_or("?".into(), human_bytes),
+        h.mem_available.map_or("?".into(), human_bytes)
     );
     let Some(n) = need else {
         return check("memory", "info", value.clone(), None, value, vec![]);
@@ -1150,8 +1151,11 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
             "memory",
             "ok",
             value,
-            Some(mb(n.shared_memory_size)),
-            format!("the running server maps {}", mb(n.shared_memory_size)),
+            Some(human_bytes(n.shared_memory_size)),
+            format!(
+                "the running server maps {}",
+                human_bytes(n.shared_memory_size)
+            ),
             vec![],
         );
     }
@@ -1168,11 +1172,11 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
                     "memory",
                     "ok",
                     value,
-                    Some(mb(size)),
+                    Some(human_bytes(size)),
                     format!(
                         "strict overcommit: {} of commit room left, {} needed",
-                        mb(room),
-                        mb(size)
+                        human_bytes(room),
+                        human_bytes(size)
                     ),
                     vec![],
                 )
@@ -1181,11 +1185,11 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
                     "memory",
                     "too_low",
                     value,
-                    Some(mb(size)),
+                    Some(human_bytes(size)),
                     format!(
                         "strict overcommit (mode 2): only {} can still be committed, the server needs {}: \"could not map anonymous shared memory: Cannot allocate memory\"",
-                        mb(room),
-                        mb(size)
+                        human_bytes(room),
+                        human_bytes(size)
                     ),
                     {
                         let mut f = sysctl_fix(
@@ -1206,11 +1210,11 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
                     "memory",
                     "too_low",
                     value,
-                    Some(mb(size)),
+                    Some(human_bytes(size)),
                     format!(
                         "{} of shared memory is more than memory and swap together ({}): the kernel refuses the mapping (\"could not map anonymous shared memory: Cannot allocate memory\")",
-                        mb(size),
-                        mb(total)
+                        human_bytes(size),
+                        human_bytes(total)
                     ),
                     vec![reduce.trim_start_matches("or ").to_string()],
                 )
@@ -1219,11 +1223,11 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
                     "memory",
                     "warning",
                     value,
-                    Some(mb(size)),
+                    Some(human_bytes(size)),
                     format!(
                         "{} of shared memory is more than is available now ({}): the server starts, then the OOM killer may stop it as the buffers fill",
-                        mb(size),
-                        h.mem_available.map_or("?".into(), mb)
+                        human_bytes(size),
+                        h.mem_available.map_or("?".into(), human_bytes)
                     ),
                     vec![reduce.trim_start_matches("or ").to_string()],
                 )
@@ -1232,8 +1236,8 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
                     "memory",
                     "ok",
                     value,
-                    Some(mb(size)),
-                    format!("{} of shared memory fits", mb(size)),
+                    Some(human_bytes(size)),
+                    format!("{} of shared memory fits", human_bytes(size)),
                     vec![],
                 )
             }
@@ -1258,7 +1262,7 @@ fn cgroup_check(h: &HostFacts, need: Option<&Need>) -> Check {
     };
     let value = format!(
         "{} ({})",
-        mb(limit),
+        human_bytes(limit),
         h.cgroup_memory_file.as_deref().unwrap_or("?")
     );
     let Some(n) = need else {
@@ -1277,11 +1281,11 @@ fn cgroup_check(h: &HostFacts, need: Option<&Need>) -> Check {
             "cgroup memory",
             "too_low",
             value,
-            Some(mb(size)),
+            Some(human_bytes(size)),
             format!(
                 "the cgroup may use {}, the server's shared memory alone is {}: it is OOM-killed (SIGKILL) as its buffers fill, leaving its children attached",
-                mb(limit),
-                mb(size)
+                human_bytes(limit),
+                human_bytes(size)
             ),
             vec![
                 "raise the container's memory limit (docker --memory, Kubernetes resources.limits.memory)".into(),
@@ -1293,11 +1297,11 @@ fn cgroup_check(h: &HostFacts, need: Option<&Need>) -> Check {
             "cgroup memory",
             "warning",
             value,
-            Some(mb(size)),
+            Some(human_bytes(size)),
             format!(
                 "shared memory ({}) is over three quarters of the cgroup's limit ({}): little is left for backends' own memory",
-                mb(size),
-                mb(limit)
+                human_bytes(size),
+                human_bytes(limit)
             ),
             vec!["raise the memory limit or lower shared_buffers".into()],
         )
@@ -1306,8 +1310,8 @@ fn cgroup_check(h: &HostFacts, need: Option<&Need>) -> Check {
             "cgroup memory",
             "ok",
             value,
-            Some(mb(size)),
-            format!("{} of {} limit", mb(size), mb(limit)),
+            Some(human_bytes(size)),
+            format!("{} of {} limit", human_bytes(size), human_bytes(limit)),
             vec![],
         )
     }
@@ -1317,7 +1321,7 @@ fn dev_shm_check(h: &HostFacts, need: Option<&Need>) -> Check {
     let (Some(size), Some(free)) = (h.dev_shm_size, h.dev_shm_free) else {
         return unknown("/dev/shm", "/dev/shm");
     };
-    let value = format!("{} size, {} free", mb(size), mb(free));
+    let value = format!("{} size, {} free", human_bytes(size), human_bytes(free));
     if need.is_some_and(|n| n.dynamic_shared_memory_type != "posix") {
         return check(
             "/dev/shm",
@@ -1337,10 +1341,10 @@ fn dev_shm_check(h: &HostFacts, need: Option<&Need>) -> Check {
             "/dev/shm",
             "warning",
             value,
-            Some(format!("{} free", mb(WANT))),
+            Some(format!("{} free", human_bytes(WANT))),
             format!(
                 "{} free in /dev/shm: parallel queries fail with \"could not resize shared memory segment … No space left on device\" once their shared state outgrows it",
-                mb(free)
+                human_bytes(free)
             ),
             vec![
                 "Docker: --shm-size=1g; Kubernetes: an emptyDir with medium: Memory mounted at /dev/shm".into(),
@@ -1353,7 +1357,7 @@ fn dev_shm_check(h: &HostFacts, need: Option<&Need>) -> Check {
             "ok",
             value,
             None,
-            format!("{} free for dynamic shared memory", mb(free)),
+            format!("{} free for dynamic shared memory", human_bytes(free)),
             vec![],
         )
     }
