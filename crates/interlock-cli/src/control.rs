@@ -32,13 +32,7 @@ struct Output<'a> {
 pub fn run(args: &ControlArgs) -> u8 {
     let report = match diagnose::control(&args.datadir) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("interlock: {e}");
-            if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
-            }
-            return exit::UNKNOWN;
-        }
+        Err(e) => return exit::error(&e),
     };
     // A running server's pg_control says "in production": say so rather
     // than announce a crash recovery.

@@ -28,6 +28,15 @@ pub const HOLD_CANNOT_EXEC: u8 = 126;
 /// `hold`: COMMAND was not found.
 pub const HOLD_NOT_FOUND: u8 = 127;
 
+/// Print a library error and its hint to stderr; the exit code for it.
+pub fn error(e: &interlock::Error) -> u8 {
+    eprintln!("interlock: {e}");
+    if let Some(hint) = e.hint() {
+        eprintln!("hint: {hint}");
+    }
+    UNKNOWN
+}
+
 /// Shown after the top-level `--help`.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:

@@ -122,13 +122,7 @@ pub fn run(args: &ExplainArgs) -> u8 {
     };
     let report = match explain(&input, &source, &opts) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("interlock: {e}");
-            if let Some(h) = e.hint() {
-                eprintln!("hint: {h}");
-            }
-            return exit::UNKNOWN;
-        }
+        Err(e) => return exit::error(&e),
     };
     if print(args.json, &report, render).is_err() {
         return exit::UNKNOWN;

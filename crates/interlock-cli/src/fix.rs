@@ -50,12 +50,12 @@ pub fn run(args: &FixArgs) -> u8 {
     };
     let plan = match diagnose::plan(&args.datadir, &opts) {
         Ok(p) => p,
-        Err(e) => return error(&e),
+        Err(e) => return exit::error(&e),
     };
     let outcome = if args.yes && plan.has_work() {
         match diagnose::carry_out(&plan, &opts) {
             Ok(o) => Some(o),
-            Err(e) => return error(&e),
+            Err(e) => return exit::error(&e),
         }
     } else {
         None
@@ -68,14 +68,6 @@ pub fn run(args: &FixArgs) -> u8 {
         return exit::UNKNOWN;
     }
     exit_code(&plan, outcome.as_ref())
-}
-
-fn error(e: &interlock::Error) -> u8 {
-    eprintln!("interlock: {e}");
-    if let Some(hint) = e.hint() {
-        eprintln!("hint: {hint}");
-    }
-    exit::UNKNOWN
 }
 
 /// The documented exit code.

@@ -38,13 +38,7 @@ pub fn run(args: &LimitsArgs) -> u8 {
     };
     let report = match limits::limits(args.datadir.as_deref(), &opts) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("interlock: {e}");
-            if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
-            }
-            return exit::UNKNOWN;
-        }
+        Err(e) => return exit::error(&e),
     };
     if print(args.json, &report, render).is_err() {
         return exit::UNKNOWN;

@@ -45,13 +45,7 @@ pub fn run(args: &StatusArgs) -> u8 {
     };
     let report = match diagnose::status(&args.datadir, &opts) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("interlock: {e}");
-            if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
-            }
-            return exit::UNKNOWN;
-        }
+        Err(e) => return exit::error(&e),
     };
     if print(args.json, &report, render).is_err() {
         return exit::UNKNOWN;
