@@ -151,6 +151,8 @@ pub struct Need {
     pub shared_memory_size: u64,
     /// How that was learned.
     pub size_source: String,
+    /// Whether a server runs on the directory (the size is its mapping).
+    pub server_running: bool,
     /// `huge_pages`.
     pub huge_pages: String,
     /// Huge pages that size needs (the server's own figure on 15+).
@@ -623,6 +625,7 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
     let mut semaphores = max_backends + aux;
 
     let mut size = None;
+    let mut server_running = false;
     let mut huge_needed = None;
     let mut source = String::new();
     let mut asked: Option<String> = None;
@@ -640,6 +643,7 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
             if let Some(pid) = r.lock_file.pid.map(i32::abs) {
                 if let Some(bytes) = mapped_size(&opts.root, pid, shared_memory_type == "sysv") {
                     size = Some(bytes);
+                    server_running = true;
                     source = format!("what the running server (PID {pid}) maps");
                 }
             }
@@ -744,6 +748,7 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
         major,
         shared_memory_size: size,
         size_source: source,
+        server_running,
         huge_pages,
         huge_pages_needed: huge_needed,
         huge_page_size,
@@ -878,7 +883,7 @@ fn unknown(name: &'static str, what: &str) -> Check {
 fn checks(h: &HostFacts, need: Option<&Need>, root: &Path) -> Vec<Check> {
     let mut out = Vec::new();
     let seg = need.map_or(HEADER, |n| n.sysv_segment_size);
-    let running_here = need.is_some_and(|n| n.size_source.starts_with("what the running"));
+    let running_here = need.is_some_and(|n| n.server_running);
     // --- System V shared memory ---
     out.push(match h.shmmax {
         Some(v) if v >= seg => check(
@@ -1066,7 +1071,7 @@ fn huge_check(h: &HostFacts, need: Option<&Need>) -> Check {
             vec![],
         );
     };
-    let running = n.size_source.starts_with("what the running");
+    let running = n.server_running;
     let enough = running || avail >= needed;
     let target = total + needed.saturating_sub(avail);
     let fix = sysctl_fix(
@@ -1146,7 +1151,7 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
     let Some(n) = need else {
         return check("memory", "info", value.clone(), None, value, vec![]);
     };
-    if n.size_source.starts_with("what the running") {
+    if n.server_running {
         return check(
             "memory",
             "ok",
