@@ -25,6 +25,7 @@ use interlock::diagnose::{self, FixOptions, StatusOptions};
 use interlock::process::{pidfd_exited, ProcFs};
 use interlock::sys::signal::SignalFd;
 use interlock::{DataDirLock, LockOptions, PmStatus, ShmId};
+use interlock_format::pgcontrol::{minimal_control_file, DbState};
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 
 use crate::status::{paint, BOLD, DIM};
@@ -533,7 +534,10 @@ impl Demo {
         // What PostgreSQL's checks look for; the server is ours.
         fs::write(self.data.join("PG_VERSION"), "16\n")?;
         fs::create_dir(self.data.join("global"))?;
-        fs::write(self.data.join("global/pg_control"), [0u8; 8192])?;
+        fs::write(
+            self.data.join("global/pg_control"),
+            minimal_control_file(16, DbState::ShutDown).expect("16 is known"),
+        )?;
 
         say(
             1,

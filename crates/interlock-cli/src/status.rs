@@ -245,6 +245,11 @@ pub fn render(r: &StatusReport) -> String {
                 if d.control { ", control segment" } else { "" },
                 if d.status == "leaked" {
                     paint(YELLOW, "leaked: no process maps it")
+                } else if d.status == "unknown" {
+                    paint(
+                        YELLOW,
+                        "mapped by no process readable here; others could not be read",
+                    )
                 } else {
                     format!(
                         "mapped by {}",

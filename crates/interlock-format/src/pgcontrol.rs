@@ -162,6 +162,111 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
+/// `PG_CONTROL_VERSION` of a major (src/include/catalog/pg_control.h).
+pub fn control_version_of(major: u32) -> Option<u32> {
+    Some(match major {
+        10 => 1002,
+        11 => 1100,
+        12 => 1201,
+        13..=16 => 1300,
+        17 => 1700,
+        18 => 1800,
+        _ => return None,
+    })
+}
+
+/// Why a server of `major` stops on a `global/pg_control` of these bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlRefusal {
+    /// The FATAL primary message, where this version's text is known.
+    pub message: Option<String>,
+    /// What is wrong with the file, for a human.
+    pub why: String,
+}
+
+/// What a server of `major` (10–18) does with these bytes of
+/// `global/pg_control` at startup, in the order of `ReadControlFile`
+/// (src/backend/access/transam/xlog.c): it reads `sizeof(ControlFileData)`
+/// bytes, compares `pg_control_version` with its own, then checks the CRC.
+/// `None`: it accepts the file (the later checks, such as the catalog
+/// version, are not replayed here).
+pub fn startup_refusal(bytes: &[u8], major: u32) -> Option<ControlRefusal> {
+    let expected = control_version_of(major)?;
+    let struct_size = match major {
+        11 => 288,
+        _ => 296,
+    };
+    if bytes.len() < struct_size {
+        return Some(ControlRefusal {
+            // 12+: `ReadControlFile`'s ERRCODE_DATA_CORRUPTED report.
+            message: (major >= 12).then(|| {
+                format!(
+                    "could not read file \"global/pg_control\": read {} of {struct_size}",
+                    bytes.len()
+                )
+            }),
+            why: format!(
+                "it has {} bytes, fewer than the {struct_size} the server reads",
+                bytes.len()
+            ),
+        });
+    }
+    let version = u32_at(bytes, 8);
+    if version != expected {
+        return Some(ControlRefusal {
+            message: Some("database files are incompatible with server".into()),
+            why: match layout(version) {
+                Some(l) => format!(
+                    "its pg_control_version {version} is PostgreSQL {}'s, and the server ({major}) expects {expected}",
+                    l.majors
+                ),
+                None => format!(
+                    "its pg_control_version is {version} (0x{version:08x}), and the server ({major}) expects {expected}{}",
+                    if version.swap_bytes() == expected { ": the other byte order" } else { "" }
+                ),
+            },
+        });
+    }
+    let cf = parse_pg_control(bytes).ok()?;
+    if !cf.crc_ok() {
+        return Some(ControlRefusal {
+            message: Some("incorrect checksum in control file".into()),
+            why: format!(
+                "its CRC-32C is {:08x}, the bytes give {:08x}",
+                cf.crc_stored, cf.crc_computed
+            ),
+        });
+    }
+    None
+}
+
+/// A `global/pg_control` of `major` as initdb writes it (8192 bytes,
+/// zero-padded, CRC-32C stored), with only the fields this crate reads set:
+/// `state` and a fixed system identifier. For fixtures and demonstrations
+/// of directories whose server is not PostgreSQL; `None` for a major
+/// outside 10–18.
+pub fn minimal_control_file(major: u32, state: DbState) -> Option<Vec<u8>> {
+    let version = control_version_of(major)?;
+    let l = layout(version)?;
+    let mut b = vec![0u8; 8192];
+    b[0..8].copy_from_slice(&0x7000_0000_0000_0001u64.to_le_bytes());
+    b[8..12].copy_from_slice(&version.to_le_bytes());
+    let raw: u32 = match state {
+        DbState::Startup => 0,
+        DbState::ShutDown => 1,
+        DbState::ShutDownInRecovery => 2,
+        DbState::ShuttingDown => 3,
+        DbState::InCrashRecovery => 4,
+        DbState::InArchiveRecovery => 5,
+        DbState::InProduction => 6,
+        DbState::Unrecognized(n) => n,
+    };
+    b[16..20].copy_from_slice(&raw.to_le_bytes());
+    let crc = crc32c(&b[..l.crc]);
+    b[l.crc..l.crc + 4].copy_from_slice(&crc.to_le_bytes());
+    Some(b)
+}
+
 /// Parse the bytes of `global/pg_control`.
 ///
 /// # Errors
@@ -316,6 +421,58 @@ mod tests {
         assert!(e.to_string().contains("other byte order"), "{e}");
         assert!(parse_pg_control(&[]).is_err());
         assert!(parse_pg_control(&[0xff; 9000]).is_err());
+    }
+
+    #[test]
+    fn what_the_server_refuses_in_read_control_file_order() {
+        for (major, v) in [
+            (10, 1002),
+            (11, 1100),
+            (12, 1201),
+            (15, 1300),
+            (17, 1700),
+            (18, 1800),
+        ] {
+            assert_eq!(startup_refusal(&file(v, 1), major), None, "{major}");
+            let mut bad = file(v, 1);
+            bad[100] ^= 1;
+            let r = startup_refusal(&bad, major).unwrap();
+            assert_eq!(
+                r.message.as_deref(),
+                Some("incorrect checksum in control file")
+            );
+        }
+        // The version is checked before the CRC.
+        let mut other = file(1700, 1);
+        other[100] ^= 1;
+        let r = startup_refusal(&other, 15).unwrap();
+        assert_eq!(
+            r.message.as_deref(),
+            Some("database files are incompatible with server")
+        );
+        assert!(r.why.contains("PostgreSQL 17's"), "{}", r.why);
+        let mut swapped = file(1300, 1);
+        swapped[8..12].copy_from_slice(&1300u32.to_be_bytes());
+        let r = startup_refusal(&swapped, 14).unwrap();
+        assert!(r.why.contains("other byte order"), "{}", r.why);
+        // Shorter than the struct: 12+ names the read, 10 and 11 are not replayed word for word.
+        let short = &file(1300, 1)[..100];
+        assert_eq!(
+            startup_refusal(short, 16).unwrap().message.as_deref(),
+            Some("could not read file \"global/pg_control\": read 100 of 296")
+        );
+        assert_eq!(
+            startup_refusal(&file(1100, 1)[..200], 11).unwrap().message,
+            None
+        );
+        // A major this crate does not know: nothing is claimed.
+        assert_eq!(startup_refusal(&[0; 10], 9), None);
+        // The fixture writer's files are accepted.
+        for major in 10..=18 {
+            let f = minimal_control_file(major, DbState::ShutDown).unwrap();
+            assert_eq!(startup_refusal(&f, major), None, "{major}");
+            assert_eq!(parse_pg_control(&f).unwrap().state, DbState::ShutDown);
+        }
     }
 
     #[test]

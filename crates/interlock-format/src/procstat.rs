@@ -307,9 +307,36 @@ pub fn parse_boot_time(proc_stat_text: &[u8]) -> Result<i64, ParseError> {
     ))
 }
 
+/// The PID a pidfd refers to, from its `/proc/PID/fdinfo/FD`: the `Pid:`
+/// line the kernel prints for pidfds only (`pidfd_show_fdinfo` in
+/// kernel/pid.c, fs/pidfs.c since 6.9). `Some(-1)` for a process that has
+/// exited and been reaped; `None` when the file is not a pidfd's.
+pub fn parse_pidfd_fdinfo(bytes: &[u8]) -> Option<i32> {
+    bytes.split(|b| *b == b'\n').find_map(|line| {
+        let rest = line.strip_prefix(b"Pid:")?;
+        std::str::from_utf8(rest).ok()?.trim().parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pidfd_fdinfo_names_its_process() {
+        let live =
+            b"pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t3377\nPid:\t4242\nNSpid:\t4242\n";
+        assert_eq!(parse_pidfd_fdinfo(live), Some(4242));
+        assert_eq!(
+            parse_pidfd_fdinfo(b"pos:\t0\nflags:\t02000002\nPid:\t-1\nNSpid:\t-1\n"),
+            Some(-1)
+        );
+        assert_eq!(
+            parse_pidfd_fdinfo(b"pos:\t0\nflags:\t0100000\nmnt_id:\t29\nino:\t12\n"),
+            None
+        );
+        assert_eq!(parse_pidfd_fdinfo(b"Pid:\tjunk\n"), None);
+    }
 
     #[test]
     fn stat_real() {

@@ -196,6 +196,32 @@ impl ProcFs {
         Ok(self.boot_time()? + (stat.start_time_ticks / ticks) as i64)
     }
 
+    /// The processes `pid` holds pidfds on (`/proc/PID/fd/*` links named
+    /// `anon_inode:[pidfd]`, or `pidfd:[…]` on kernels with pidfs, and the
+    /// `Pid:` line of their fdinfo); -1 for one that has exited. Needs the
+    /// right to read `pid`'s descriptors (root, or its owner).
+    pub fn pidfd_targets(&self, pid: i32) -> io::Result<Vec<i32>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.pid_path(pid, "fd"))? {
+            let entry = entry?;
+            let Ok(link) = fs::read_link(entry.path()) else {
+                continue; // closed meanwhile
+            };
+            let link = link.as_os_str().as_encoded_bytes();
+            if !(link == b"anon_inode:[pidfd]" || link.starts_with(b"pidfd:")) {
+                continue;
+            }
+            let info = self.pid_path(pid, "fdinfo").join(entry.file_name());
+            let Ok(bytes) = fs::read(info) else {
+                continue;
+            };
+            if let Some(target) = interlock_format::procstat::parse_pidfd_fdinfo(&bytes) {
+                out.push(target);
+            }
+        }
+        Ok(out)
+    }
+
     /// Everything [`ProcessInfo`] holds. A process that vanishes while it
     /// is read yields `ErrorKind::NotFound` (an expected race).
     pub fn info(&self, pid: i32) -> io::Result<ProcessInfo> {

@@ -623,7 +623,15 @@ pub fn fake_cluster() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir(d.path().join("global")).unwrap();
     std::fs::write(d.path().join("PG_VERSION"), "16\n").unwrap();
-    std::fs::write(d.path().join("global/pg_control"), [0u8; 8192]).unwrap();
+    std::fs::write(
+        d.path().join("global/pg_control"),
+        interlock_format::pgcontrol::minimal_control_file(
+            16,
+            interlock_format::pgcontrol::DbState::ShutDown,
+        )
+        .unwrap(),
+    )
+    .unwrap();
     std::fs::set_permissions(
         d.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o700),

@@ -70,7 +70,7 @@ pub struct ControlReport {
 /// false, as `pg_controldata` does.
 pub fn control(data_dir: &Path) -> Result<ControlReport, Error> {
     let path = data_dir.join("global").join("pg_control");
-    let bytes = fs::read(&path).map_err(|e| Error::ControlFile {
+    let bytes = read_control_file(&path).map_err(|e| Error::ControlFile {
         path: path.clone(),
         reason: format!("cannot be read: {e}"),
         hint: if e.kind() == std::io::ErrorKind::NotFound {
@@ -90,6 +90,11 @@ pub fn control(data_dir: &Path) -> Result<ControlReport, Error> {
         .ok()
         .map(|s| s.trim().to_string());
     Ok(report(&path, &cf, data_dir_major))
+}
+
+/// The bytes of `path` (a `global/pg_control`).
+pub(crate) fn read_control_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    fs::read(path)
 }
 
 fn report(path: &Path, cf: &ControlFile, data_dir_major: Option<String>) -> ControlReport {

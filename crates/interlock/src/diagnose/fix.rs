@@ -186,6 +186,9 @@ pub enum RefusalCode {
     /// (`interlock hold --no-lock-file`, or a server whose lock file was
     /// removed): not a crash's leftovers.
     HeldByCreator,
+    /// An `interlock hold` whose own process is gone still holds the
+    /// directory through its keeper, for a command that still runs.
+    MaintenanceHold,
 }
 
 /// One reason the plan is refused.
@@ -318,6 +321,16 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
             ),
         );
     }
+    if let Some(f) = r.findings.iter().find(|f| f.code == Code::MaintenanceHold) {
+        refuse(
+            RefusalCode::MaintenanceHold,
+            None,
+            format!(
+                "{}; fix stops leftovers of a crash, never a maintenance command and the keeper that holds the directory for it: wait for the command to finish",
+                f.message
+            ),
+        );
+    }
     if has(Code::HoldersHidden) {
         refuse(
             RefusalCode::HoldersHidden,
@@ -345,8 +358,9 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
     let my_uid = rustix::process::geteuid().as_raw();
     let my_pid_ns = procfs.namespace(std::process::id() as i32, "pid").ok();
     let mut seen: Vec<i32> = Vec::new();
-    // A directory held by its segment's live creator has no leftovers.
-    let held = has(Code::HeldByCreator);
+    // A directory held by its segment's live creator, or by a maintenance
+    // hold, has no leftovers.
+    let held = has(Code::HeldByCreator) || has(Code::MaintenanceHold);
     for h in r.holders.iter().filter(|_| !held) {
         let pid = h.process.pid;
         if seen.contains(&pid) {

@@ -65,6 +65,9 @@ pub(crate) struct Host {
     pub my_ipc_ns: Option<u64>,
     pub my_pid: i32,
     mappings: HashMap<i32, Option<SharedMappings>>,
+    /// The owners of live processes whose maps could not be read: what
+    /// they map is unknown, so no file they could map is called unused.
+    unreadable_uids: HashSet<u32>,
     pids: Option<Vec<i32>>,
     owner_uids: HashMap<i32, Option<u32>>,
 }
@@ -88,6 +91,7 @@ impl Host {
             my_ipc_ns,
             my_pid,
             mappings: HashMap::new(),
+            unreadable_uids: HashSet::new(),
             pids: None,
             owner_uids: HashMap::new(),
         }
@@ -109,6 +113,11 @@ impl Host {
     pub fn mappings(&mut self, pid: i32) -> Option<&SharedMappings> {
         if !self.mappings.contains_key(&pid) {
             let m = self.procfs.shared_mappings(pid).ok();
+            if m.is_none() && self.procfs.stat(pid).is_ok() {
+                if let Some(uid) = self.owner_uid(pid) {
+                    self.unreadable_uids.insert(uid);
+                }
+            }
             self.mappings.insert(pid, m);
         }
         self.mappings.get(&pid).and_then(|m| m.as_ref())
@@ -133,6 +142,7 @@ impl Host {
         DsmUse {
             mapped,
             live_by_control,
+            unreadable_uids: self.unreadable_uids.clone(),
         }
     }
 
@@ -372,6 +382,22 @@ pub(crate) struct DsmUse {
     mapped: BTreeMap<u32, Vec<i32>>,
     /// Handles listed by a control segment that somebody maps.
     live_by_control: Vec<u32>,
+    /// Owners of processes whose maps could not be read.
+    unreadable_uids: HashSet<u32>,
+}
+
+/// Whether a DSM file is used, as far as the maps read tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DsmState {
+    /// A process maps it, a live control segment lists it, or it is too
+    /// young to tell.
+    InUse,
+    /// Nobody maps it, and every process that could was read.
+    Unused,
+    /// Nobody whose maps were read maps it, but a process of the file's
+    /// owner could not be read (`/proc/PID/maps` needs the right to
+    /// ptrace it): it may be mapped there.
+    Unknown,
 }
 
 impl DsmUse {
@@ -386,11 +412,19 @@ impl DsmUse {
     }
 
     /// Whether `f` is unused: nobody maps it, no live control segment
-    /// lists it, and it is older than [`GRACE_SECS`].
-    pub fn is_unused(&self, f: &DsmFile, now: i64) -> bool {
-        !self.is_mapped(f.handle)
-            && !self.live_by_control.contains(&f.handle)
-            && now - f.mtime > GRACE_SECS
+    /// lists it, it is older than [`GRACE_SECS`], and every process of its
+    /// owner could be read (an unreadable map is not an empty one).
+    pub fn state(&self, f: &DsmFile, now: i64) -> DsmState {
+        if self.is_mapped(f.handle)
+            || self.live_by_control.contains(&f.handle)
+            || now - f.mtime <= GRACE_SECS
+        {
+            DsmState::InUse
+        } else if self.unreadable_uids.contains(&f.uid) {
+            DsmState::Unknown
+        } else {
+            DsmState::Unused
+        }
     }
 }
 

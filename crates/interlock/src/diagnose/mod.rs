@@ -168,6 +168,18 @@ pub enum Code {
     VersionUnknown,
     /// A Unix-socket lock file (`.s.PGSQL.PORT.lock`) would stop the server.
     SocketLockFile,
+    /// `global/pg_control` is one the server refuses when it reads it at
+    /// startup (a CRC mismatch, another version, a truncated file).
+    ControlFileInvalid,
+    /// An `interlock hold` whose own process is gone (killed) still holds
+    /// the directory through its keeper, for a command that still runs
+    /// (`pg_upgrade`, `pg_resetwal`, a file-level backup): a live
+    /// maintenance hold, not leftovers of a crash.
+    MaintenanceHold,
+    /// Processes of another user than the directory's owner are attached
+    /// to a segment whose header names this directory: no server of this
+    /// directory runs as another user, so they are not its leftovers.
+    ForeignHolders,
 }
 
 /// One thing found, with a stable code.
@@ -338,7 +350,9 @@ pub struct DsmInfo {
     pub control: bool,
     /// Processes mapping it.
     pub mapped_by: Vec<i32>,
-    /// `in_use` (mapped by this directory's processes) or `leaked`.
+    /// `in_use` (mapped by this directory's processes), `leaked`, or
+    /// `unknown` (nobody readable maps it, but some of its owner's
+    /// processes could not be read).
     pub status: &'static str,
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::host::{dsm_files, now_epoch, Host, GRACE_SECS};
+use super::host::{dsm_files, now_epoch, DsmState, Host, GRACE_SECS};
 use super::*;
 use crate::process::ProcFs;
 
@@ -332,17 +332,32 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
     let mut dsm = Vec::new();
     let mut leaked = 0u64;
     let mut leaked_bytes = 0u64;
+    let mut unknown = 0u64;
     let files = dsm_files(&opts.status.dev_shm);
     let usage = host.dsm_use(&files);
     for f in &files {
-        let status = if usage.is_unused(f, now) {
-            leaked += 1;
-            leaked_bytes += f.size;
-            "leaked"
-        } else {
-            "in_use"
+        let status = match usage.state(f, now) {
+            DsmState::Unused => {
+                leaked += 1;
+                leaked_bytes += f.size;
+                "leaked"
+            }
+            DsmState::Unknown => {
+                unknown += 1;
+                "unknown"
+            }
+            DsmState::InUse => "in_use",
         };
         dsm.push(f.info(usage.mapped_by(f.handle), status));
+    }
+    if unknown > 0 {
+        find(
+            Code::PermissionDenied,
+            Severity::Warning,
+            format!(
+                "{unknown} /dev/shm/PostgreSQL.* files are mapped by no process whose maps could be read, but their owners' other processes could not be read: whether they are leaked cannot be told (run as root)"
+            ),
+        );
     }
     if leaked > 0 {
         find(

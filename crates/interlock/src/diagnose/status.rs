@@ -9,15 +9,17 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use interlock_format::pgconf::postmaster_opts_settings;
+use interlock_format::pgcontrol::{startup_refusal, ControlRefusal};
 use interlock_format::pidfile::{PidFile, ServerReading, MAX_PIDFILE_SIZE};
 use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
 use interlock_format::sysvipc::ShmEntry;
 
-use super::host::{dsm_files, now_epoch, Attached, Host};
+use super::host::{dsm_files, now_epoch, Attached, DsmState, Host};
 use super::version::{self, Algorithm, KeySeed};
 use super::*;
 use crate::process::{printable, state_name, OwnerVerdict};
 use crate::segment::{self, key_for_inode, key_for_port, SegmentState};
+use crate::sys::proc::KEEPER_NAME;
 use crate::sys::shm::{ShmId, ShmKey};
 use crate::Error;
 
@@ -373,6 +375,10 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
 
     // --- verdict ------------------------------------------------------------
     let owner_alive = matches!(stage, LockStage::Live(Identity::Owner));
+    // --- pg_control, as ReadControlFile reads it ---------------------------
+    let control_stage = control_stage(&cx, &version);
+
+    let line7_undecided = line7_unknown.is_some();
     let (verdict, would_say) = decide_verdict(
         &mut cx,
         datadir_fatal,
@@ -380,8 +386,10 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
         line7_blocks,
         line7_unknown,
         (socket_block, version.major().is_some_and(|m| m <= 12)),
+        &control_stage,
         &probe_end,
     );
+    let verdict = unattributed_segments(&mut cx, verdict, line7_shmid.filter(|_| line7_undecided));
 
     // --- holders, and what they mean ---------------------------------------
     let holders = collect_holders(&mut cx, &play.ours_attached, &lock_info);
@@ -394,8 +402,19 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
             .iter()
             .any(|e| e.shmid == h.shmid && e.cpid == h.process.pid)
     });
-    let held = owner_alive || creator.is_some();
-    owner_or_orphans(&mut cx, &holders, &lock_info, owner_alive, creator, verdict);
+    let maintenance = if owner_alive || creator.is_some() {
+        false
+    } else {
+        maintenance_hold(&mut cx, &holders)
+    };
+    let held = owner_alive || creator.is_some() || maintenance;
+    owner_or_orphans(
+        &mut cx,
+        &holders,
+        &lock_info,
+        (owner_alive, creator, maintenance),
+        verdict,
+    );
     unseen_segments(&mut cx, &play, held, verdict, &would_say, seed_key);
     let safe_to_start = verdict == Verdict::WillStart && play.ours_attached.is_empty();
 
@@ -1045,7 +1064,49 @@ fn in_play(cx: &Ctx<'_>, line7_shmid: Option<i32>, probe_end: &ProbeEnd) -> InPl
     }
 }
 
+/// What the server makes of `global/pg_control` when it reads it
+/// (`ReadControlFile`: in 11+ by the postmaster right after the lock file,
+/// `LocalProcessControlFile`; in 10 while creating shared memory,
+/// `XLOGShmemInit`, so after the key probe).
+#[derive(Debug)]
+enum ControlStage {
+    /// Accepted, or missing (`checkDataDir`'s stage reports that), or a
+    /// version this model does not know.
+    Accepted,
+    Refused {
+        refusal: ControlRefusal,
+        first: bool,
+    },
+    Unreadable {
+        why: String,
+        first: bool,
+    },
+}
+
+fn control_stage(cx: &Ctx<'_>, version: &VersionInfo) -> ControlStage {
+    let Some(major) = version.major() else {
+        return ControlStage::Accepted;
+    };
+    let first = major >= 11;
+    let path = cx.real.join("global").join("pg_control");
+    match super::control::read_control_file(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => ControlStage::Accepted,
+        Err(e) => ControlStage::Unreadable {
+            why: format!(
+                "{} cannot be read: {e}",
+                cx.shown.join("global/pg_control").display()
+            ),
+            first,
+        },
+        Ok(bytes) => match startup_refusal(&bytes, major) {
+            None => ControlStage::Accepted,
+            Some(refusal) => ControlStage::Refused { refusal, first },
+        },
+    }
+}
+
 /// What the server would do, and the message it would stop with.
+#[allow(clippy::too_many_arguments)]
 fn decide_verdict(
     cx: &mut Ctx<'_>,
     datadir_fatal: Option<String>,
@@ -1053,8 +1114,22 @@ fn decide_verdict(
     line7_blocks: Option<String>,
     line7_unknown: Option<String>,
     (socket_block, sockets_first): (Option<String>, bool),
+    control: &ControlStage,
     probe_end: &ProbeEnd,
 ) -> (Verdict, Option<String>) {
+    let control_path = cx.shown.join("global/pg_control");
+    let control_refuses = |cx: &mut Ctx<'_>, r: &ControlRefusal| {
+        cx.find(
+            Code::ControlFileInvalid,
+            Severity::Problem,
+            format!(
+                "{}: {}; PostgreSQL reads it at startup and stops",
+                control_path.display(),
+                r.why
+            ),
+        );
+        (Verdict::Blocked, r.message.clone())
+    };
     let lock_path = cx.shown.join(crate::LOCK_FILE_NAME);
     if let Some(msg) = datadir_fatal {
         (Verdict::Blocked, Some(msg))
@@ -1120,13 +1195,38 @@ fn decide_verdict(
                 } else if let Some(why) = line7_unknown {
                     cx.find(Code::PermissionDenied, Severity::Problem, why);
                     (Verdict::Unknown, None)
+                } else if let ControlStage::Refused {
+                    refusal,
+                    first: true,
+                } = control
+                {
+                    control_refuses(cx, refusal)
+                } else if let ControlStage::Unreadable { why, first: true } = control {
+                    cx.find(
+                        Code::PermissionDenied,
+                        Severity::Problem,
+                        format!("{why}: the server reads it at startup, and whether it accepts it cannot be told"),
+                    );
+                    (Verdict::Unknown, None)
                 } else if let Some(msg) = socket_block
                     .filter(|_| sockets_first || matches!(probe_end, ProbeEnd::Creates { .. }))
                 {
                     (Verdict::Blocked, Some(msg))
                 } else {
                     match probe_end {
-                        ProbeEnd::Creates { .. } => (Verdict::WillStart, None),
+                        ProbeEnd::Creates { .. } => match control {
+                            // 10: read once the segment is created.
+                            ControlStage::Refused { refusal, .. } => control_refuses(cx, refusal),
+                            ControlStage::Unreadable { why, .. } => {
+                                cx.find(
+                                    Code::PermissionDenied,
+                                    Severity::Problem,
+                                    format!("{why}: the server reads it at startup, and whether it accepts it cannot be told"),
+                                );
+                                (Verdict::Unknown, None)
+                            }
+                            ControlStage::Accepted => (Verdict::WillStart, None),
+                        },
                         ProbeEnd::Blocked { key, shmid } => (
                             Verdict::Blocked,
                             Some(format!(
@@ -1148,6 +1248,50 @@ fn decide_verdict(
                 }
             }
         }
+    }
+}
+
+/// Segments with holders that may be this directory's and whose owner
+/// could not be told (holders whose maps or memory cannot be read, or that
+/// are not visible at all). Such a segment may be this directory's, removed
+/// with `ipcrm` or on a shifted key, with an old server's processes still
+/// attached: a start would then run alongside them. So it makes a
+/// `will_start` unknown; `skip`: a segment already reported (line 7's).
+fn unattributed_segments(cx: &mut Ctx<'_>, verdict: Verdict, skip: Option<i32>) -> Verdict {
+    let root = rustix::process::geteuid().is_root();
+    let undecided: Vec<(ShmEntry, String)> = cx
+        .host
+        .shm
+        .iter()
+        .filter(|e| e.nattch > 0 && Some(e.shmid) != skip)
+        .filter_map(|e| match cx.belongs.get(&e.shmid) {
+            Some(Belongs::Unknown(why)) => Some((e.clone(), why.clone())),
+            _ => None,
+        })
+        .collect();
+    for (e, why) in &undecided {
+        cx.find(
+            Code::PermissionDenied,
+            Severity::Problem,
+            format!(
+                "segment ID {} ({}, {} bytes, owner {}, {} attached) may be this directory's, and whose it is cannot be told: {why}{}",
+                e.shmid,
+                if e.is_marked_for_removal() || e.key == 0 {
+                    "removed with ipcrm".to_string()
+                } else {
+                    format!("key {}", key_hex(e.key))
+                },
+                e.size,
+                user_name(e.uid),
+                e.nattch,
+                if root { "" } else { "; run this as root to tell" }
+            ),
+        );
+    }
+    if verdict == Verdict::WillStart && !undecided.is_empty() {
+        Verdict::Unknown
+    } else {
+        verdict
     }
 }
 
@@ -1209,19 +1353,136 @@ fn collect_holders(
     holders
 }
 
-/// The holders as the running server's, or as orphans of one that is gone.
+/// Whether the holders are the keeper of an `interlock hold` whose own
+/// process is gone (SIGKILLed) while its command still runs: the keeper
+/// (named [`KEEPER_NAME`], a fork of `interlock`, attached) holds a pidfd on
+/// that command and lives exactly as long as it. Such a directory is held
+/// for maintenance (`pg_upgrade`, `pg_resetwal`, a file-level backup), and
+/// nothing of it is a leftover. A keeper whose descriptors cannot be read
+/// counts as holding: what it keeps cannot be proven gone.
+fn maintenance_hold(cx: &mut Ctx<'_>, holders: &[Holder]) -> bool {
+    let keeper_name = KEEPER_NAME.to_bytes();
+    let mut found = Vec::new();
+    for h in holders {
+        let pid = h.process.pid;
+        let Ok(stat) = cx.host.procfs.stat(pid) else {
+            continue;
+        };
+        if stat.comm != keeper_name || stat.is_zombie() {
+            continue;
+        }
+        match cx.host.procfs.pidfd_targets(pid) {
+            Ok(targets) => {
+                for t in targets.into_iter().filter(|t| *t > 0) {
+                    if let Some(cmd) = summary(&cx.host, t).filter(|c| c.state != "zombie") {
+                        found.push(format!(
+                            "keeper PID {pid} keeps PID {t} ({}, {}, started {}), which still runs",
+                            cmd.cmdline,
+                            user_name(cmd.uid),
+                            format_utc(cmd.start_time)
+                        ));
+                    }
+                }
+            }
+            Err(e) => found.push(format!(
+                "keeper PID {pid} ({}): what command it keeps cannot be read ({e}){}",
+                user_name(h.process.uid),
+                if rustix::process::geteuid().is_root() {
+                    ""
+                } else {
+                    "; run as root"
+                }
+            )),
+        }
+    }
+    if found.is_empty() {
+        return false;
+    }
+    cx.find(
+        Code::MaintenanceHold,
+        Severity::Problem,
+        format!(
+            "an `interlock hold` holds this directory for a command that is still running, though its own process is gone: {}; PostgreSQL refuses to start until that command exits, as it should",
+            found.join("; ")
+        ),
+    );
+    true
+}
+
+/// The holders as the running server's, or as orphans of one that is gone;
+/// `held`: whether the lock file's owner is alive, the creator of the
+/// segment that still holds it, and whether a maintenance hold holds it.
 fn owner_or_orphans(
     cx: &mut Ctx<'_>,
     holders: &[Holder],
     lock_info: &LockFileInfo,
-    owner_alive: bool,
-    creator: Option<&Holder>,
+    (owner_alive, creator, maintenance): (bool, Option<&Holder>, bool),
     verdict: Verdict,
 ) {
-    let orphans: Vec<&Holder> = if owner_alive || creator.is_some() {
+    // No server of this directory runs as another user (the server checks
+    // that it owns the directory: checkDataDir in
+    // src/backend/utils/init/miscinit.c), so such a holder is not one of
+    // its leftovers, whatever the segment's header says.
+    let owner_uid = cx.owner.0;
+    let foreign: Vec<&Holder> = holders
+        .iter()
+        .filter(|h| h.process.uid != owner_uid)
+        .collect();
+    if !foreign.is_empty() {
+        let segs: Vec<String> = foreign
+            .iter()
+            .map(|h| h.shmid)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|id| {
+                let e = cx.host.by_shmid(id);
+                let ev = cx
+                    .belongs
+                    .get(&id)
+                    .map(|b| b.evidence().to_string())
+                    .unwrap_or_default();
+                match e {
+                    Some(e) => format!(
+                        "segment ID {id} (owner {}, created by {}, mode {:03o}, created by PID {}; {ev})",
+                        user_name(e.uid),
+                        user_name(e.cuid),
+                        e.permissions(),
+                        e.cpid
+                    ),
+                    None => format!("segment ID {id} ({ev})"),
+                }
+            })
+            .collect();
+        cx.find(
+            Code::ForeignHolders,
+            Severity::Problem,
+            format!(
+                "{} of another user than {}, the directory's owner, {} attached to a segment that claims this directory: {}; {}. No server of this directory runs as another user: find out what {} before stopping anything",
+                plural(foreign.len(), "process", "processes"),
+                user_name(owner_uid),
+                if foreign.len() == 1 { "is" } else { "are" },
+                foreign
+                    .iter()
+                    .map(|h| format!(
+                        "PID {} (user {}, {})",
+                        h.process.pid,
+                        user_name(h.process.uid),
+                        h.process.cmdline
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                segs.join("; "),
+                if foreign.len() == 1 { "it is" } else { "they are" }
+            ),
+        );
+    }
+    let orphans: Vec<&Holder> = if owner_alive || creator.is_some() || maintenance {
         Vec::new()
     } else {
-        holders.iter().collect()
+        holders
+            .iter()
+            .filter(|h| h.process.uid == owner_uid)
+            .collect()
     };
     if let (false, Some(c)) = (owner_alive, creator) {
         cx.find(
@@ -1790,17 +2051,39 @@ fn dsm_report(cx: &mut Ctx<'_>, holders: &[Holder], recycling: bool) -> Vec<DsmI
     }
     let mut out = Vec::new();
     let mut leaked = Vec::new();
+    let mut unknown = 0usize;
     for f in files {
         let by = usage.mapped_by(f.handle);
         let status = if by.iter().any(|p| holder_pids.contains(p)) {
             "in_use"
-        } else if f.uid == owner && usage.is_unused(&f, now) {
-            leaked.push((f.path.display().to_string(), f.size));
-            "leaked"
-        } else {
+        } else if f.uid != owner {
             continue;
+        } else {
+            match usage.state(&f, now) {
+                DsmState::Unused => {
+                    leaked.push((f.path.display().to_string(), f.size));
+                    "leaked"
+                }
+                DsmState::Unknown => {
+                    unknown += 1;
+                    "unknown"
+                }
+                DsmState::InUse => continue,
+            }
         };
         out.push(f.info(by, status));
+    }
+    if unknown > 0 {
+        cx.find(
+            Code::PermissionDenied,
+            Severity::Warning,
+            format!(
+                "{} of {} that no process read here maps: the maps of some of {}'s processes could not be read, so whether they are leaked cannot be told (run as root)",
+                plural(unknown, "/dev/shm file", "/dev/shm files"),
+                user_name(owner),
+                user_name(owner)
+            ),
+        );
     }
     if !leaked.is_empty() {
         let total: u64 = leaked.iter().map(|l| l.1).sum();
@@ -1878,6 +2161,16 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
         }
         _ => {}
     }
+    if let Some(f) = cx
+        .findings
+        .iter()
+        .find(|f| f.code == Code::ControlFileInvalid)
+    {
+        steps.push(format!(
+            "Do not start the server on a guess: {}. Restore global/pg_control from a backup of this cluster (pg_resetwal rewrites it but loses data; it is the last resort).",
+            f.message
+        ));
+    }
     if let Some(f) = cx.findings.iter().find(|f| f.code == Code::HeldByCreator) {
         steps.push(format!(
             "Do not kill anything and do not remove the segment: {}. Wait for it to finish, or stop it the way it was started (a server: pg_ctl stop -D {dir}).",
@@ -1885,9 +2178,27 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
         ));
         return steps;
     }
-    if !nobody_attached && r.lock_file.identity != Some(Identity::Owner) {
-        let pids: Vec<String> = r
-            .holders
+    if cx.findings.iter().any(|f| f.code == Code::MaintenanceHold) {
+        steps.push(
+            "Do not kill anything and do not remove the segment or the lock file: a maintenance command run by `interlock hold` still works on this directory (see the finding). Wait for it to finish; its keeper exits with it, and PostgreSQL can start then.".into(),
+        );
+        return steps;
+    }
+    if let Some(f) = cx.findings.iter().find(|f| f.code == Code::ForeignHolders) {
+        steps.push(format!(
+            "Find out what the processes of another user are before stopping anything (ls -l /proc/PID/exe, ipcs -m -i ID): {}",
+            f.message
+        ));
+    }
+    // Only the owner's processes can be a server's leftovers (the
+    // others are named above, never given a kill command).
+    let leftovers: Vec<&Holder> = r
+        .holders
+        .iter()
+        .filter(|h| h.process.uid == cx.owner.0)
+        .collect();
+    if !leftovers.is_empty() && r.lock_file.identity != Some(Identity::Owner) {
+        let pids: Vec<String> = leftovers
             .iter()
             .map(|h| h.process.pid.to_string())
             .collect();
@@ -1896,8 +2207,7 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
             p.dedup();
             p.join(" ")
         };
-        let stopped: Vec<String> = r
-            .holders
+        let stopped: Vec<String> = leftovers
             .iter()
             .filter(|h| h.process.state == "stopped")
             .map(|h| h.process.pid.to_string())
@@ -2045,7 +2355,15 @@ mod tests {
         fs::create_dir_all(data.join("global")).unwrap();
         fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
         fs::write(data.join("PG_VERSION"), "16\n").unwrap();
-        fs::write(data.join("global/pg_control"), [0u8; 8192]).unwrap();
+        fs::write(
+            data.join("global/pg_control"),
+            interlock_format::pgcontrol::minimal_control_file(
+                16,
+                interlock_format::pgcontrol::DbState::InProduction,
+            )
+            .unwrap(),
+        )
+        .unwrap();
         let m = fs::metadata(&data).unwrap();
         let uid = m.uid();
         let key = key_for_inode(m.ino()).0;

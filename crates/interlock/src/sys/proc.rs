@@ -124,6 +124,11 @@ fn write_all(fd: RawFd, bytes: &[u8]) -> bool {
     true
 }
 
+/// The name (`comm`) a keeper gives itself, by which the diagnosis knows
+/// it: a keeper holds a pidfd on the command it keeps, and lives exactly as
+/// long as that command.
+pub(crate) const KEEPER_NAME: &std::ffi::CStr = c"interlock-keep";
+
 /// The keeper side of [`prepare_kept_command`]; runs in the forked child and
 /// never returns.
 fn keeper_main(pid_in: RawFd, ack_out: RawFd) -> ! {
@@ -136,7 +141,7 @@ fn keeper_main(pid_in: RawFd, ack_out: RawFd) -> ! {
     close_all_except(&keep);
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes
     // from a static.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"interlock-keep".as_ptr(), 0, 0, 0) };
+    unsafe { libc::prctl(libc::PR_SET_NAME, KEEPER_NAME.as_ptr(), 0, 0, 0) };
 
     let Some(raw_pid) = read4(pid_in) else {
         // The command never got as far as announcing itself; nothing to keep.
