@@ -30,9 +30,10 @@ pub const HOLD_NOT_FOUND: u8 = 127;
 
 /// Print a library error and its hint to stderr; the exit code for it.
 pub fn error(e: &interlock::Error) -> u8 {
-    eprintln!("interlock: {e}");
+    // One line each, whatever the paths in them hold.
+    eprintln!("interlock: {}", crate::status::esc(&e.to_string()));
     if let Some(hint) = e.hint() {
-        eprintln!("hint: {hint}");
+        eprintln!("hint: {}", crate::status::esc(&hint));
     }
     UNKNOWN
 }

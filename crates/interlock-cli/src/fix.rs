@@ -8,7 +8,8 @@ use interlock::diagnose::{self, FixOptions, StatusOptions, Verdict};
 use serde::Serialize;
 
 use crate::exit;
-use crate::status::{paint, print, BOLD, DIM, GREEN, RED, YELLOW};
+use crate::status::{esc, paint, print, BOLD, DIM, GREEN, RED, YELLOW};
+use interlock_format::shell;
 
 /// Arguments of `interlock fix`.
 #[derive(Debug, clap::Args)]
@@ -99,15 +100,15 @@ fn render(r: &Report<'_>, yes: bool) -> String {
     let p = r.plan;
     let b = &p.before;
     let mut s = String::new();
-    s += &format!("{}\n", paint(BOLD, &p.data_dir));
+    s += &format!("{}\n", paint(BOLD, &esc(&p.data_dir)));
     s += &format!("  before   {}\n", verdict_line(b));
     if let Some(msg) = &b.postgres_would_say {
-        s += &format!("           it says: FATAL:  {msg}\n");
+        s += &format!("           it says: FATAL:  {}\n", esc(msg));
     }
     if b.verdict == Verdict::Running {
         s += "\n  Nothing to fix: a live process owns this directory, and fix never stops a running server.\n";
         for step in &b.remedy {
-            s += &format!("  {step}\n");
+            s += &format!("  {}\n", esc(step));
         }
         return s;
     }
@@ -121,7 +122,7 @@ fn render(r: &Report<'_>, yes: bool) -> String {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            s += &format!("    x {}  {}\n", paint(BOLD, &code), f.message);
+            s += &format!("    x {}  {}\n", paint(BOLD, &code), esc(&f.message));
         }
         return s;
     }
@@ -143,11 +144,11 @@ fn render(r: &Report<'_>, yes: bool) -> String {
             s += &format!(
                 "    {n}. stop PID {} ({}), {}, started {}\n",
                 st.pid,
-                st.role.as_deref().unwrap_or(&st.cmdline),
+                esc(st.role.as_deref().unwrap_or(&st.cmdline)),
                 st.state,
                 diagnose::format_utc(st.start_time)
             );
-            s += &format!("       {} {}\n", paint(DIM, "evidence:"), st.evidence);
+            s += &format!("       {} {}\n", paint(DIM, "evidence:"), esc(&st.evidence));
             s += &format!(
                 "       {} {} ({}), SIGKILL if still there after the timeout\n",
                 paint(DIM, "signals: "),
@@ -162,8 +163,8 @@ fn render(r: &Report<'_>, yes: bool) -> String {
         }
         for rm in &p.remove {
             n += 1;
-            s += &format!("    {n}. remove {}\n", rm.target());
-            s += &format!("       {} {}\n", paint(DIM, "why:"), rm.reason());
+            s += &format!("    {n}. remove {}\n", esc(&rm.target()));
+            s += &format!("       {} {}\n", paint(DIM, "why:"), esc(rm.reason()));
         }
     }
     if !p.left_to_server.is_empty() {
@@ -175,13 +176,13 @@ fn render(r: &Report<'_>, yes: bool) -> String {
             )
         );
         for l in &p.left_to_server {
-            s += &format!("    - {l}\n");
+            s += &format!("    - {}\n", esc(l));
         }
     }
     if !p.left_alone.is_empty() {
         s += &format!("\n  {}\n", paint(BOLD, "left alone"));
         for l in &p.left_alone {
-            s += &format!("    - {l}\n");
+            s += &format!("    - {}\n", esc(l));
         }
     }
     if let Some(o) = r.outcome {
@@ -192,27 +193,27 @@ fn render(r: &Report<'_>, yes: bool) -> String {
                 StepResult::Skipped => paint(YELLOW, "skipped"),
                 StepResult::Failed => paint(RED, "FAILED "),
             };
-            s += &format!("    {mark} {}: {}\n", st.what, st.detail);
+            s += &format!("    {mark} {}: {}\n", esc(&st.what), esc(&st.detail));
         }
         s += &format!("\n  after    {}\n", verdict_line(&o.after));
         if let Some(msg) = &o.after.postgres_would_say {
-            s += &format!("           it says: FATAL:  {msg}\n");
+            s += &format!("           it says: FATAL:  {}\n", esc(msg));
         }
         if o.ready {
             s += &format!(
-                "  Start it: pg_ctl start -D {} (or your service manager)\n",
-                o.after.data_dir
+                "  Start it: {} (or your service manager)\n",
+                shell::words(&["pg_ctl", "start", "-D", &o.after.data_dir])
             );
         } else {
             s += &format!(
-                "  Not fixed; see `interlock status {}`.\n",
-                o.after.data_dir
+                "  Not fixed; see `{}`.\n",
+                shell::words(&["interlock", "status", &o.after.data_dir])
             );
         }
     } else if b.verdict == Verdict::WillStart && b.safe_to_start {
         s += &format!(
-            "\n  It would start safely now: pg_ctl start -D {}\n",
-            b.data_dir
+            "\n  It would start safely now: {}\n",
+            shell::words(&["pg_ctl", "start", "-D", &b.data_dir])
         );
     }
     s

@@ -212,8 +212,13 @@ impl Error {
             Error::ControlFile { hint, .. } => hint.clone(),
             Error::Input { .. } => return None,
             Error::LockFileHeld { pid, data_dir, .. } => format!(
-                "stop the server first (pg_ctl stop -D \"{}\"), or wait for PID {pid} to finish",
-                data_dir.display()
+                "stop the server first ({}), or wait for PID {pid} to finish",
+                interlock_format::shell::words(&[
+                    "pg_ctl".as_ref(),
+                    "stop".as_ref(),
+                    "-D".as_ref(),
+                    data_dir.as_os_str()
+                ])
             ),
             Error::SegmentInUse { data_dir, .. } => format!(
                 "terminate the old server processes associated with data directory \"{}\" \

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use interlock_format::serverlog::{parse_log, recognize, FailureCode, Recognized};
+use interlock_format::shell;
 use serde::Serialize;
 
 use super::limits::{host_facts, HostFacts};
@@ -192,7 +193,12 @@ fn sysctl_d(name: &str, value: &str) -> String {
 
 /// (meaning, check, fix) for a failure.
 fn words(code: FailureCode, r: &Recognized) -> (String, Vec<String>, Vec<String>) {
-    let dir = r.data_dir.as_deref().unwrap_or("DATADIR");
+    // Shell-quoted: pasted into the commands below, it names exactly the
+    // directory the log names (DATADIR is a placeholder to fill in).
+    let dir = r
+        .data_dir
+        .as_deref()
+        .map_or(std::borrow::Cow::Borrowed("DATADIR"), shell::quote);
     let err = r.error_text.as_deref().unwrap_or("an error");
     let size = r
         .size
