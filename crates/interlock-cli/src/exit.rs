@@ -46,8 +46,9 @@ Exit codes:
        it would start alongside processes of an earlier server (unsafe)
   2    status, scan: unknown (something that decides could not be read),
        or an error
-  fix: 0 ready to start (after --yes, or already), 1 not yet (the plan
-       waits for --yes, or did not finish), 2 unknown or error, 3 refused
+  fix: 0 ready to start (after --yes, or already) or running, 1 not yet
+       (the plan waits for --yes, or did not finish), 2 unknown or error,
+       3 refused
   explain: 0 nothing recognised, 1 failures explained, 2 unreadable
   limits: 0 ok, 1 a limit too low, 2 unknown or error
   control: 0 clean, 1 crash recovery next or damaged, 2 unreadable

@@ -74,7 +74,7 @@ pub fn run(args: &FixArgs) -> u8 {
 /// The documented exit code.
 fn exit_code(plan: &Plan, outcome: Option<&Outcome>) -> u8 {
     if let Some(o) = outcome {
-        return if o.ready { exit::OK } else { exit::BLOCKED };
+        return settled_code(o.after.verdict, o.after.safe_to_start);
     }
     let b = &plan.before;
     if !plan.refused.is_empty() {
@@ -83,11 +83,19 @@ fn exit_code(plan: &Plan, outcome: Option<&Outcome>) -> u8 {
         } else {
             exit::FIX_REFUSED
         }
-    } else if b.verdict == Verdict::Running || (b.verdict == Verdict::WillStart && b.safe_to_start)
-    {
-        exit::OK
     } else {
-        exit::BLOCKED
+        settled_code(b.verdict, b.safe_to_start)
+    }
+}
+
+/// 0 when the directory would start safely or when it runs (before the
+/// plan, or after `--yes` because a server started meanwhile: either way
+/// there is nothing left to fix), else 1.
+fn settled_code(verdict: Verdict, safe_to_start: bool) -> u8 {
+    match verdict {
+        Verdict::Running => exit::OK,
+        Verdict::WillStart if safe_to_start => exit::OK,
+        _ => exit::BLOCKED,
     }
 }
 
@@ -199,7 +207,9 @@ fn render(r: &Report<'_>, yes: bool) -> String {
         if let Some(msg) = &o.after.postgres_would_say {
             s += &format!("           it says: FATAL:  {}\n", esc(msg));
         }
-        if o.ready {
+        if o.after.verdict == Verdict::Running {
+            s += "  It runs now (a server started while fix worked): nothing left to fix.\n";
+        } else if o.ready {
             s += &format!(
                 "  Start it: {} (or your service manager)\n",
                 shell::words(&["pg_ctl", "start", "-D", &o.after.data_dir])
@@ -229,5 +239,23 @@ fn verdict_line(r: &diagnose::StatusReport) -> String {
         ),
         Verdict::Blocked => paint(RED, "BLOCKED"),
         Verdict::Unknown => paint(YELLOW, "UNKNOWN"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12, item 10: `fix --yes` during which a server started ends
+    /// with the verdict RUNNING, which exits 0 as the README says ("or it
+    /// runs"), as a running directory does before any plan.
+    #[test]
+    fn running_after_the_fix_exits_0() {
+        assert_eq!(settled_code(Verdict::Running, false), exit::OK);
+        assert_eq!(settled_code(Verdict::Running, true), exit::OK);
+        assert_eq!(settled_code(Verdict::WillStart, true), exit::OK);
+        assert_eq!(settled_code(Verdict::WillStart, false), exit::BLOCKED);
+        assert_eq!(settled_code(Verdict::Blocked, false), exit::BLOCKED);
+        assert_eq!(settled_code(Verdict::Unknown, false), exit::BLOCKED);
     }
 }
