@@ -797,7 +797,7 @@ pub fn example_worker(shmid: i32) -> u8 {
     // server's death would orphan their process group, and the kernel would
     // SIGHUP it because a member is stopped.
     let _ = rustix::process::setsid();
-    match interlock::sys::shm::attach(ShmId(shmid), 56) {
+    match interlock::sys::shm::attach(ShmId(shmid)) {
         Ok(_attached) => {
             anstream::println!("ATTACHED");
             loop {
