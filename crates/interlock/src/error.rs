@@ -187,11 +187,32 @@ fn describe_holders(nattch: u64, holders: &[Holder]) -> String {
     if holders.is_empty() {
         return format!(" by {nattch} attached process(es) not visible here");
     }
-    let list: Vec<String> = holders
+    let mut s = format!(": attached by {}", describe_holders_named(holders));
+    if (holders.len() as u64) < nattch {
+        s += &format!(
+            " and {} process(es) not visible here",
+            nattch - holders.len() as u64
+        );
+    }
+    s
+}
+
+/// "PID 12 (`cmd …`), PID 13 (`…`)": each holder with its command line
+/// (its name when the command line is empty), on one line: control
+/// characters escaped.
+fn describe_holders_named(holders: &[Holder]) -> String {
+    holders
         .iter()
-        .map(|h| format!("{} ({})", h.pid, h.name))
-        .collect();
-    format!(": attached by PID {}", list.join(", "))
+        .map(|h| {
+            let what = if h.cmdline.is_empty() {
+                &h.name
+            } else {
+                &h.cmdline
+            };
+            format!("PID {} ({})", h.pid, interlock_format::shell::display(what))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Error {
@@ -220,9 +241,25 @@ impl Error {
                     data_dir.as_os_str()
                 ])
             ),
+            Error::SegmentInUse {
+                data_dir, holders, ..
+            } if !holders.is_empty() => format!(
+                "if {} holds data directory \"{}\" on purpose (a server, an `interlock hold`), \
+                 wait for it or stop it the way it was started; if they are an old server's \
+                 leftover processes, terminate them (kill -TERM {}); do not remove the segment \
+                 with ipcrm",
+                describe_holders_named(holders),
+                data_dir.display(),
+                holders
+                    .iter()
+                    .map(|h| h.pid.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
             Error::SegmentInUse { data_dir, .. } => format!(
                 "terminate the old server processes associated with data directory \"{}\" \
-                 (the PIDs found are listed); do not remove the segment with ipcrm",
+                 (they could not be seen here: run as root to list them); do not remove the \
+                 segment with ipcrm",
                 data_dir.display()
             ),
             Error::SegmentAnalysisFailed { .. } => {

@@ -312,7 +312,7 @@ pub(crate) fn create(
                     key,
                     shmid,
                     nattch,
-                    holders: crate::process::ProcFs::default().holders_of(shmid, nattch),
+                    holders: crate::process::ProcFs::default().holders_or_creator(shmid, nattch),
                 })
             }
             SegmentState::AnalysisFailure { op, error } => {

@@ -57,6 +57,9 @@ pub struct ShmStat {
     pub cpid: i32,
     /// PID of the last `shmat`/`shmdt` (`shm_lpid`).
     pub lpid: i32,
+    /// Creation time, or of the last `IPC_SET` (`shm_ctime`, seconds since
+    /// the epoch).
+    pub ctime: i64,
     /// Owner uid (`shm_perm.uid`).
     pub uid: u32,
     /// Creator uid (`shm_perm.cuid`).
@@ -106,6 +109,7 @@ pub fn stat(id: ShmId) -> io::Result<ShmStat> {
         size: buf.shm_segsz as u64,
         cpid: buf.shm_cpid,
         lpid: buf.shm_lpid,
+        ctime: buf.shm_ctime,
         uid: buf.shm_perm.uid,
         cuid: buf.shm_perm.cuid,
         mode: u32::from(buf.shm_perm.mode),
