@@ -19,6 +19,13 @@ pub struct ScanArgs {
 }
 
 pub fn run(args: &ScanArgs) -> u8 {
+    // A directory given that is not a data directory is an error, not
+    // something to skip in silence.
+    for d in &args.dirs {
+        if let Err(e) = diagnose::require_data_dir(d) {
+            return exit::error(&e);
+        }
+    }
     let opts = ScanOptions {
         dirs: args.dirs.clone(),
         ..ScanOptions::default()
