@@ -102,8 +102,10 @@ pub const EXPLAIN_EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    no startup or IPC failure recognised (informational ones may be shown)
   1    at least one failure recognised (explained)
-  2    the log cannot be read, or is not a server log (binary data, csvlog,
-       jsonlog)
+  2    the log cannot be read, or is not a server log: mostly binary (more
+       than half of the lines hold NUL bytes, invalid UTF-8 or control
+       characters) with no report line, or csvlog/jsonlog only; text with
+       nothing recognised is 0
 
 Codes: segment_in_use, lock_file_exists, lock_file_empty,
 lock_file_create_failed, lock_file_removed, shmget_failed (with errno),
