@@ -105,7 +105,7 @@ fn a_second_segment_only_hold_is_refused_naming_the_first_and_its_command() {
     assert_eq!(out.status.code(), Some(75));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let named = format!(
-        "PID {} ({} hold --no-lock-file {} -- sleep 600)",
+        "PID {} (interlock: {} hold --no-lock-file {} -- sleep 600)",
         first.id(),
         bin().display(),
         t.data.display()

@@ -197,19 +197,19 @@ fn describe_holders(nattch: u64, holders: &[Holder]) -> String {
     s
 }
 
-/// "PID 12 (`cmd …`), PID 13 (`…`)": each holder with its command line
-/// (its name when the command line is empty), on one line: control
-/// characters escaped.
+/// "PID 12 (postgres: /usr/lib/postgresql/15/bin/postgres -D …), PID 13
+/// (interlock-keep)": each holder with its name (`comm`) and command line
+/// (left out when empty), on one line: control characters escaped.
 fn describe_holders_named(holders: &[Holder]) -> String {
     holders
         .iter()
         .map(|h| {
-            let what = if h.cmdline.is_empty() {
-                &h.name
+            let cmdline = interlock_format::shell::display(&h.cmdline);
+            if cmdline.is_empty() || cmdline == h.name {
+                format!("PID {} ({})", h.pid, h.name)
             } else {
-                &h.cmdline
-            };
-            format!("PID {} ({})", h.pid, interlock_format::shell::display(what))
+                format!("PID {} ({}: {cmdline})", h.pid, h.name)
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")
