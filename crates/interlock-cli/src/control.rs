@@ -7,7 +7,7 @@ use interlock::diagnose::{self, format_utc, ControlReport, StatusOptions, Verdic
 use serde::Serialize;
 
 use crate::exit;
-use crate::status::{paint, print, BOLD, GREEN, RED, YELLOW};
+use crate::status::{esc, paint, print, BOLD, GREEN, RED, YELLOW};
 
 /// Arguments of `interlock control`.
 #[derive(Debug, clap::Args)]
@@ -62,7 +62,7 @@ fn render(o: &Output) -> String {
     let r = o.control;
     let mut s = format!(
         "{}\n  pg_control version {} (PostgreSQL {}){}\n\n",
-        paint(BOLD, &r.path),
+        paint(BOLD, &esc(&r.path)),
         r.pg_control_version,
         r.written_by,
         r.data_dir_major

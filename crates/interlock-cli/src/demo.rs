@@ -12,6 +12,7 @@
 //! out, also after Ctrl-C or SIGTERM (read from a signalfd between steps);
 //! the directory and this directory's segments and DSM files are removed.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::OwnedFd;
@@ -26,6 +27,7 @@ use interlock::process::{pidfd_exited, ProcFs};
 use interlock::sys::signal::SignalFd;
 use interlock::{DataDirLock, LockOptions, PmStatus, ShmId};
 use interlock_format::pgcontrol::{minimal_control_file, DbState};
+use interlock_format::shell::words;
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 
 use crate::status::{paint, BOLD, DIM};
@@ -267,7 +269,11 @@ impl Demo {
     }
 
     fn show_status(&self) -> Result<()> {
-        shell(&format!("interlock status {}", self.data.display()));
+        shell(&words(&[
+            OsStr::new("interlock"),
+            OsStr::new("status"),
+            self.data.as_os_str(),
+        ]));
         anstream::print!("{}", indent(&crate::status::render(&self.diagnosis()?)));
         Ok(())
     }
@@ -275,11 +281,20 @@ impl Demo {
     /// `interlock fix`, then `interlock fix --yes`; whether it is ready.
     fn show_fix(&self) -> Result<bool> {
         let opts = FixOptions::default();
-        shell(&format!("interlock fix {}", self.data.display()));
+        shell(&words(&[
+            OsStr::new("interlock"),
+            OsStr::new("fix"),
+            self.data.as_os_str(),
+        ]));
         let plan = diagnose::plan(&self.data, &opts)?;
         anstream::print!("{}", indent(&crate::fix::text(&plan, None, false)));
         self.check()?;
-        shell(&format!("interlock fix --yes {}", self.data.display()));
+        shell(&words(&[
+            OsStr::new("interlock"),
+            OsStr::new("fix"),
+            OsStr::new("--yes"),
+            self.data.as_os_str(),
+        ]));
         let plan = diagnose::plan(&self.data, &opts)?;
         let outcome = diagnose::carry_out(&plan, &opts)?;
         anstream::print!("{}", indent(&crate::fix::text(&plan, Some(&outcome), true)));
@@ -786,7 +801,7 @@ pub fn example_worker(shmid: i32) -> u8 {
     // server's death would orphan their process group, and the kernel would
     // SIGHUP it because a member is stopped.
     let _ = rustix::process::setsid();
-    match interlock::sys::shm::attach(ShmId(shmid), 56) {
+    match interlock::sys::shm::attach(ShmId(shmid)) {
         Ok(_attached) => {
             anstream::println!("ATTACHED");
             loop {

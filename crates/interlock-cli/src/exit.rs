@@ -30,9 +30,10 @@ pub const HOLD_NOT_FOUND: u8 = 127;
 
 /// Print a library error and its hint to stderr; the exit code for it.
 pub fn error(e: &interlock::Error) -> u8 {
-    eprintln!("interlock: {e}");
+    // One line each, whatever the paths in them hold.
+    eprintln!("interlock: {}", crate::status::esc(&e.to_string()));
     if let Some(hint) = e.hint() {
-        eprintln!("hint: {hint}");
+        eprintln!("hint: {}", crate::status::esc(&hint));
     }
     UNKNOWN
 }
@@ -45,8 +46,9 @@ Exit codes:
        it would start alongside processes of an earlier server (unsafe)
   2    status, scan: unknown (something that decides could not be read),
        or an error
-  fix: 0 ready to start (after --yes, or already), 1 not yet (the plan
-       waits for --yes, or did not finish), 2 unknown or error, 3 refused
+  fix: 0 ready to start (after --yes, or already) or running, 1 not yet
+       (the plan waits for --yes, or did not finish), 2 unknown or error,
+       3 refused
   explain: 0 nothing recognised, 1 failures explained, 2 unreadable
   limits: 0 ok, 1 a limit too low, 2 unknown or error
   control: 0 clean, 1 crash recovery next or damaged, 2 unreadable
@@ -100,8 +102,10 @@ pub const EXPLAIN_EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    no startup or IPC failure recognised (informational ones may be shown)
   1    at least one failure recognised (explained)
-  2    the log cannot be read, or is not a server log (binary data, csvlog,
-       jsonlog)
+  2    the log cannot be read, or is not a server log: mostly binary (more
+       than half of the lines hold NUL bytes, invalid UTF-8 or control
+       characters) with no report line, or csvlog/jsonlog only; text with
+       nothing recognised is 0
 
 Codes: segment_in_use, lock_file_exists, lock_file_empty,
 lock_file_create_failed, lock_file_removed, shmget_failed (with errno),

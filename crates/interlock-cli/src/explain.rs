@@ -8,7 +8,7 @@ use interlock::diagnose::explain::{explain, ExplainOptions, ExplainReport};
 use interlock::diagnose::StatusOptions;
 
 use crate::exit;
-use crate::status::{paint, print, BOLD, DIM, RED, YELLOW};
+use crate::status::{esc, paint, print, BOLD, DIM, RED, YELLOW};
 
 /// The most of a log that is read: its end, where startups fail.
 const MAX_READ: u64 = 256 << 20;
@@ -138,7 +138,7 @@ fn render(r: &ExplainReport) -> String {
     let failures = r.failures.iter().filter(|f| !f.informational).count();
     let mut s = format!(
         "{}: {} in {} lines ({} report{})\n",
-        paint(BOLD, &r.source),
+        paint(BOLD, &esc(&r.source)),
         match failures {
             0 => "no startup or IPC failure recognised".to_string(),
             1 => "1 failure".into(),
@@ -169,7 +169,7 @@ fn render(r: &ExplainReport) -> String {
         );
     }
     if let Some(st) = &r.status_now {
-        s += &format!("  now: {st}\n");
+        s += &format!("  now: {}\n", esc(st));
     }
     for f in &r.failures {
         let style = if f.informational { YELLOW } else { RED };
@@ -189,17 +189,17 @@ fn render(r: &ExplainReport) -> String {
         };
         s += &format!("\n  {}  line {}{also}\n", paint(style, f.code), f.line);
         for l in f.logged.lines() {
-            s += &format!("    {}\n", paint(DIM, l));
+            s += &format!("    {}\n", paint(DIM, &esc(l)));
         }
-        s += &format!("    {}\n", wrap(&f.meaning, 6));
+        s += &format!("    {}\n", wrap(&esc(&f.meaning), 6));
         for n in &f.now {
-            s += &format!("    {} {n}\n", paint(BOLD, "now:"));
+            s += &format!("    {} {}\n", paint(BOLD, "now:"), esc(n));
         }
         for c in &f.check {
-            s += &format!("    check: {c}\n");
+            s += &format!("    check: {}\n", esc(c));
         }
         for x in &f.fix {
-            s += &format!("    fix:   {x}\n");
+            s += &format!("    fix:   {}\n", esc(x));
         }
     }
     s

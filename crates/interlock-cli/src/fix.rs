@@ -8,7 +8,8 @@ use interlock::diagnose::{self, FixOptions, StatusOptions, Verdict};
 use serde::Serialize;
 
 use crate::exit;
-use crate::status::{paint, print, BOLD, DIM, GREEN, RED, YELLOW};
+use crate::status::{esc, paint, print, BOLD, DIM, GREEN, RED, YELLOW};
+use interlock_format::shell;
 
 /// Arguments of `interlock fix`.
 #[derive(Debug, clap::Args)]
@@ -73,7 +74,7 @@ pub fn run(args: &FixArgs) -> u8 {
 /// The documented exit code.
 fn exit_code(plan: &Plan, outcome: Option<&Outcome>) -> u8 {
     if let Some(o) = outcome {
-        return if o.ready { exit::OK } else { exit::BLOCKED };
+        return settled_code(o.after.verdict, o.after.safe_to_start);
     }
     let b = &plan.before;
     if !plan.refused.is_empty() {
@@ -82,11 +83,19 @@ fn exit_code(plan: &Plan, outcome: Option<&Outcome>) -> u8 {
         } else {
             exit::FIX_REFUSED
         }
-    } else if b.verdict == Verdict::Running || (b.verdict == Verdict::WillStart && b.safe_to_start)
-    {
-        exit::OK
     } else {
-        exit::BLOCKED
+        settled_code(b.verdict, b.safe_to_start)
+    }
+}
+
+/// 0 when the directory would start safely or when it runs (before the
+/// plan, or after `--yes` because a server started meanwhile: either way
+/// there is nothing left to fix), else 1.
+fn settled_code(verdict: Verdict, safe_to_start: bool) -> u8 {
+    match verdict {
+        Verdict::Running => exit::OK,
+        Verdict::WillStart if safe_to_start => exit::OK,
+        _ => exit::BLOCKED,
     }
 }
 
@@ -99,15 +108,15 @@ fn render(r: &Report<'_>, yes: bool) -> String {
     let p = r.plan;
     let b = &p.before;
     let mut s = String::new();
-    s += &format!("{}\n", paint(BOLD, &p.data_dir));
+    s += &format!("{}\n", paint(BOLD, &esc(&p.data_dir)));
     s += &format!("  before   {}\n", verdict_line(b));
     if let Some(msg) = &b.postgres_would_say {
-        s += &format!("           it says: FATAL:  {msg}\n");
+        s += &format!("           it says: FATAL:  {}\n", esc(msg));
     }
     if b.verdict == Verdict::Running {
         s += "\n  Nothing to fix: a live process owns this directory, and fix never stops a running server.\n";
         for step in &b.remedy {
-            s += &format!("  {step}\n");
+            s += &format!("  {}\n", esc(step));
         }
         return s;
     }
@@ -121,7 +130,7 @@ fn render(r: &Report<'_>, yes: bool) -> String {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            s += &format!("    x {}  {}\n", paint(BOLD, &code), f.message);
+            s += &format!("    x {}  {}\n", paint(BOLD, &code), esc(&f.message));
         }
         return s;
     }
@@ -143,11 +152,11 @@ fn render(r: &Report<'_>, yes: bool) -> String {
             s += &format!(
                 "    {n}. stop PID {} ({}), {}, started {}\n",
                 st.pid,
-                st.role.as_deref().unwrap_or(&st.cmdline),
+                esc(st.role.as_deref().unwrap_or(&st.cmdline)),
                 st.state,
                 diagnose::format_utc(st.start_time)
             );
-            s += &format!("       {} {}\n", paint(DIM, "evidence:"), st.evidence);
+            s += &format!("       {} {}\n", paint(DIM, "evidence:"), esc(&st.evidence));
             s += &format!(
                 "       {} {} ({}), SIGKILL if still there after the timeout\n",
                 paint(DIM, "signals: "),
@@ -162,8 +171,8 @@ fn render(r: &Report<'_>, yes: bool) -> String {
         }
         for rm in &p.remove {
             n += 1;
-            s += &format!("    {n}. remove {}\n", rm.target());
-            s += &format!("       {} {}\n", paint(DIM, "why:"), rm.reason());
+            s += &format!("    {n}. remove {}\n", esc(&rm.target()));
+            s += &format!("       {} {}\n", paint(DIM, "why:"), esc(rm.reason()));
         }
     }
     if !p.left_to_server.is_empty() {
@@ -175,13 +184,13 @@ fn render(r: &Report<'_>, yes: bool) -> String {
             )
         );
         for l in &p.left_to_server {
-            s += &format!("    - {l}\n");
+            s += &format!("    - {}\n", esc(l));
         }
     }
     if !p.left_alone.is_empty() {
         s += &format!("\n  {}\n", paint(BOLD, "left alone"));
         for l in &p.left_alone {
-            s += &format!("    - {l}\n");
+            s += &format!("    - {}\n", esc(l));
         }
     }
     if let Some(o) = r.outcome {
@@ -192,27 +201,29 @@ fn render(r: &Report<'_>, yes: bool) -> String {
                 StepResult::Skipped => paint(YELLOW, "skipped"),
                 StepResult::Failed => paint(RED, "FAILED "),
             };
-            s += &format!("    {mark} {}: {}\n", st.what, st.detail);
+            s += &format!("    {mark} {}: {}\n", esc(&st.what), esc(&st.detail));
         }
         s += &format!("\n  after    {}\n", verdict_line(&o.after));
         if let Some(msg) = &o.after.postgres_would_say {
-            s += &format!("           it says: FATAL:  {msg}\n");
+            s += &format!("           it says: FATAL:  {}\n", esc(msg));
         }
-        if o.ready {
+        if o.after.verdict == Verdict::Running {
+            s += "  It runs now (a server started while fix worked): nothing left to fix.\n";
+        } else if o.ready {
             s += &format!(
-                "  Start it: pg_ctl start -D {} (or your service manager)\n",
-                o.after.data_dir
+                "  Start it: {} (or your service manager)\n",
+                shell::words(&["pg_ctl", "start", "-D", &o.after.data_dir])
             );
         } else {
             s += &format!(
-                "  Not fixed; see `interlock status {}`.\n",
-                o.after.data_dir
+                "  Not fixed; see `{}`.\n",
+                shell::words(&["interlock", "status", &o.after.data_dir])
             );
         }
     } else if b.verdict == Verdict::WillStart && b.safe_to_start {
         s += &format!(
-            "\n  It would start safely now: pg_ctl start -D {}\n",
-            b.data_dir
+            "\n  It would start safely now: {}\n",
+            shell::words(&["pg_ctl", "start", "-D", &b.data_dir])
         );
     }
     s
@@ -228,5 +239,23 @@ fn verdict_line(r: &diagnose::StatusReport) -> String {
         ),
         Verdict::Blocked => paint(RED, "BLOCKED"),
         Verdict::Unknown => paint(YELLOW, "UNKNOWN"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12, item 10: `fix --yes` during which a server started ends
+    /// with the verdict RUNNING, which exits 0 as the README says ("or it
+    /// runs"), as a running directory does before any plan.
+    #[test]
+    fn running_after_the_fix_exits_0() {
+        assert_eq!(settled_code(Verdict::Running, false), exit::OK);
+        assert_eq!(settled_code(Verdict::Running, true), exit::OK);
+        assert_eq!(settled_code(Verdict::WillStart, true), exit::OK);
+        assert_eq!(settled_code(Verdict::WillStart, false), exit::BLOCKED);
+        assert_eq!(settled_code(Verdict::Blocked, false), exit::BLOCKED);
+        assert_eq!(settled_code(Verdict::Unknown, false), exit::BLOCKED);
     }
 }

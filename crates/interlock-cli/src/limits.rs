@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use interlock::diagnose::limits::{self, human_bytes as mib, LimitsOptions, LimitsReport};
 
 use crate::exit;
-use crate::status::{paint, print, BOLD, DIM, GREEN, RED, YELLOW};
+use crate::status::{esc, paint, print, BOLD, DIM, GREEN, RED, YELLOW};
 
 /// Arguments of `interlock limits`.
 #[derive(Debug, clap::Args)]
@@ -57,7 +57,7 @@ fn render(r: &LimitsReport) -> String {
     if let Some(n) = &r.need {
         s += &format!(
             "{}{}\n",
-            paint(BOLD, &n.data_dir),
+            paint(BOLD, &esc(&n.data_dir)),
             n.major
                 .map(|m| format!(" (PostgreSQL {m})"))
                 .unwrap_or_default()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use interlock::diagnose::{self, user_name, ScanOptions, ScanReport, Severity, Verdict};
 
 use crate::exit;
-use crate::status::{paint, BOLD, DIM, GREEN, RED, YELLOW};
+use crate::status::{esc, paint, BOLD, DIM, GREEN, RED, YELLOW};
 
 /// Arguments of `interlock scan`.
 #[derive(Debug, Default, clap::Args)]
@@ -19,6 +19,13 @@ pub struct ScanArgs {
 }
 
 pub fn run(args: &ScanArgs) -> u8 {
+    // A directory given that is not a data directory is an error, not
+    // something to skip in silence.
+    for d in &args.dirs {
+        if let Err(e) = diagnose::require_data_dir(d) {
+            return exit::error(&e);
+        }
+    }
     let opts = ScanOptions {
         dirs: args.dirs.clone(),
         ..ScanOptions::default()
@@ -90,7 +97,7 @@ pub fn render(r: &ScanReport) -> String {
                 "    {}{} {}  {}{}{}\n",
                 paint(style, word),
                 " ".repeat(12usize.saturating_sub(word.len())),
-                st.data_dir,
+                esc(&st.data_dir),
                 pid,
                 if st.holders.is_empty() {
                     String::new()
@@ -100,7 +107,7 @@ pub fn render(r: &ScanReport) -> String {
                 st.postgres_would_say
                     .as_deref()
                     .filter(|_| st.verdict == Verdict::Blocked)
-                    .map(|m| format!("\n                 FATAL:  {m}"))
+                    .map(|m| format!("\n                 FATAL:  {}", esc(m)))
                     .unwrap_or_default()
             );
             for f in st
@@ -108,7 +115,7 @@ pub fn render(r: &ScanReport) -> String {
                 .iter()
                 .filter(|f| f.severity >= Severity::Problem)
             {
-                s += &format!("                 {} {}\n", paint(RED, "x"), f.message);
+                s += &format!("                 {} {}\n", paint(RED, "x"), esc(&f.message));
             }
         }
         s += &format!(
@@ -130,9 +137,10 @@ pub fn render(r: &ScanReport) -> String {
                 g.size,
                 g.nattch,
                 user_name(g.uid),
-                g.data_dir
+                esc(&g
+                    .data_dir
                     .clone()
-                    .unwrap_or_else(|| format!("? ({})", g.evidence))
+                    .unwrap_or_else(|| format!("? ({})", g.evidence)))
             );
         }
     }
@@ -140,7 +148,12 @@ pub fn render(r: &ScanReport) -> String {
     if !leaked.is_empty() {
         s += &format!("\n  {}\n", paint(BOLD, "leaked dynamic shared memory"));
         for d in leaked {
-            s += &format!("    {} {} bytes, {}\n", d.path, d.size, user_name(d.uid));
+            s += &format!(
+                "    {} {} bytes, {}\n",
+                esc(&d.path),
+                d.size,
+                user_name(d.uid)
+            );
         }
     }
     if !r.findings.is_empty() {
@@ -150,7 +163,7 @@ pub fn render(r: &ScanReport) -> String {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            s += &format!("    {}  {}\n", paint(BOLD, &code), f.message);
+            s += &format!("    {}  {}\n", paint(BOLD, &code), esc(&f.message));
         }
     }
     s

@@ -89,6 +89,14 @@ pub fn paint(style: Style, text: &str) -> String {
     format!("{style}{text}{style:#}")
 }
 
+/// Text from the report (paths, messages, command lines) as one line:
+/// control characters written `\n`, `\x1b`…, so a path with a newline cannot
+/// break a line of the report nor send terminal escapes. JSON output keeps
+/// the real strings (serde escapes them).
+pub fn esc(text: &str) -> std::borrow::Cow<'_, str> {
+    interlock_format::shell::display(text)
+}
+
 /// The human report: verdict first, then the facts behind it, then what to
 /// do. Styled with ANSI codes, which `anstream` strips when the output is
 /// not a terminal (or `NO_COLOR` is set).
@@ -118,10 +126,10 @@ pub fn render(r: &StatusReport) -> String {
             "whether PostgreSQL would start here cannot be told".into(),
         ),
     };
-    s += &format!("{}\n", paint(BOLD, &r.data_dir));
+    s += &format!("{}\n", paint(BOLD, &esc(&r.data_dir)));
     s += &format!("  {}  {sentence}\n", paint(style, word));
     if let Some(msg) = &r.postgres_would_say {
-        s += &format!("  it says: FATAL:  {msg}\n");
+        s += &format!("  it says: FATAL:  {}\n", esc(msg));
     }
     s += "\n";
 
@@ -164,12 +172,12 @@ pub fn render(r: &StatusReport) -> String {
                 .unwrap_or_default()
         ),
     };
-    s += &format!("  {:<10}{}\n", "lock file", lock_line);
+    s += &format!("  {:<10}{}\n", "lock file", esc(&lock_line));
     for sl in &r.socket_locks {
         s += &format!(
             "  {:<10}{}: {}{}\n",
             "socket",
-            sl.path,
+            esc(&sl.path),
             match (sl.state, sl.pid) {
                 ("present", Some(pid)) => format!(
                     "PID {pid} ({}), of {}",
@@ -180,7 +188,7 @@ pub fn render(r: &StatusReport) -> String {
                         Some(diagnose::Identity::OtherUser) => "another user's process",
                         _ => "gone",
                     },
-                    sl.data_dir.as_deref().unwrap_or("?")
+                    esc(sl.data_dir.as_deref().unwrap_or("?"))
                 ),
                 (state, _) => state.to_string(),
             },
@@ -201,14 +209,16 @@ pub fn render(r: &StatusReport) -> String {
                 "foreign" => "not this directory's",
                 _ => "owner unknown",
             },
-            seg.evidence
+            esc(&seg.evidence)
         );
     }
     s += &format!(
         "  {:<10}from {}: {}\n",
-        "probe", r.probe.seed_from, r.probe.outcome
+        "probe",
+        esc(&r.probe.seed_from),
+        esc(&r.probe.outcome)
     );
-    s += &format!("  {:<10}{}\n", "control", r.control.line);
+    s += &format!("  {:<10}{}\n", "control", esc(&r.control.line));
 
     if !r.holders.is_empty() {
         s += &format!("\n  {}\n", paint(BOLD, "attached processes"));
@@ -230,7 +240,7 @@ pub fn render(r: &StatusReport) -> String {
                 state,
                 format_utc(p.start_time),
                 p.role.as_deref().unwrap_or("-"),
-                truncate(&p.cmdline, 60)
+                truncate(&esc(&p.cmdline), 60)
             );
         }
     }
@@ -239,7 +249,7 @@ pub fn render(r: &StatusReport) -> String {
         for d in &r.dsm {
             s += &format!(
                 "    {} {} bytes, {}{}, {}\n",
-                d.path,
+                esc(&d.path),
                 d.size,
                 user_name(d.uid),
                 if d.control { ", control segment" } else { "" },
@@ -280,14 +290,14 @@ pub fn render(r: &StatusReport) -> String {
                 "    {} {}  {}\n",
                 paint(style, mark),
                 paint(BOLD, &code),
-                f.message
+                esc(&f.message)
             );
         }
     }
     if !r.remedy.is_empty() {
         s += &format!("\n  {}\n", paint(BOLD, "what to do"));
         for (i, step) in r.remedy.iter().enumerate() {
-            s += &format!("    {}. {step}\n", i + 1);
+            s += &format!("    {}. {}\n", i + 1, esc(step));
         }
     }
     s

@@ -87,6 +87,41 @@ fn a_second_hold_is_refused_naming_the_first() {
     );
 }
 
+/// Issue 12, item 13: with `--no-lock-file` there is no lock file to name
+/// the first hold, and (run as root, it switched to the owner, so it is not
+/// dumpable) its maps may be unreadable: the loser still names it, by the
+/// segment's creator PID, with its command line.
+#[test]
+fn a_second_segment_only_hold_is_refused_naming_the_first_and_its_command() {
+    let t = TestDir::new();
+    let mut c = Cleanup::for_dir(&t.data);
+    let (mut first, _, _) = spawn_hold(&t.data, &["--no-lock-file"], &mut c);
+    let out = Cmd::new(bin())
+        .args(["hold", "--no-lock-file"])
+        .arg(&t.data)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(75));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let named = format!(
+        "PID {} (interlock: {} hold --no-lock-file {} -- sleep 600)",
+        first.id(),
+        bin().display(),
+        t.data.display()
+    );
+    let mut lines = stderr.lines();
+    let (error, hint) = (lines.next().unwrap(), lines.next().unwrap());
+    assert!(error.contains(&format!("attached by {named}")), "{stderr}");
+    assert!(hint.contains(&named), "{stderr}");
+    assert!(
+        hint.contains(&format!("kill -TERM {}", first.id())),
+        "{stderr}"
+    );
+    signal(first.id() as i32, rustix::process::Signal::TERM);
+    assert_eq!(first.wait().unwrap().code(), Some(143));
+}
+
 #[test]
 fn hold_reports_missing_commands_and_directories_with_their_codes() {
     let t = TestDir::new();

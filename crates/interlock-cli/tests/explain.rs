@@ -205,6 +205,33 @@ fn bad_input_is_a_clear_error_and_nothing_panics() {
     assert!(err.contains("standard input: not a text log"), "{err}");
     assert!(!err.contains("panicked"));
 
+    // Issue 12, item 12: random bytes (some lines happen to be valid
+    // UTF-8) and NUL bytes are both "not a text log", exit 2; text with
+    // nothing recognised is a log without failures, exit 0.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let random: Vec<u8> = (0..3000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    for (what, input) in [("random", random), ("NULs", vec![0u8; 3000])] {
+        let (code, out, err) = explain_stdin(&input);
+        assert_eq!(code, 2, "{what}: {out}{err}");
+        assert!(
+            err.contains("standard input: not a text log"),
+            "{what}: {err}"
+        );
+    }
+    let (code, out, _) = explain_stdin(b"hello\nnothing to see here\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("no startup or IPC failure recognised"),
+        "{out}"
+    );
+
     // Junk inside a real log: skipped, counted, the failure still found.
     let mut mixed = std::fs::read(fixture("case_study.log")).unwrap();
     mixed.splice(0..0, b"\x00\x01\xff\xfe garbage\n".iter().copied());

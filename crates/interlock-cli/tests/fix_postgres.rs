@@ -447,7 +447,7 @@ fn a_holder_of_another_user_stops_the_plan() {
     let (t, mut c, _child, by) = running_with_rows(&bindir);
     let (_, shmid) = line7(&t.data);
     let ck = kill_leaving_stopped_checkpointer(&t.data, &mut c);
-    let attachment = shm::attach(interlock::ShmId(shmid.parse().unwrap()), 56).unwrap();
+    let attachment = shm::attach(interlock::ShmId(shmid.parse().unwrap())).unwrap();
     let r = status(&t.data);
     let w = world(&t.data, &r);
     for yes in [false, true] {

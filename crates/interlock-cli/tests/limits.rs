@@ -365,3 +365,35 @@ fn the_estimate_matches_what_old_servers_map() {
         eprintln!("{name}: estimate {estimate}, the server maps {mapped}");
     }
 }
+
+/// Issue 12, item 11: `limits PATH` and `scan PATH` with a path that is not
+/// a data directory (a file; a directory without PG_VERSION) are errors,
+/// exit 2, as `status` of a file is; `limits` alone stays host-only.
+#[test]
+fn a_path_that_is_not_a_data_directory_is_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("passwd");
+    std::fs::write(&file, b"root:x:0:0::/root:/bin/sh\n").unwrap();
+    for cmd in ["limits", "scan"] {
+        assert_cmd::Command::new(common::bin())
+            .args([cmd, "--json"])
+            .arg(&file)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicates::str::contains("is not a directory"));
+        assert_cmd::Command::new(common::bin())
+            .args([cmd, "--json"])
+            .arg(d.path())
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicates::str::contains("has no PG_VERSION"));
+    }
+    let out = assert_cmd::Command::new(common::bin())
+        .args(["limits", "--json", "--no-server"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["need"].is_null(), "host only: {v}");
+}

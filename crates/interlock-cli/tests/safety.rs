@@ -444,7 +444,7 @@ fn forger() {
         var("FORGE_DEV").parse().unwrap(),
         var("FORGE_INO").parse().unwrap(),
     );
-    let mut a = shm::attach(id, interlock_format::shmem_header::HEADER_SIZE).unwrap();
+    let mut a = shm::attach(id).unwrap();
     a.write(&hdr.render());
     drop(a);
     let mut worker = Command::new(var("FORGE_TOOL"))

@@ -105,3 +105,72 @@ fn scan_help() {
     assert!(out.status.success());
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
 }
+
+/// A fake cluster (as `fake_cluster`) at `parent/name/data`.
+fn fake_cluster_at(parent: &std::path::Path, name: &std::ffi::OsStr) -> std::path::PathBuf {
+    let data = parent.join(name).join("data");
+    std::fs::create_dir_all(data.join("global")).unwrap();
+    std::fs::write(data.join("PG_VERSION"), "16\n").unwrap();
+    std::fs::write(data.join("global/pg_control"), [0u8; 8192]).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    data
+}
+
+/// Issue 12, item 2: the `rm` a report prints names exactly the lock file
+/// when pasted into bash, even for directories named with a space and a
+/// quote, a newline, or terminal escapes and bytes that are not UTF-8; and
+/// no such name breaks a line of the report.
+#[test]
+fn printed_commands_are_shell_quoted_and_lines_stay_whole() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let have_bash = std::process::Command::new("bash")
+        .args(["-c", "exit 0"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let t = tempfile::tempdir().unwrap();
+    for name in [
+        &b"x y'z"[..],
+        b"a\nb",
+        b"esc\x1b[31mred\ttab\xff",
+        b"/srv/other", // joined: "…//srv/other/data"
+    ] {
+        let data = fake_cluster_at(t.path(), OsStr::from_bytes(name));
+        let lock = data.join("postmaster.pid");
+        std::fs::write(&lock, b"").unwrap();
+        let out = Cmd::new(bin()).arg("status").arg(&data).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name:?}");
+        let stdout = String::from_utf8(out.stdout).expect("the report is UTF-8");
+        // One line per line: no control character, no line starting with
+        // what follows a newline in the name.
+        for line in stdout.lines() {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+            assert!(!line.starts_with("b/data"), "{stdout}");
+        }
+        let rm = stdout
+            .lines()
+            .find_map(|l| l.split_once("then remove the lock file: rm "))
+            .map(|(_, word)| word)
+            .unwrap_or_else(|| panic!("no rm step:\n{stdout}"));
+        assert_eq!(
+            interlock_format::shell::unquote(rm).as_deref(),
+            Some(lock.as_os_str().as_bytes()),
+            "{rm}"
+        );
+        if have_bash {
+            // The pasted command, with `rm` swapped for a printer of its
+            // arguments: exactly one, the lock file.
+            let args = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("printf '%s\\0' {rm}"))
+                .output()
+                .unwrap();
+            assert!(args.status.success());
+            assert_eq!(
+                args.stdout,
+                [lock.as_os_str().as_bytes(), b"\0"].concat(),
+                "{rm}"
+            );
+        }
+    }
+}

@@ -17,7 +17,8 @@
 //! * [`dsm`]: PostgreSQL's dynamic shared memory control segment;
 //! * [`pgcontrol`]: `global/pg_control` of 10–18, with its CRC-32C;
 //! * [`serverlog`]: server and `pg_ctl` log output, and the startup failures in it;
-//! * [`sysctl`]: the kernel limit files, `/proc/meminfo`, `logind.conf`, `login.defs`.
+//! * [`sysctl`]: the kernel limit files, `/proc/meminfo`, `logind.conf`, `login.defs`;
+//! * [`shell`]: shell quoting of the commands the tools print, and escaping of paths in prose.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -32,6 +33,7 @@ pub mod pgproc;
 pub mod pidfile;
 pub mod procstat;
 pub mod serverlog;
+pub mod shell;
 pub mod shmem_header;
 pub mod sysctl;
 pub mod sysvipc;

@@ -359,3 +359,62 @@ proptest! {
         let _ = parse_proc_status(&mutate(text, e));
     }
 }
+
+/// Bytes of a word: any but NUL (an argument cannot hold one), with the
+/// quoting's special cases (quotes, backslashes, controls, non-UTF-8) common.
+fn shell_word() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(1u8..=255, 0..24),
+        prop::collection::vec(
+            prop::sample::select(b"a/ '\"\\$`\n\t\x1b\x7f\xff\xc2\x9b!*?~#=-".to_vec()),
+            0..16
+        ),
+        "\\PC{0,12}".prop_map(String::into_bytes),
+    ]
+}
+
+/// Whether `bash` can be run here (the round-trip test skips itself if not).
+fn have_bash() -> bool {
+    std::process::Command::new("bash")
+        .args(["-c", "exit 0"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// What bash makes of a quoted word is exactly the original bytes, and
+    /// the quoted form is one line without control characters.
+    #[test]
+    fn shell_quote_round_trips_through_bash(word in shell_word()) {
+        use interlock_format::shell::{quote_bytes, unquote};
+        let q = quote_bytes(&word).into_owned();
+        prop_assert!(!q.chars().any(char::is_control), "{q:?}");
+        let back = unquote(&q);
+        prop_assert_eq!(back.as_deref(), Some(&word[..]));
+        if have_bash() {
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("printf %s {q}"))
+                .output()
+                .unwrap();
+            prop_assert!(out.status.success(), "{q:?}: {:?}", out);
+            prop_assert_eq!(&out.stdout, &word, "{}", q);
+        }
+    }
+
+    /// `display` is one line without control characters, and changes text
+    /// without them not at all.
+    #[test]
+    fn shell_display_is_one_line(word in shell_word()) {
+        use interlock_format::shell::display_bytes;
+        let d = display_bytes(&word);
+        prop_assert!(!d.chars().any(char::is_control), "{d:?}");
+        if let Ok(s) = std::str::from_utf8(&word) {
+            if !s.chars().any(char::is_control) {
+                prop_assert_eq!(&*d, s);
+            }
+        }
+    }
+}

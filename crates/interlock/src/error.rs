@@ -187,11 +187,32 @@ fn describe_holders(nattch: u64, holders: &[Holder]) -> String {
     if holders.is_empty() {
         return format!(" by {nattch} attached process(es) not visible here");
     }
-    let list: Vec<String> = holders
+    let mut s = format!(": attached by {}", describe_holders_named(holders));
+    if (holders.len() as u64) < nattch {
+        s += &format!(
+            " and {} process(es) not visible here",
+            nattch - holders.len() as u64
+        );
+    }
+    s
+}
+
+/// "PID 12 (postgres: /usr/lib/postgresql/15/bin/postgres -D …), PID 13
+/// (interlock-keep)": each holder with its name (`comm`) and command line
+/// (left out when empty), on one line: control characters escaped.
+fn describe_holders_named(holders: &[Holder]) -> String {
+    holders
         .iter()
-        .map(|h| format!("{} ({})", h.pid, h.name))
-        .collect();
-    format!(": attached by PID {}", list.join(", "))
+        .map(|h| {
+            let cmdline = interlock_format::shell::display(&h.cmdline);
+            if cmdline.is_empty() || cmdline == h.name {
+                format!("PID {} ({})", h.pid, h.name)
+            } else {
+                format!("PID {} ({}: {cmdline})", h.pid, h.name)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Error {
@@ -212,12 +233,33 @@ impl Error {
             Error::ControlFile { hint, .. } => hint.clone(),
             Error::Input { .. } => return None,
             Error::LockFileHeld { pid, data_dir, .. } => format!(
-                "stop the server first (pg_ctl stop -D \"{}\"), or wait for PID {pid} to finish",
-                data_dir.display()
+                "stop the server first ({}), or wait for PID {pid} to finish",
+                interlock_format::shell::words(&[
+                    "pg_ctl".as_ref(),
+                    "stop".as_ref(),
+                    "-D".as_ref(),
+                    data_dir.as_os_str()
+                ])
+            ),
+            Error::SegmentInUse {
+                data_dir, holders, ..
+            } if !holders.is_empty() => format!(
+                "if {} holds data directory \"{}\" on purpose (a server, an `interlock hold`), \
+                 wait for it or stop it the way it was started; if they are an old server's \
+                 leftover processes, terminate them (kill -TERM {}); do not remove the segment \
+                 with ipcrm",
+                describe_holders_named(holders),
+                data_dir.display(),
+                holders
+                    .iter()
+                    .map(|h| h.pid.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             Error::SegmentInUse { data_dir, .. } => format!(
                 "terminate the old server processes associated with data directory \"{}\" \
-                 (the PIDs found are listed); do not remove the segment with ipcrm",
+                 (they could not be seen here: run as root to list them); do not remove the \
+                 segment with ipcrm",
                 data_dir.display()
             ),
             Error::SegmentAnalysisFailed { .. } => {

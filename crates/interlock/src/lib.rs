@@ -58,7 +58,12 @@
 //! `lockfile_unlinked_copy_written`, `lockfile_written`, `release_detached`,
 //! `release_segment_removed`), the process kills itself with SIGKILL when it
 //! reaches that step. The crash tests use it to prove that no step leaves
-//! the directory wedged or open while an old holder lives.
+//! the directory wedged or open while an old holder lives. The hook exists
+//! only with the `failpoints` cargo feature, off by default and turned on
+//! only for this crate's own tests and examples (a dev-dependency on
+//! itself): a program that links the library, such as the `interlock` CLI,
+//! ignores the variable (`scripts/test` checks that the CLI as built
+//! normally survives it).
 
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -81,7 +86,9 @@ pub use lockfile::LOCK_FILE_NAME;
 pub use sys::shm::{ShmId, ShmKey};
 
 /// Kill this process with SIGKILL if `INTERLOCK_FAILPOINT` names `step`
-/// (see "Testing hook" in the crate docs).
+/// (see "Testing hook" in the crate docs). Only with the `failpoints`
+/// feature, which only this crate's tests and examples turn on.
+#[cfg(feature = "failpoints")]
 pub(crate) fn failpoint(step: &str) {
     static WANTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let wanted = WANTED.get_or_init(|| std::env::var("INTERLOCK_FAILPOINT").ok());
@@ -90,3 +97,9 @@ pub(crate) fn failpoint(step: &str) {
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     }
 }
+
+/// Without the `failpoints` feature (every normal build): nothing, and the
+/// environment is not read.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub(crate) fn failpoint(_step: &str) {}

@@ -281,7 +281,7 @@ impl DataDirLock {
                     key: seg.key,
                     shmid: seg.shmid,
                     nattch: seg.nattch,
-                    holders: procfs.holders_of(seg.shmid, seg.nattch),
+                    holders: procfs.holders_or_creator(seg.shmid, seg.nattch),
                 });
             }
             crate::failpoint("segments_scanned");
@@ -694,7 +694,7 @@ fn check_existing(
                     key: ShmKey(line.key),
                     shmid,
                     nattch,
-                    holders: procfs.holders_of(shmid, nattch),
+                    holders: procfs.holders_or_creator(shmid, nattch),
                 })
             }
             SegmentState::AnalysisFailure { op, error } => {

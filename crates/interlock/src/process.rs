@@ -56,6 +56,9 @@ pub struct Holder {
     pub pid: i32,
     /// Its name (`comm`), sanitised for printing.
     pub name: String,
+    /// Its command line, arguments separated by spaces, sanitised for
+    /// printing; empty if it could not be read (a kernel thread, a zombie).
+    pub cmdline: String,
 }
 
 /// What a process is doing, as `ps` names its state letter.
@@ -362,14 +365,56 @@ impl ProcFs {
                 break;
             }
             if let Ok(true) = self.maps_segment(pid, shmid) {
-                let name = self
-                    .stat(pid)
-                    .map(|s| printable(&s.comm))
-                    .unwrap_or_else(|_| "?".into());
-                found.push(Holder { pid, name });
+                found.push(self.holder(pid));
             }
         }
         found.sort_by_key(|h| h.pid);
+        found
+    }
+
+    fn holder(&self, pid: i32) -> Holder {
+        let name = self
+            .stat(pid)
+            .map(|s| printable(&s.comm))
+            .unwrap_or_else(|_| "?".into());
+        let cmdline = fs::read(self.pid_path(pid, "cmdline"))
+            .map(|b| {
+                let b: Vec<u8> = b.iter().map(|&c| if c == 0 { b' ' } else { c }).collect();
+                printable(&b).trim_end().to_string()
+            })
+            .unwrap_or_default();
+        Holder { pid, name, cmdline }
+    }
+
+    /// [`ProcFs::holders_of`], completed with the segment's creator
+    /// (`IPC_STAT`'s `shm_cpid`) when fewer holders were seen than `nattch`
+    /// counts and the creator still runs, having started no later than the
+    /// segment was made (so not a reused PID). A process that changed its
+    /// user, as `interlock hold` run as root does, is not dumpable, and
+    /// proc(5) lets only root read its `maps`; its `stat` and `cmdline`
+    /// stay readable. Such a creator is the one that holds the directory
+    /// (`interlock hold --no-lock-file`, a server whose lock file was
+    /// removed).
+    pub fn holders_or_creator(&self, shmid: ShmId, nattch: u64) -> Vec<Holder> {
+        let mut found = self.holders_of(shmid, nattch);
+        if found.len() as u64 >= nattch {
+            return found;
+        }
+        let Ok(st) = crate::sys::shm::stat(shmid) else {
+            return found;
+        };
+        if st.cpid <= 0 || found.iter().any(|h| h.pid == st.cpid) {
+            return found;
+        }
+        let started = self
+            .stat(st.cpid)
+            .and_then(|s| Ok((s.state, self.start_time(&s)?)));
+        if let Ok((state, started)) = started {
+            if state != b'Z' && started <= st.ctime {
+                found.push(self.holder(st.cpid));
+                found.sort_by_key(|h| h.pid);
+            }
+        }
         found
     }
 
@@ -563,7 +608,8 @@ mod tests {
             holders,
             vec![Holder {
                 pid: 4242,
-                name: "postgres: bob (x) ".into()
+                name: "postgres: bob (x) ".into(),
+                cmdline: procfs.holder(4242).cmdline,
             }]
         );
         assert!(procfs.holders_of(ShmId(65539), 5).is_empty());

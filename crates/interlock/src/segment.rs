@@ -118,7 +118,7 @@ pub fn analyze(shmid: ShmId, data_dir: &Path) -> SegmentState {
         return SegmentState::Foreign;
     }
     // 3. attach to read the header.
-    let att = match shm::attach(shmid, HEADER_SIZE) {
+    let att = match shm::attach(shmid) {
         Ok(att) => att,
         Err(e) => {
             return match errno(&e) {
@@ -276,7 +276,7 @@ pub(crate) fn create(
         match shm::create_exclusive(key, HEADER_SIZE) {
             Ok(shmid) => {
                 crate::failpoint("segment_created");
-                let mut attachment = shm::attach(shmid, HEADER_SIZE).map_err(|e| {
+                let mut attachment = shm::attach(shmid).map_err(|e| {
                     let _ = shm::remove(shmid);
                     Error::sys(format!("shmat(id={shmid}, addr=NULL, flags=0x0)"), e)
                 })?;
@@ -312,7 +312,7 @@ pub(crate) fn create(
                     key,
                     shmid,
                     nattch,
-                    holders: crate::process::ProcFs::default().holders_of(shmid, nattch),
+                    holders: crate::process::ProcFs::default().holders_or_creator(shmid, nattch),
                 })
             }
             SegmentState::AnalysisFailure { op, error } => {

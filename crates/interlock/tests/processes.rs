@@ -106,7 +106,7 @@ fn exec_child_is_kept_covered_after_its_parent_is_killed() {
 
     let msg = refused(&acquire_outcome(dir.path(), &mut c), "SegmentInUse");
     assert!(
-        msg.contains(&format!("PID {keeper} (interlock-keep)")),
+        msg.contains(&format!("PID {keeper} (interlock-keep: ")),
         "{msg}"
     );
 

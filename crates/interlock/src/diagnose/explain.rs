@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use interlock_format::serverlog::{parse_log, recognize, FailureCode, Recognized};
+use interlock_format::shell;
 use serde::Serialize;
 
 use super::limits::{host_facts, HostFacts};
@@ -101,15 +102,19 @@ impl ExplainReport {
 ///
 /// # Errors
 /// [`Error::Input`] when the input is not a server log in the stderr
-/// format: all binary, or `csvlog`/`jsonlog` lines with no stderr-format
-/// report among them.
+/// format: mostly binary (more than half of its lines hold NUL bytes,
+/// invalid UTF-8 or control characters) with no report line among them, or
+/// `csvlog`/`jsonlog` lines with no stderr-format report among them. Text
+/// in which nothing is recognised, and a log with some binary lines among
+/// its reports (a torn write, a crash), are read: they are logs.
 pub fn explain(input: &[u8], source: &str, opts: &ExplainOptions) -> Result<ExplainReport, Error> {
     let log = parse_log(input);
-    if log.lines > 0 && log.binary_lines.len() == log.lines {
+    if log.records.is_empty() && log.binary_lines.len() * 2 > log.lines {
         return Err(Error::Input {
             what: source.to_string(),
             reason: format!(
-                "not a text log: all {} lines hold binary data (NUL bytes, invalid UTF-8 or control characters)",
+                "not a text log: {} of its {} lines hold binary data (NUL bytes, invalid UTF-8 or control characters) and none is a server report",
+                log.binary_lines.len(),
                 log.lines
             ),
         });
@@ -192,7 +197,12 @@ fn sysctl_d(name: &str, value: &str) -> String {
 
 /// (meaning, check, fix) for a failure.
 fn words(code: FailureCode, r: &Recognized) -> (String, Vec<String>, Vec<String>) {
-    let dir = r.data_dir.as_deref().unwrap_or("DATADIR");
+    // Shell-quoted: pasted into the commands below, it names exactly the
+    // directory the log names (DATADIR is a placeholder to fill in).
+    let dir = r
+        .data_dir
+        .as_deref()
+        .map_or(std::borrow::Cow::Borrowed("DATADIR"), shell::quote);
     let err = r.error_text.as_deref().unwrap_or("an error");
     let size = r
         .size

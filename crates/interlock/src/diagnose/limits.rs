@@ -587,6 +587,7 @@ pub fn limits(data_dir: Option<&Path>, opts: &LimitsOptions) -> Result<LimitsRep
 
 fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need, Error> {
     use std::os::unix::fs::MetadataExt;
+    super::require_data_dir(data_dir)?;
     let meta = fs::metadata(data_dir).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::DataDirMissing {

@@ -431,6 +431,44 @@ pub(crate) fn key_hex(key: i32) -> String {
     format!("{:#010x}", key as u32)
 }
 
+/// Whether `path` is a data directory as `limits DATADIR` and `scan DIR…`
+/// take one: a directory (else the error `status` gives) holding a
+/// `PG_VERSION` entry, as PostgreSQL's `ValidatePgVersion`
+/// (src/backend/utils/init/miscinit.c) first asks of a data directory.
+/// Only the entry's existence is looked at: an unreadable `PG_VERSION`
+/// still counts (the caller says what it could not read).
+pub fn require_data_dir(path: &std::path::Path) -> Result<(), crate::Error> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(crate::Error::DataDirMissing {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => {
+            return Err(crate::Error::sys(
+                format!("stat(\"{}\")", path.display()),
+                e,
+            ))
+        }
+    };
+    if !meta.is_dir() {
+        return Err(crate::Error::DataDirUnusable {
+            path: path.to_path_buf(),
+            reason: "is not a directory".into(),
+            hint: "give the data directory, the one that holds PG_VERSION".into(),
+        });
+    }
+    match std::fs::symlink_metadata(path.join("PG_VERSION")) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(crate::Error::DataDirUnusable {
+            path: path.to_path_buf(),
+            reason: "has no PG_VERSION: it is not a PostgreSQL data directory".into(),
+            hint: "give the data directory, the one that holds PG_VERSION (initdb makes it)".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// `YYYY-MM-DD HH:MM:SS UTC` for epoch seconds.
 pub fn format_utc(epoch: i64) -> String {
     let days = epoch.div_euclid(86_400);

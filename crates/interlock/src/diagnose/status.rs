@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use interlock_format::pgconf::postmaster_opts_settings;
 use interlock_format::pgcontrol::{startup_refusal, ControlRefusal};
 use interlock_format::pidfile::{PidFile, ServerReading, MAX_PIDFILE_SIZE};
+use interlock_format::shell;
 use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
 use interlock_format::sysvipc::ShmEntry;
 
@@ -2119,8 +2120,11 @@ fn human_bytes(n: u64) -> String {
 /// What to do, safest first.
 fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) -> Vec<String> {
     let mut steps = Vec::new();
-    let dir = &r.data_dir;
-    let lock = &r.lock_file.path;
+    // Every path goes into a command or sentence shell-quoted: one word
+    // that pastes back to its exact bytes, on one line.
+    let dir = shell::quote_os(cx.shown.as_os_str());
+    let lock_path = cx.shown.join(crate::LOCK_FILE_NAME);
+    let lock = shell::quote_os(lock_path.as_os_str());
     let has = |c: Code| cx.findings.iter().any(|f| f.code == c);
     let nobody_attached = r.holders.is_empty();
 
@@ -2289,16 +2293,16 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
             Some(Identity::Reused) if postmaster => steps.push(format!(
                 "Another server (PID {}, data directory {}) uses this port's socket {}: start this one on another port (port = … in postgresql.conf, or -p).",
                 s.pid.unwrap_or(0),
-                s.data_dir.as_deref().unwrap_or("?"),
-                s.path.trim_end_matches(".lock")
+                shell::display(s.data_dir.as_deref().unwrap_or("?")),
+                shell::quote(s.path.trim_end_matches(".lock"))
             )),
             Some(_) => steps.push(format!(
                 "Remove the stale socket lock file, whose PID is not a server: rm {}",
-                s.path
+                shell::quote(&s.path)
             )),
             None => steps.push(format!(
                 "Make sure no server is starting on this port, then remove the socket lock file: rm {}",
-                s.path
+                shell::quote(&s.path)
             )),
         }
     }
@@ -2310,11 +2314,11 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
             ));
         }
     }
-    let leaked: Vec<&str> = r
+    let leaked: Vec<std::borrow::Cow<'_, str>> = r
         .dsm
         .iter()
         .filter(|d| d.status == "leaked")
-        .map(|d| d.path.as_str())
+        .map(|d| shell::quote(&d.path))
         .collect();
     if !leaked.is_empty() && !recycling {
         steps.push(format!(

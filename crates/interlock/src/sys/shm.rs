@@ -11,8 +11,9 @@
 //!   owns it, detaches exactly once on drop, and never hands out a slice over
 //!   memory another process can write to. Reads and writes copy through raw
 //!   pointers with volatile accesses, within the segment size that
-//!   `IPC_STAT` reported before attaching (the kernel maps whole pages, so the
-//!   mapping is at least that long).
+//!   `IPC_STAT` reports once attached, which [`attach`] itself reads (the
+//!   kernel maps whole pages, so the mapping is at least that long; ipc/shm.c
+//!   `do_shmat` maps `i_size_read` of the segment's file, its `shm_segsz`).
 //! * errno is captured on the line right after each failing call.
 
 #![allow(unsafe_code)]
@@ -56,6 +57,9 @@ pub struct ShmStat {
     pub cpid: i32,
     /// PID of the last `shmat`/`shmdt` (`shm_lpid`).
     pub lpid: i32,
+    /// Creation time, or of the last `IPC_SET` (`shm_ctime`, seconds since
+    /// the epoch).
+    pub ctime: i64,
     /// Owner uid (`shm_perm.uid`).
     pub uid: u32,
     /// Creator uid (`shm_perm.cuid`).
@@ -105,6 +109,7 @@ pub fn stat(id: ShmId) -> io::Result<ShmStat> {
         size: buf.shm_segsz as u64,
         cpid: buf.shm_cpid,
         lpid: buf.shm_lpid,
+        ctime: buf.shm_ctime,
         uid: buf.shm_perm.uid,
         cuid: buf.shm_perm.cuid,
         mode: u32::from(buf.shm_perm.mode),
@@ -142,35 +147,54 @@ unsafe impl Send for Attachment {}
 // SAFETY: see above; `read` takes `&self` and only performs volatile loads.
 unsafe impl Sync for Attachment {}
 
-/// `shmat(id, NULL, 0)` — attach a segment whose `IPC_STAT` size is
-/// `len` bytes (callers pass what [`stat`] reported).
+/// `shmat(id, NULL, 0)` — attach a segment. The attachment's length is the
+/// segment's size as `IPC_STAT` reports it (`shm_segsz`) once attached,
+/// when the segment can no longer go away (ipc/shm.c: `shm_destroy` only
+/// runs at the last detach), so no read or write through it can go past
+/// the mapping whatever the caller believes the size is.
 ///
 /// # Errors
-/// EINVAL (removed between stat and attach), EACCES (not permitted), EIDRM
-/// (being removed), ENOMEM.
+/// EINVAL (no such segment), EACCES (not permitted), EIDRM (being
+/// removed), ENOMEM; an `IPC_STAT` error after attaching (it then detaches).
 #[doc(alias = "shmat")]
-pub fn attach(id: ShmId, len: usize) -> io::Result<Attachment> {
+pub fn attach(id: ShmId) -> io::Result<Attachment> {
     // SAFETY: a NULL address lets the kernel choose where to map; no memory
     // of ours is affected.
     let addr = unsafe { libc::shmat(id.0, std::ptr::null(), 0) };
     if addr as isize == -1 {
         return Err(io::Error::last_os_error());
     }
-    match NonNull::new(addr) {
-        Some(addr) => Ok(Attachment { addr, len }),
-        None => Err(io::Error::other("shmat returned a null address")),
-    }
+    let Some(addr) = NonNull::new(addr) else {
+        return Err(io::Error::other("shmat returned a null address"));
+    };
+    // Owned from here: an early return detaches.
+    let mut att = Attachment { addr, len: 0 };
+    let size = stat(id)?.size;
+    att.len = usize::try_from(size).map_err(io::Error::other)?;
+    Ok(att)
 }
 
 impl Attachment {
+    /// The segment's size (`shm_segsz`): how far reads and writes reach.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the segment has no bytes (never, for a segment `shmget`
+    /// made: SHMMIN is 1).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Copy up to `n` bytes from the start of the segment.
     pub fn read(&self, n: usize) -> Vec<u8> {
         let n = n.min(self.len);
         let base = self.addr.as_ptr().cast::<u8>();
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            // SAFETY: i < n <= len, the segment size reported by IPC_STAT,
-            // so the offset stays inside the mapping.
+            // SAFETY: i < n <= len, the segment size IPC_STAT reported once
+            // attached (set only by `attach`), so the offset stays inside
+            // the mapping.
             let p = unsafe { base.add(i) };
             // SAFETY: `p` is inside the mapping, which stays valid until
             // `shmdt` in Drop. Volatile because another process may write
@@ -199,5 +223,31 @@ impl Drop for Attachment {
         // SAFETY: `addr` came from a successful shmat and is detached only
         // here, once. A failure (EINVAL) would mean it is already gone.
         unsafe { libc::shmdt(self.addr.as_ptr()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12, item 16: the attachment is as long as the segment, not as
+    /// long as anyone says: a read asking for more gets the segment's bytes.
+    #[test]
+    fn attachment_is_sized_by_ipc_stat() {
+        let id = get(ShmKey(libc::IPC_PRIVATE), 100, libc::IPC_CREAT | 0o600).unwrap();
+        let mut att = match attach(id) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = remove(id);
+                panic!("attach: {e}");
+            }
+        };
+        let _ = remove(id); // freed at the detach below
+        assert_eq!(att.len(), 100);
+        assert!(!att.is_empty());
+        att.write(&[7u8; 5000]);
+        let bytes = att.read(1 << 20);
+        assert_eq!(bytes, vec![7u8; 100]);
+        assert_eq!(att.read(3), vec![7u8; 3]);
     }
 }
