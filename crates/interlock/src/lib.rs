@@ -63,6 +63,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod child;
 pub mod config;
 mod datadir;
 pub mod diagnose;
@@ -70,6 +71,7 @@ mod error;
 pub mod lock;
 mod lockfile;
 pub mod process;
+pub mod safe_fs;
 pub mod segment;
 pub mod sys;
 

@@ -642,14 +642,19 @@ fn stop_of(h: &Holder, r: &StatusReport, start_ticks: u64) -> Option<StopProcess
     })
 }
 
+/// The inode and first bytes of a lock file. Opened through
+/// [`crate::safe_fs`] (its directory trusted as named): a FIFO or a link
+/// swapped in is refused at once instead of blocking the open.
 fn read_exact_file(path: &Path) -> io::Result<(u64, Vec<u8>)> {
-    let mut f = fs::File::open(path)?;
-    let inode = f.metadata()?.ino();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let name = path.file_name().map_or(path, Path::new);
+    let mut o = crate::safe_fs::open_regular(Some(dir.unwrap_or(Path::new("."))), name)
+        .map_err(|e| io::Error::other(e.to_string()))?;
     let mut bytes = Vec::new();
-    (&mut f)
+    (&mut o.file)
         .take(interlock_format::pidfile::MAX_PIDFILE_SIZE as u64 + 1)
         .read_to_end(&mut bytes)?;
-    Ok((inode, bytes))
+    Ok((o.ino, bytes))
 }
 
 fn signal_named(name: &str) -> Signal {

@@ -168,6 +168,10 @@ pub enum Code {
     VersionUnknown,
     /// A Unix-socket lock file (`.s.PGSQL.PORT.lock`) would stop the server.
     SocketLockFile,
+    /// A file of the directory or its configuration was refused: not a
+    /// regular file (a FIFO, a device), a symbolic link in a directory
+    /// another user owns, or far larger than PostgreSQL writes it.
+    UnsafeFile,
 }
 
 /// One thing found, with a stable code.
