@@ -134,6 +134,17 @@ impl ReadError {
         }
     }
 
+    /// The message without the leading path (for callers that name the
+    /// file themselves).
+    pub fn reason(&self) -> String {
+        let all = self.to_string();
+        let path = self.path().display().to_string();
+        match all.strip_prefix(&path) {
+            Some(rest) => rest.trim_start_matches([':', ' ']).to_string(),
+            None => all,
+        }
+    }
+
     /// Whether the file is something PostgreSQL would never write there (a
     /// FIFO, a refused link, too large) rather than merely unreadable.
     pub fn is_hostile(&self) -> bool {

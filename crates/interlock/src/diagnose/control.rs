@@ -83,7 +83,7 @@ pub fn control(data_dir: &Path) -> Result<ControlReport, Error> {
             crate::safe_fs::ReadError::PermissionDenied { .. } => {
                 "cannot be read: permission denied".into()
             }
-            e => format!("cannot be read: {e}"),
+            e => e.reason(),
         },
         hint: if e.is_not_found() {
             "give a data directory (the one that holds PG_VERSION and global/)".into()
@@ -100,8 +100,14 @@ pub fn control(data_dir: &Path) -> Result<ControlReport, Error> {
                do not start the server on a guess (pg_resetwal loses data)"
             .into(),
     })?;
-    let data_dir_major = crate::safe_fs::pg_version(data_dir).ok().flatten();
-    Ok(report(&path, &cf, data_dir_major))
+    let (data_dir_major, pgv_problem) = match crate::safe_fs::pg_version(data_dir) {
+        Ok(m) => (m, None),
+        Err(e) if e.is_hostile() => (None, Some(e.to_string())),
+        Err(_) => (None, None),
+    };
+    let mut r = report(&path, &cf, data_dir_major);
+    r.problems.extend(pgv_problem);
+    Ok(r)
 }
 
 fn report(path: &Path, cf: &ControlFile, data_dir_major: Option<String>) -> ControlReport {

@@ -535,10 +535,16 @@ fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
             let r = ServerReading::of(&bytes);
             let strict = PidFile::parse(&bytes);
             if size > MAX_PIDFILE_SIZE as u64 {
-                lock_info.problem = Some(format!(
-                    "the file is {size} bytes ({}), larger than the {MAX_PIDFILE_SIZE} bytes any PostgreSQL writes; only its start was read",
+                let why = format!(
+                    "is {size} bytes ({}), larger than the {MAX_PIDFILE_SIZE} bytes any PostgreSQL writes; only its start was read, as the server reads it",
                     human_bytes(size)
-                ));
+                );
+                cx.find(
+                    Code::LockFileCorrupt,
+                    Severity::Warning,
+                    format!("{} {why}", lock_path.display()),
+                );
+                lock_info.problem = Some(format!("the file {why}"));
             } else if let Err(e) = &strict {
                 lock_info.problem = Some(e.to_string());
             }
