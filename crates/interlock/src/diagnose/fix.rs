@@ -1049,3 +1049,42 @@ fn remove_segment(dir: &Path, shmid: i32) -> (StepResult, String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12, item 8: a lock file swapped for a FIFO between the plan
+    /// and the removal is neither waited on nor left renamed aside.
+    #[test]
+    fn a_fifo_swapped_in_is_put_back_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(crate::LOCK_FILE_NAME);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(remove_lock_file(&p, 1, "42\n"));
+        });
+        let (result, detail) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("remove_lock_file blocked on a FIFO");
+        assert_eq!(result, StepResult::Skipped, "{detail}");
+        assert!(detail.contains("left in place"), "{detail}");
+        let st = fs::symlink_metadata(&path).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&st.file_type()));
+        let left: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "something left aside: {left:?}");
+    }
+}
