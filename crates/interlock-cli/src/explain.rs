@@ -29,29 +29,85 @@ pub struct ExplainArgs {
     pub json: bool,
 }
 
-fn newest_log(data_dir: &Path) -> Option<PathBuf> {
+/// The newest log file in the cluster's `log_directory`: a regular file
+/// owned by the data directory's owner, as the logging collector writes
+/// them (`syslogger.c`, `logfile_open`). The configuration is the owner's,
+/// so as root its `log_directory` may name any directory (`/etc`): files of
+/// other owners are not read, nor links in directories the owner controls,
+/// nor FIFOs (see `interlock::safe_fs`).
+fn newest_log(data_dir: &Path) -> Result<(PathBuf, interlock::safe_fs::Opened), String> {
+    use interlock::safe_fs;
+    use rustix::fs::{AtFlags, Dir, FileType};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
     let settings = interlock::config::read_settings(data_dir);
     let dir = settings.get("log_directory").unwrap_or("log");
-    let dir = if Path::new(dir).is_absolute() {
+    let shown = if Path::new(dir).is_absolute() {
         PathBuf::from(dir)
     } else {
         data_dir.join(dir)
     };
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter(|e| {
-            !e.file_name().to_string_lossy().ends_with(".csv")
-                && !e.file_name().to_string_lossy().ends_with(".json")
-        })
-        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-        .map(|e| e.path())
+    let owner = std::fs::metadata(data_dir)
+        .map_err(|e| format!("{}: {e}", data_dir.display()))?
+        .uid();
+    let fd = safe_fs::open_dir(Some(data_dir), Path::new(dir)).map_err(|e| e.to_string())?;
+    let entries = Dir::read_from(&fd).map_err(|e| format!("{}: {e}", shown.display()))?;
+    let mut newest: Option<((i64, u64), std::ffi::OsString)> = None;
+    for e in entries.flatten() {
+        let name = std::ffi::OsStr::from_bytes(e.file_name().to_bytes()).to_os_string();
+        let n = name.to_string_lossy();
+        if n.starts_with('.') || n.ends_with(".csv") || n.ends_with(".json") {
+            continue;
+        }
+        let Ok(st) = rustix::fs::statat(&fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_uid != owner {
+            continue;
+        }
+        let t = (st.st_mtime, st.st_mtime_nsec);
+        if newest.as_ref().is_none_or(|(best, _)| t > *best) {
+            newest = Some((t, name));
+        }
+    }
+    let Some((_, name)) = newest else {
+        return Err(format!(
+            "no log file found in {}'s log_directory {} (only regular files owned by {} are read)",
+            data_dir.display(),
+            shown.display(),
+            interlock::diagnose::user_name(owner)
+        ));
+    };
+    let path = shown.join(&name);
+    // Opened by name again: refused if it was swapped for a FIFO or a link.
+    let opened = safe_fs::open_regular_at(&fd, &name, &path).map_err(|e| e.to_string())?;
+    if opened.uid != owner {
+        return Err(format!(
+            "{} is not owned by {}: not read",
+            path.display(),
+            interlock::diagnose::user_name(owner)
+        ));
+    }
+    Ok((path, opened))
 }
 
-fn read_input(path: Option<&Path>) -> Result<(Vec<u8>, String, Option<String>), String> {
+/// Where the log comes from.
+enum Input {
+    Stdin,
+    /// A file the operator named: read as given (a pipe is fine).
+    Named(PathBuf),
+    /// The newest file of `log_directory`, already opened safely.
+    Found(PathBuf, std::fs::File),
+}
+
+fn read_input(input: Input) -> Result<(Vec<u8>, String, Option<String>), String> {
     let mut buf = Vec::new();
-    match path {
+    let (path, opened) = match input {
+        Input::Stdin => (None, None),
+        Input::Named(p) => (Some(p), None),
+        Input::Found(p, f) => (Some(p), Some(f)),
+    };
+    match path.as_deref() {
         None => {
             std::io::stdin()
                 .lock()
@@ -63,7 +119,10 @@ fn read_input(path: Option<&Path>) -> Result<(Vec<u8>, String, Option<String>), 
         Some(p) => {
             use std::io::{Seek, SeekFrom};
             let name = p.display().to_string();
-            let mut f = std::fs::File::open(p).map_err(|e| format!("{name}: {e}"))?;
+            let mut f = match opened {
+                Some(f) => f,
+                None => std::fs::File::open(p).map_err(|e| format!("{name}: {e}"))?,
+            };
             let len = f.metadata().map_err(|e| format!("{name}: {e}"))?.len();
             let mut note = None;
             if len > MAX_READ {
@@ -90,23 +149,20 @@ fn read_input(path: Option<&Path>) -> Result<(Vec<u8>, String, Option<String>), 
 }
 
 pub fn run(args: &ExplainArgs) -> u8 {
-    let path = match (&args.logfile, &args.data_dir) {
-        (Some(p), _) if p.as_os_str() == "-" => None,
-        (Some(p), _) => Some(p.clone()),
+    let input = match (&args.logfile, &args.data_dir) {
+        (Some(p), _) if p.as_os_str() == "-" => Input::Stdin,
+        (Some(p), _) => Input::Named(p.clone()),
         (None, Some(d)) => match newest_log(d) {
-            Some(p) => Some(p),
-            None => {
-                eprintln!(
-                    "interlock: no log file found in {}'s log_directory",
-                    d.display()
-                );
+            Ok((p, o)) => Input::Found(p, o.file),
+            Err(why) => {
+                eprintln!("interlock: {why}");
                 eprintln!("hint: give the log file, or - to read standard input (pg_ctl -l FILE, journalctl -u postgresql)");
                 return exit::UNKNOWN;
             }
         },
-        (None, None) => None,
+        (None, None) => Input::Stdin,
     };
-    let (input, source, note) = match read_input(path.as_deref()) {
+    let (input, source, note) = match read_input(input) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("interlock: {e}");

@@ -54,6 +54,9 @@ pub fn run(args: &HoldArgs) -> u8 {
         return exit::HOLD_FAILED;
     }
     let settings = interlock::config::read_settings(&args.datadir);
+    for r in &settings.refused {
+        eprintln!("interlock: warning: {r}");
+    }
     let port = args.port.or(settings.port()).unwrap_or(5432);
     let opts = LockOptions::new()
         .standalone(true)

@@ -89,6 +89,9 @@ fn render(r: &LimitsReport) -> String {
         for set in &n.settings {
             s += &format!("  {}\n", paint(DIM, set));
         }
+        for p in &n.problems {
+            s += &format!("  {}\n", paint(YELLOW, p));
+        }
         s += "\n";
     } else {
         s += &format!("{}\n", paint(BOLD, "host limits"));

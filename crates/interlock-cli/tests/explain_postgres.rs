@@ -104,6 +104,9 @@ fn an_empty_lock_file_and_bad_permissions() {
     // -D without a log file: the newest file in log_directory.
     std::fs::create_dir_all(t.data.join("log")).unwrap();
     std::fs::write(t.data.join("log/postgresql-2026-11-21.log"), &log).unwrap();
+    // Owned by the server's user, as the logging collector writes it:
+    // explain -D reads no file of another owner from log_directory.
+    chown_r(&t.data.join("log"));
     let out = Command::new(bin())
         .arg("explain")
         .arg("-D")

@@ -28,6 +28,10 @@ pub struct Settings {
     pub values: BTreeMap<String, Setting>,
     /// What could not be read.
     pub problems: Vec<String>,
+    /// Of those, the files refused as not what PostgreSQL reads there: a
+    /// FIFO, a device, a link in a directory another user owns, a file
+    /// larger than [`CONFIG_MAX`](crate::safe_fs::CONFIG_MAX).
+    pub refused: Vec<String>,
 }
 
 impl Settings {
@@ -62,7 +66,8 @@ pub fn config_file(data_dir: &Path) -> PathBuf {
         .flat_map(|v| fs::read_dir(v.path()).into_iter().flatten().flatten())
         .map(|c| c.path().join("postgresql.conf"));
     for conf in candidates {
-        let Ok(text) = fs::read_to_string(&conf) else {
+        let Ok(text) = crate::safe_fs::read_to_string(None, &conf, crate::safe_fs::CONFIG_MAX)
+        else {
             continue;
         };
         let names_us = parse_conf(&text).ok().is_some_and(|entries| {
@@ -81,14 +86,36 @@ pub fn config_file(data_dir: &Path) -> PathBuf {
 /// `postgresql.conf`, or, in Debian's layout, the
 /// `/etc/postgresql/MAJOR/CLUSTER/postgresql.conf` whose `data_directory`
 /// is this directory.
+///
+/// Every file is read through [`crate::safe_fs`]: at most
+/// [`CONFIG_MAX`](crate::safe_fs::CONFIG_MAX) bytes, never a FIFO or a
+/// device, and no symbolic link in a directory owned by another user than
+/// root or us (the data directory itself is trusted as given). What is
+/// refused is in [`Settings::problems`], naming the file.
 pub fn read_settings(data_dir: &Path) -> Settings {
     let mut s = Settings::default();
-    read_file(&config_file(data_dir), true, 0, &mut s);
-    read_file(&data_dir.join("postgresql.auto.conf"), false, 0, &mut s);
+    read_file(data_dir, &config_file(data_dir), true, 0, &mut s);
+    read_file(
+        data_dir,
+        &data_dir.join("postgresql.auto.conf"),
+        false,
+        0,
+        &mut s,
+    );
     s
 }
 
-fn read_file(path: &Path, required: bool, depth: usize, out: &mut Settings) {
+/// Read `path` under the rules of [`crate::safe_fs`], trusting the part
+/// that is the data directory `trusted`.
+fn read_conf(trusted: &Path, path: &Path) -> Result<String, crate::safe_fs::ReadError> {
+    use crate::safe_fs::{read_to_string, CONFIG_MAX};
+    match path.strip_prefix(trusted) {
+        Ok(rel) if !rel.as_os_str().is_empty() => read_to_string(Some(trusted), rel, CONFIG_MAX),
+        _ => read_to_string(None, path, CONFIG_MAX),
+    }
+}
+
+fn read_file(trusted: &Path, path: &Path, required: bool, depth: usize, out: &mut Settings) {
     if depth > MAX_DEPTH {
         out.problems.push(format!(
             "{}: includes nested deeper than {MAX_DEPTH} levels",
@@ -96,11 +123,14 @@ fn read_file(path: &Path, required: bool, depth: usize, out: &mut Settings) {
         ));
         return;
     }
-    let text = match fs::read_to_string(path) {
+    let text = match read_conf(trusted, path) {
         Ok(t) => t,
         Err(e) => {
-            if required || e.kind() != std::io::ErrorKind::NotFound {
-                out.problems.push(format!("{}: {e}", path.display()));
+            if e.is_hostile() {
+                out.refused.push(e.to_string());
+            }
+            if required || !e.is_not_found() {
+                out.problems.push(e.to_string());
             }
             return;
         }
@@ -123,8 +153,8 @@ fn read_file(path: &Path, required: bool, depth: usize, out: &mut Settings) {
             }
         };
         match e.name.as_str() {
-            "include" => read_file(&target(), true, depth + 1, out),
-            "include_if_exists" => read_file(&target(), false, depth + 1, out),
+            "include" => read_file(trusted, &target(), true, depth + 1, out),
+            "include_if_exists" => read_file(trusted, &target(), false, depth + 1, out),
             "include_dir" => {
                 let dir = target();
                 let mut files: Vec<PathBuf> = match fs::read_dir(&dir) {
@@ -144,7 +174,7 @@ fn read_file(path: &Path, required: bool, depth: usize, out: &mut Settings) {
                 };
                 files.sort();
                 for f in files {
-                    read_file(&f, true, depth + 1, out);
+                    read_file(trusted, &f, true, depth + 1, out);
                 }
             }
             _ => {

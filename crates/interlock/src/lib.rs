@@ -68,6 +68,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod child;
 pub mod config;
 mod datadir;
 pub mod diagnose;
@@ -75,6 +76,7 @@ mod error;
 pub mod lock;
 mod lockfile;
 pub mod process;
+pub mod safe_fs;
 pub mod segment;
 pub mod sys;
 

@@ -720,9 +720,12 @@ fn check_existing(
 /// port for 10–12, when known; the inode otherwise), so that a server of
 /// that version probing for its own segment finds ours.
 fn first_key(dir: &DataDir, port: u16) -> ShmKey {
-    let major = std::fs::read_to_string(dir.path.join("PG_VERSION"))
+    // Bounded, and neither a FIFO nor a link in another user's directory
+    // (safe_fs): a hostile PG_VERSION must not hang or exhaust `hold`.
+    let major = crate::safe_fs::pg_version(&dir.path)
         .ok()
-        .and_then(|v| v.trim().split('.').next()?.parse::<u32>().ok());
+        .flatten()
+        .and_then(|v| v.split('.').next()?.parse::<u32>().ok());
     match major {
         Some(10..=12) if port != 0 => segment::key_for_port(port),
         _ => segment::key_for_inode(dir.ino),

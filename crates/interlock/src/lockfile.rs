@@ -66,7 +66,10 @@ pub(crate) fn read(dir: &DataDir) -> Result<Existing, Error> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(Error::LockFileUnsafe {
             path: p,
-            reason: "is not a regular file".into(),
+            reason: format!(
+                "is not a regular file: it is {}",
+                crate::safe_fs::kind_of(st.st_mode)
+            ),
         });
     }
     let mut bytes = Vec::with_capacity(1024);
@@ -78,7 +81,14 @@ pub(crate) fn read(dir: &DataDir) -> Result<Existing, Error> {
     if bytes.len() > MAX_PIDFILE_SIZE {
         return Err(Error::LockFileUnsafe {
             path: p,
-            reason: format!("is larger than the {MAX_PIDFILE_SIZE} bytes any PostgreSQL writes"),
+            // The size from fstat, not what was read: only the first
+            // MAX_PIDFILE_SIZE + 1 bytes are.
+            reason: format!(
+                "is {} bytes, larger than the {MAX_PIDFILE_SIZE} bytes any PostgreSQL writes",
+                u64::try_from(st.st_size)
+                    .unwrap_or(0)
+                    .max(bytes.len() as u64)
+            ),
         });
     }
     if bytes.is_empty() {

@@ -217,12 +217,13 @@ pub(crate) fn cleanup_dsm_in(shm_dir: &Path, handle: u32, uid: u32) -> Vec<PathB
     }
     // A control segment holds 64 + 5 * MaxBackends items of at most 40
     // bytes; 64 MiB is far beyond any real one.
-    let Ok(bytes) = fs::read(&control) else {
+    // Opened without blocking and without following a planted link
+    // (anyone may create files in /dev/shm), read with its bound.
+    let Ok(bytes) =
+        crate::safe_fs::read(Some(shm_dir), Path::new(&dsm_file_name(handle)), 64 << 20)
+    else {
         return removed;
     };
-    if bytes.len() > 64 << 20 {
-        return removed;
-    }
     let Ok(ctl) = parse_dsm_control(&bytes) else {
         return removed;
     };

@@ -5,7 +5,6 @@
 //! stopped cluster, a crashed one and one whose server runs all read the
 //! same way. Its fields are named as `pg_controldata` names them.
 
-use std::fs;
 use std::path::Path;
 
 use interlock_format::pgcontrol::{format_lsn, parse_pg_control, ControlFile, DbState};
@@ -70,11 +69,19 @@ pub struct ControlReport {
 /// false, as `pg_controldata` does.
 pub fn control(data_dir: &Path) -> Result<ControlReport, Error> {
     let path = data_dir.join("global").join("pg_control");
-    let bytes = read_control_file(&path).map_err(|e| Error::ControlFile {
+    let bytes = read_control_file(data_dir).map_err(|e| Error::ControlFile {
         path: path.clone(),
-        reason: format!("cannot be read: {e}"),
-        hint: if e.kind() == std::io::ErrorKind::NotFound {
+        reason: match &e {
+            crate::safe_fs::ReadError::NotFound { .. } => "does not exist".into(),
+            crate::safe_fs::ReadError::PermissionDenied { .. } => {
+                "cannot be read: permission denied".into()
+            }
+            e => e.reason(),
+        },
+        hint: if e.is_not_found() {
             "give a data directory (the one that holds PG_VERSION and global/)".into()
+        } else if e.is_hostile() {
+            "PostgreSQL writes a regular file of 8192 bytes there: look at what replaced it".into()
         } else {
             "run as root or as the data directory's owner".into()
         },
@@ -86,15 +93,25 @@ pub fn control(data_dir: &Path) -> Result<ControlReport, Error> {
                do not start the server on a guess (pg_resetwal loses data)"
             .into(),
     })?;
-    let data_dir_major = fs::read_to_string(data_dir.join("PG_VERSION"))
-        .ok()
-        .map(|s| s.trim().to_string());
-    Ok(report(&path, &cf, data_dir_major))
+    let (data_dir_major, pgv_problem) = match crate::safe_fs::pg_version(data_dir) {
+        Ok(m) => (m, None),
+        Err(e) if e.is_hostile() => (None, Some(e.to_string())),
+        Err(_) => (None, None),
+    };
+    let mut r = report(&path, &cf, data_dir_major);
+    r.problems.extend(pgv_problem);
+    Ok(r)
 }
 
-/// The bytes of `path` (a `global/pg_control`).
-pub(crate) fn read_control_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    fs::read(path)
+/// The bytes of `DATADIR/global/pg_control`: at most PG_CONTROL_FILE_SIZE
+/// bytes, never a FIFO or a device, no link in a directory another user
+/// owns (safe_fs).
+pub(crate) fn read_control_file(data_dir: &Path) -> Result<Vec<u8>, crate::safe_fs::ReadError> {
+    crate::safe_fs::read(
+        Some(data_dir),
+        Path::new("global/pg_control"),
+        crate::safe_fs::PG_CONTROL_MAX,
+    )
 }
 
 fn report(path: &Path, cf: &ControlFile, data_dir_major: Option<String>) -> ControlReport {

@@ -656,14 +656,19 @@ fn stop_of(h: &Holder, r: &StatusReport, start_ticks: u64) -> Option<StopProcess
     })
 }
 
+/// The inode and first bytes of a lock file. Opened through
+/// [`crate::safe_fs`] (its directory trusted as named): a FIFO or a link
+/// swapped in is refused at once instead of blocking the open.
 fn read_exact_file(path: &Path) -> io::Result<(u64, Vec<u8>)> {
-    let mut f = fs::File::open(path)?;
-    let inode = f.metadata()?.ino();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let name = path.file_name().map_or(path, Path::new);
+    let mut o = crate::safe_fs::open_regular(Some(dir.unwrap_or(Path::new("."))), name)
+        .map_err(|e| io::Error::other(e.to_string()))?;
     let mut bytes = Vec::new();
-    (&mut f)
+    (&mut o.file)
         .take(interlock_format::pidfile::MAX_PIDFILE_SIZE as u64 + 1)
         .read_to_end(&mut bytes)?;
-    Ok((inode, bytes))
+    Ok((o.ino, bytes))
 }
 
 fn signal_named(name: &str) -> Signal {
@@ -1056,5 +1061,44 @@ fn remove_segment(dir: &Path, shmid: i32) -> (StepResult, String) {
         SegmentState::AnalysisFailure { op, error } => {
             (StepResult::Failed, format!("{op}: {error}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12, item 8: a lock file swapped for a FIFO between the plan
+    /// and the removal is neither waited on nor left renamed aside.
+    #[test]
+    fn a_fifo_swapped_in_is_put_back_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(crate::LOCK_FILE_NAME);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(remove_lock_file(&p, 1, "42\n"));
+        });
+        let (result, detail) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("remove_lock_file blocked on a FIFO");
+        assert_eq!(result, StepResult::Skipped, "{detail}");
+        assert!(detail.contains("left in place"), "{detail}");
+        let st = fs::symlink_metadata(&path).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&st.file_type()));
+        let left: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "something left aside: {left:?}");
     }
 }

@@ -436,7 +436,12 @@ const MAX_CONTROL_READ: u64 = 4 << 20;
 /// one. Only the magic is read from other files.
 fn read_control(path: &Path) -> Option<Vec<u32>> {
     use std::io::Read;
-    let mut f = fs::File::open(path).ok()?;
+    // Anyone may create files in /dev/shm: never block on a FIFO swapped
+    // in after the type was checked, never follow a planted link.
+    let dir = path.parent()?;
+    let mut f = crate::safe_fs::open_regular(Some(dir), Path::new(path.file_name()?))
+        .ok()?
+        .file;
     let mut magic = [0u8; 4];
     f.read_exact(&mut magic).ok()?;
     if u32::from_ne_bytes(magic) != DSM_CONTROL_MAGIC {

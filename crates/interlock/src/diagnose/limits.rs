@@ -178,6 +178,10 @@ pub struct Need {
     pub owner_is_system_user: bool,
     /// The settings used, `name = value (FILE:LINE)`.
     pub settings: Vec<String>,
+    /// Files that could not be read (`PG_VERSION`, configuration files),
+    /// each naming the file and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// One limit, judged.
@@ -597,10 +601,16 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
             Error::sys(format!("stat {}", data_dir.display()), e)
         }
     })?;
-    let major: Option<u32> = fs::read_to_string(data_dir.join("PG_VERSION"))
-        .ok()
-        .and_then(|v| v.trim().parse().ok());
+    let mut problems = Vec::new();
+    let major: Option<u32> = match crate::safe_fs::pg_version(data_dir) {
+        Ok(v) => v.and_then(|v| v.parse().ok()),
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
     let settings = read_settings(data_dir);
+    problems.extend(settings.problems.iter().cloned());
     let sizing = Sizing::from_settings(&settings);
     let m = major.unwrap_or(18);
     let huge_pages = settings.get("huge_pages").unwrap_or("try").to_string();
@@ -689,7 +699,12 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
                     Err(e) => asked = Some(format!("postgres -C failed: {e}")),
                 }
             }
-            None => asked = Some("no server binary of this version found".into()),
+            None => {
+                asked = Some(match found.probe_failure {
+                    Some(why) => format!("no server binary of this version answered: {why}"),
+                    None => "no server binary of this version found".into(),
+                })
+            }
         }
     }
     // 3. The estimate.
@@ -769,6 +784,7 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
         owner: user_name(meta.uid()),
         owner_is_system_user: meta.uid() <= host.sys_uid_max,
         settings: used,
+        problems,
     })
 }
 
@@ -791,8 +807,12 @@ fn mapped_size(root: &Path, pid: i32, sysv: bool) -> Option<u64> {
         .max()
 }
 
+/// How long one `postgres -C` may take before it and its process group
+/// are killed.
+pub const POSTGRES_C_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `postgres -D DIR -C NAME` as the directory's owner: its output, or
-/// why it failed (its last line of stderr).
+/// why it failed (its last line of stderr, or that it timed out).
 fn ask_server(
     bin: &Path,
     data_dir: &Path,
@@ -817,9 +837,10 @@ fn ask_server(
     if rustix::process::geteuid().is_root() {
         crate::sys::proc::run_command_as(&mut cmd, uid, gid);
     }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    // The server reads the owner's configuration, which may never end
+    // (a link to /dev/zero) or block (a FIFO): bound it.
+    let out = crate::child::output_within(&mut cmd, POSTGRES_C_TIME_LIMIT, 1 << 20)
+        .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if out.status.success() && !stdout.is_empty() {
         Ok(stdout)

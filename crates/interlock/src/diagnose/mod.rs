@@ -180,6 +180,10 @@ pub enum Code {
     /// to a segment whose header names this directory: no server of this
     /// directory runs as another user, so they are not its leftovers.
     ForeignHolders,
+    /// A file of the directory or its configuration was refused: not a
+    /// regular file (a FIFO, a device), a symbolic link in a directory
+    /// another user owns, or far larger than PostgreSQL writes it.
+    UnsafeFile,
 }
 
 /// One thing found, with a stable code.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -274,32 +274,44 @@ struct PidFileParts {
     start_time: Option<i64>,
 }
 
-fn read_lock_file(path: &Path) -> Result<Option<Vec<u8>>, (bool, String)> {
-    let m = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err((true, format!("cannot stat it: {e}"))),
-    };
-    if m.file_type().is_symlink() {
-        return Err((
+/// Why a lock file was not read: (unreadable rather than unusable, why).
+type LockReadError = (bool, String);
+
+/// A lock file's first bytes (as much as PostgreSQL reads) and its real
+/// size. `Err((true, _))`: unreadable; `Err((false, _))`: not what
+/// PostgreSQL writes (a FIFO, a link, a device), refused without blocking.
+fn read_lock_file(path: &Path) -> Result<Option<(Vec<u8>, u64)>, LockReadError> {
+    use crate::safe_fs::ReadError;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let name = path.file_name().map_or(path, Path::new);
+    // Links are refused whoever owns the directory: PostgreSQL writes a
+    // regular file there.
+    match rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink() => {
+            return Err((
+                false,
+                "is a symbolic link; PostgreSQL writes a regular file there".into(),
+            ));
+        }
+        _ => {}
+    }
+    match crate::safe_fs::read_prefix(
+        Some(dir.unwrap_or(Path::new("."))),
+        name,
+        MAX_PIDFILE_SIZE as u64,
+    ) {
+        Ok(p) => Ok(Some((p.bytes, p.size))),
+        Err(ReadError::NotFound { .. }) => Ok(None),
+        Err(ReadError::NotRegular { kind, .. }) => {
+            Err((false, format!("is not a regular file: it is {kind}")))
+        }
+        Err(ReadError::Symlink { .. }) => Err((
             false,
             "is a symbolic link; PostgreSQL writes a regular file there".into(),
-        ));
+        )),
+        Err(e @ ReadError::PermissionDenied { .. }) => Err((true, format!("cannot open it: {e}"))),
+        Err(e) => Err((true, format!("cannot read it: {e}"))),
     }
-    if !m.file_type().is_file() {
-        return Err((false, "is not a regular file".into()));
-    }
-    let mut f = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err((true, format!("cannot open it: {e}"))),
-    };
-    let mut bytes = Vec::new();
-    (&mut f)
-        .take(MAX_PIDFILE_SIZE as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| (true, format!("cannot read it: {e}")))?;
-    Ok(Some(bytes))
 }
 
 fn summary(host: &Host, pid: i32) -> Option<ProcessSummary> {
@@ -532,14 +544,28 @@ fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
             lock_info.problem = Some(why.clone());
             LockStage::Unusable(why)
         }
-        Ok(Some(bytes)) if bytes.is_empty() => {
+        Ok(Some((bytes, _))) if bytes.is_empty() => {
             lock_info.state = "empty";
             LockStage::Empty
         }
-        Ok(Some(bytes)) => {
+        Ok(Some((bytes, size))) => {
+            // The server reads only the start (ServerReading); the strict
+            // parse refuses more than MAX_PIDFILE_SIZE bytes, and the size
+            // said is the file's own (fstat), not the bytes read.
             let r = ServerReading::of(&bytes);
             let strict = PidFile::parse(&bytes);
-            if let Err(e) = &strict {
+            if size > MAX_PIDFILE_SIZE as u64 {
+                let why = format!(
+                    "is {size} bytes ({}), larger than the {MAX_PIDFILE_SIZE} bytes any PostgreSQL writes; only its start was read, as the server reads it",
+                    human_bytes(size)
+                );
+                cx.find(
+                    Code::LockFileCorrupt,
+                    Severity::Warning,
+                    format!("{} {why}", lock_path.display()),
+                );
+                lock_info.problem = Some(format!("the file {why}"));
+            } else if let Err(e) = &strict {
                 lock_info.problem = Some(e.to_string());
             }
             let strict = strict.ok();
@@ -609,10 +635,35 @@ fn socket_locks(
     reading: Option<&ServerReading>,
 ) -> Vec<SocketLockInfo> {
     let settings = crate::config::read_settings(&cx.real);
+    for r in &settings.refused {
+        cx.find(
+            Code::UnsafeFile,
+            Severity::Warning,
+            format!("{r}; its settings are not known"),
+        );
+    }
     // The last start's command line (`pg_ctl restart` repeats it).
-    let last = fs::read_to_string(cx.real.join("postmaster.opts"))
-        .map(|t| postmaster_opts_settings(&t))
-        .unwrap_or_default();
+    let last = match crate::safe_fs::read_to_string(
+        Some(&cx.real),
+        Path::new("postmaster.opts"),
+        crate::safe_fs::OPTS_MAX,
+    ) {
+        Ok(t) => postmaster_opts_settings(&t),
+        Err(e) => {
+            if !e.is_not_found() {
+                cx.find(
+                    if e.is_hostile() {
+                        Code::UnsafeFile
+                    } else {
+                        Code::PermissionDenied
+                    },
+                    Severity::Warning,
+                    format!("{e}; the last start's options are not known"),
+                );
+            }
+            Vec::new()
+        }
+    };
     let last_get = |name: &str| {
         last.iter()
             .rev()
@@ -656,7 +707,7 @@ fn socket_locks(
         if out.iter().any(|s| s.path == path) {
             continue;
         }
-        let Ok(Some(bytes)) = read_lock_file(Path::new(&path)) else {
+        let Ok(Some((bytes, _))) = read_lock_file(Path::new(&path)) else {
             continue;
         };
         let mut info = SocketLockInfo {
@@ -895,11 +946,18 @@ fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata)
                     ),
                 );
             }
-            _ => cx.find(
-                Code::PermissionDenied,
-                Severity::Problem,
-                format!("{} could not be read", pgv.display()),
-            ),
+            _ => match crate::safe_fs::pg_version(&cx.shown) {
+                Err(e) if e.is_hostile() => cx.find(
+                    Code::UnsafeFile,
+                    Severity::Problem,
+                    format!("{e}: the server's version is not known"),
+                ),
+                _ => cx.find(
+                    Code::PermissionDenied,
+                    Severity::Problem,
+                    format!("{} could not be read", pgv.display()),
+                ),
+            },
         }
     }
     if let (Some(m), Some(server)) = (major, version.server.as_deref()) {
@@ -1089,14 +1147,10 @@ fn control_stage(cx: &Ctx<'_>, version: &VersionInfo) -> ControlStage {
         return ControlStage::Accepted;
     };
     let first = major >= 11;
-    let path = cx.real.join("global").join("pg_control");
-    match super::control::read_control_file(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => ControlStage::Accepted,
+    match super::control::read_control_file(&cx.real) {
+        Err(e) if e.is_not_found() => ControlStage::Accepted,
         Err(e) => ControlStage::Unreadable {
-            why: format!(
-                "{} cannot be read: {e}",
-                cx.shown.join("global/pg_control").display()
-            ),
+            why: e.to_string(),
             first,
         },
         Ok(bytes) => match startup_refusal(&bytes, major) {

@@ -16,10 +16,9 @@
 //! runs as root, the binary runs as the directory's owner, so that a
 //! binary planted by that user never runs with our privileges.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -56,6 +55,10 @@ pub struct VersionInfo {
     pub server_binary: Option<String>,
     /// How the binary was found.
     pub server_source: Option<String>,
+    /// Why a binary asked for its version gave none (it timed out and was
+    /// killed, it failed to start), when no binary answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_failure: Option<String>,
     /// The key seed, if the major version is known and supported.
     pub keys: Option<KeySeed>,
     /// The algorithm, if the version is known well enough to tell.
@@ -118,35 +121,21 @@ pub fn parse_version_output(out: &str) -> Option<String> {
     (!v.is_empty()).then_some(v)
 }
 
+/// How long `postgres --version` may take.
+pub const VERSION_TIME_LIMIT: Duration = Duration::from_secs(2);
+
 /// Run `binary --version`, as `run_as` (uid, gid) when given, for at most
-/// two seconds.
-fn ask_version(binary: &Path, run_as: Option<(u32, u32)>) -> Option<String> {
+/// [`VERSION_TIME_LIMIT`].
+fn ask_version(binary: &Path, run_as: Option<(u32, u32)>) -> Result<Option<String>, String> {
     let mut cmd = Command::new(binary);
-    cmd.arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .env("LC_ALL", "C");
+    cmd.arg("--version").env("LC_ALL", "C");
     if let Some((uid, gid)) = run_as {
         crate::sys::proc::run_command_as(&mut cmd, uid, gid);
     }
-    let mut child = cmd.spawn().ok()?;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-            _ => {
-                // Our own child: safe to kill.
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-    let mut out = String::new();
-    child.stdout.take()?.read_to_string(&mut out).ok()?;
-    parse_version_output(&out)
+    // A binary that hangs, or forks and hangs, is killed with its group.
+    let out = crate::child::output_within(&mut cmd, VERSION_TIME_LIMIT, 4096)
+        .map_err(|e| format!("{e}"))?;
+    Ok(parse_version_output(&String::from_utf8_lossy(&out.stdout)))
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
@@ -183,10 +172,7 @@ fn detect_inner(
     owner: (u32, u32),
     always: bool,
 ) -> VersionInfo {
-    let data_dir_major = std::fs::read_to_string(data_dir.join("PG_VERSION"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+    let data_dir_major = crate::safe_fs::pg_version(data_dir).ok().flatten();
     let major = data_dir_major.as_deref().and_then(major_of);
     let needed = always || explicit.is_some() || !matches!(major, Some(12..));
     if !needed {
@@ -198,6 +184,7 @@ fn detect_inner(
             server_source: Some(
                 "not asked: from 12 on, PG_VERSION alone decides the keys and the algorithm".into(),
             ),
+            probe_failure: None,
             keys,
             algorithm,
         };
@@ -222,9 +209,15 @@ fn detect_inner(
     }
 
     let mut found = None;
+    let mut probe_failure = None;
     for (binary, source, must_match) in candidates {
-        let Some(v) = ask_version(&binary, run_as) else {
-            continue;
+        let v = match ask_version(&binary, run_as) {
+            Ok(Some(v)) => v,
+            Ok(None) => continue,
+            Err(e) => {
+                probe_failure.get_or_insert(format!("{} --version: {e}", binary.display()));
+                continue;
+            }
         };
         if must_match && (major.is_none() || major_of(&v) != major) {
             continue;
@@ -233,7 +226,10 @@ fn detect_inner(
         break;
     }
     let (server_binary, server_source, server) = match found {
-        Some((b, s, v)) => (Some(b.display().to_string()), Some(s.to_string()), Some(v)),
+        Some((b, s, v)) => {
+            probe_failure = None;
+            (Some(b.display().to_string()), Some(s.to_string()), Some(v))
+        }
         None => (None, None, None),
     };
     let (keys, algorithm) = match major {
@@ -245,6 +241,7 @@ fn detect_inner(
         server,
         server_binary,
         server_source,
+        probe_failure,
         keys,
         algorithm,
     }

@@ -275,6 +275,33 @@ pub fn run_command_as(cmd: &mut std::process::Command, uid: u32, gid: u32) {
     unsafe { cmd.pre_exec(hook) };
 }
 
+/// Make `cmd` receive SIGKILL when the thread that spawns it ends
+/// (`PR_SET_PDEATHSIG`, prctl(2)), so that a child we time-limit does not
+/// outlive us if we are killed. The signal setting is cleared when the
+/// child's credentials change (prctl(2)), so this must be added after
+/// [`run_command_as`]. If the parent is already gone when the hook runs,
+/// the child exits at once.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid makes one system call on no arguments.
+    let parent = unsafe { libc::getpid() };
+    let hook = move || {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: getppid makes one system call on no arguments.
+        if unsafe { libc::getppid() } != parent {
+            // SAFETY: _exit is async-signal-safe and ends the child.
+            unsafe { libc::_exit(1) }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the single-threaded child between fork and
+    // exec and makes only raw system calls on integers.
+    unsafe { cmd.pre_exec(hook) };
+}
+
 /// Make `cmd` start with no signal blocked. The blocked mask is inherited
 /// across fork and exec, so a program that blocks signals to read them from
 /// a [`SignalFd`](crate::sys::signal::SignalFd) would otherwise start its
