@@ -345,39 +345,59 @@ fn what_a_group_member_cannot_attribute_is_unknown() {
 /// blocked with those words, and `fix` does not call it startable.
 #[test]
 fn a_damaged_pg_control_blocks_the_start() {
-    let bindir = require_postgres!();
-    for (what, damage) in [("crc", None), ("another major", Some(17u32))] {
-        let t = cluster(&bindir);
-        let mut c = Cleanup::for_dir(&t.data);
-        let path = t.data.join("global/pg_control");
-        let mut bytes = std::fs::read(&path).unwrap();
-        match damage {
-            None => bytes[100] ^= 0x40,
-            Some(major) => {
-                bytes = interlock_format::pgcontrol::minimal_control_file(
-                    major,
-                    interlock_format::pgcontrol::DbState::ShutDown,
-                )
-                .unwrap()
-            }
+    let debian = require_postgres!();
+    // Debian's 15, and every cached build (10.20, 11.15, 12 and 18 in CI):
+    // 10 reads the file while creating shared memory, 11+ right after the
+    // lock file.
+    let mut builds = vec![("debian-15".to_string(), debian)];
+    builds.extend(cached_builds());
+    for (name, bindir) in &builds {
+        let other = if name.starts_with("17") { 18 } else { 17 };
+        for (what, damage) in [("crc", None), ("another major", Some(other))] {
+            damaged_pg_control(&format!("{name}, {what}"), bindir, damage);
         }
-        // Written in place: the file keeps its owner and mode.
-        std::fs::write(&path, bytes).unwrap();
-
-        let r = status(&t.data);
-        assert_eq!(r["verdict"], "blocked", "{what}: {r:#}");
-        assert!(
-            codes(&r).contains(&"control_file_invalid".to_string()),
-            "{what}: {r:#}"
-        );
-        said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
-        let (plan, code) = fix(&t.data, false);
-        assert_eq!(code, 3, "{what}: {plan:#}");
-        assert!(
-            refusal_codes(&plan).contains(&"not_interlock".to_string()),
-            "{what}: {plan:#}"
-        );
     }
+}
+
+fn damaged_pg_control(what: &str, bindir: &Path, damage: Option<u32>) {
+    let t = cluster(bindir);
+    let mut c = Cleanup::for_dir(&t.data);
+    let path = t.data.join("global/pg_control");
+    let mut bytes = std::fs::read(&path).unwrap();
+    match damage {
+        None => bytes[100] ^= 0x40,
+        Some(major) => {
+            bytes = interlock_format::pgcontrol::minimal_control_file(
+                major,
+                interlock_format::pgcontrol::DbState::ShutDown,
+            )
+            .unwrap()
+        }
+    }
+    // Written in place: the file keeps its owner and mode.
+    std::fs::write(&path, bytes).unwrap();
+
+    let out = Command::new(bin())
+        .args(["status", "--json", "--postgres"])
+        .arg(bindir.join("postgres"))
+        .arg(&t.data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let r = json_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{what}: {r:#}");
+    assert_eq!(r["verdict"], "blocked", "{what}: {r:#}");
+    assert!(
+        codes(&r).contains(&"control_file_invalid".to_string()),
+        "{what}: {r:#}"
+    );
+    said_what_was_predicted(&r, &refused(bindir, &t.data, &mut c));
+    let (plan, code) = fix(&t.data, false);
+    assert_eq!(code, 3, "{what}: {plan:#}");
+    assert!(
+        refusal_codes(&plan).contains(&"not_interlock".to_string()),
+        "{what}: {plan:#}"
+    );
 }
 
 // ------------------------------------------------------------------ item 6

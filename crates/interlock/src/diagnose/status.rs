@@ -338,6 +338,24 @@ fn summary(host: &Host, pid: i32) -> Option<ProcessSummary> {
 /// Errors only when there is nothing to diagnose (no such directory, not a
 /// directory); everything else, unreadable parts included, is in the report.
 pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Error> {
+    // A segment that cannot be attributed makes the answer unknown; on a
+    // busy host that is often a moment's state (a holder exiting or being
+    // forked while its maps or memory are read), so look again twice
+    // before saying so.
+    let mut attempt = 0;
+    loop {
+        let (report, undecided) = status_once(data_dir, opts)?;
+        attempt += 1;
+        if !undecided || attempt == 3 {
+            return Ok(report);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}
+
+/// One diagnosis, and whether a segment with holders could not be
+/// attributed.
+fn status_once(data_dir: &Path, opts: &StatusOptions) -> Result<(StatusReport, bool), Error> {
     let (mut cx, meta) = open(data_dir, opts)?;
     if let Some(err) = cx.host.shm_error.clone() {
         cx.find(
@@ -402,7 +420,8 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
         &control_stage,
         &probe_end,
     );
-    let verdict = unattributed_segments(&mut cx, verdict, line7_shmid.filter(|_| line7_undecided));
+    let (verdict, undecided) =
+        unattributed_segments(&mut cx, verdict, line7_shmid.filter(|_| line7_undecided));
 
     // --- holders, and what they mean ---------------------------------------
     let holders = collect_holders(&mut cx, &play.ours_attached, &lock_info);
@@ -467,7 +486,7 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
     report
         .findings
         .sort_by_key(|f| std::cmp::Reverse(f.severity));
-    Ok(report)
+    Ok((report, undecided))
 }
 
 /// The directory to diagnose, and its metadata; errors as [`status`] does.
@@ -1312,7 +1331,7 @@ fn decide_verdict(
 /// with `ipcrm` or on a shifted key, with an old server's processes still
 /// attached: a start would then run alongside them. So it makes a
 /// `will_start` unknown; `skip`: a segment already reported (line 7's).
-fn unattributed_segments(cx: &mut Ctx<'_>, verdict: Verdict, skip: Option<i32>) -> Verdict {
+fn unattributed_segments(cx: &mut Ctx<'_>, verdict: Verdict, skip: Option<i32>) -> (Verdict, bool) {
     let root = rustix::process::geteuid().is_root();
     let undecided: Vec<(ShmEntry, String)> = cx
         .host
@@ -1343,11 +1362,12 @@ fn unattributed_segments(cx: &mut Ctx<'_>, verdict: Verdict, skip: Option<i32>) 
             ),
         );
     }
-    if verdict == Verdict::WillStart && !undecided.is_empty() {
+    let verdict = if verdict == Verdict::WillStart && !undecided.is_empty() {
         Verdict::Unknown
     } else {
         verdict
-    }
+    };
+    (verdict, !undecided.is_empty())
 }
 
 /// The processes attached to this directory's segments, and what hides them.
