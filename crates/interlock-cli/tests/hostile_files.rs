@@ -398,3 +398,38 @@ fn the_version_probe_is_time_limited_and_killed() {
     assert!(r.took < Duration::from_secs(10), "took {:?}", r.took);
     assert_gone(&pids);
 }
+
+/// Item 8: bare `interlock` (scan) looks at the working directory of every
+/// process named `postgres`; one working in a directory whose
+/// `global/pg_control` is a FIFO must not make it hang.
+#[test]
+fn scan_survives_a_postgres_process_beside_a_fifo() {
+    let (root, data, _log) = hostile_cluster("global/pg_control", Kind::Fifo);
+    let fake = root.path().join("postgres");
+    std::fs::copy("/bin/sleep", &fake).unwrap();
+    // A process named postgres, our own child, working in that directory.
+    let mut child = Command::new(&fake)
+        .arg("600")
+        .current_dir(&data)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut c = Cleanup::for_dir(&data);
+    c.pids.push(child.id() as i32);
+    for args in [os(&[&"scan", &"--json"]), Vec::new()] {
+        let r = run_bounded(&args);
+        assert!(r.took < DEADLINE, "{:?}", r.took);
+        if !args.is_empty() {
+            let v: serde_json::Value = serde_json::from_str(&r.out)
+                .unwrap_or_else(|e| panic!("no JSON ({e}): {}", r.all()));
+            let dirs = v["data_dirs"].as_array().unwrap();
+            assert!(
+                dirs.iter()
+                    .any(|d| d["data_dir"].as_str() == Some(&data.display().to_string())),
+                "scan did not find the directory the fake postgres works in: {v:#}"
+            );
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
