@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use interlock::diagnose::{self, format_utc, ControlReport, StatusOptions, Verdict};
+use interlock_doctor::{format_utc, ControlReport, StatusOptions, Verdict};
 use serde::Serialize;
 
 use crate::exit;
@@ -30,13 +30,13 @@ struct Output<'a> {
 }
 
 pub fn run(args: &ControlArgs) -> u8 {
-    let report = match diagnose::control(&args.datadir) {
+    let report = match interlock_doctor::control(&args.datadir) {
         Ok(r) => r,
         Err(e) => return exit::error(&e),
     };
     // A running server's pg_control says "in production": say so rather
     // than announce a crash recovery.
-    let running_pid = diagnose::status(&args.datadir, &StatusOptions::default())
+    let running_pid = interlock_doctor::status(&args.datadir, &StatusOptions::default())
         .ok()
         .filter(|s| s.verdict == Verdict::Running)
         .and_then(|s| s.lock_file.pid.map(i32::abs));

@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use interlock::diagnose::{self, FixOptions, StatusOptions};
 use interlock::process::{pidfd_exited, ProcFs};
 use interlock::sys::signal::SignalFd;
 use interlock::{DataDirLock, LockOptions, PmStatus, ShmId};
+use interlock_doctor::{FixOptions, StatusOptions};
 use interlock_format::pgcontrol::{minimal_control_file, DbState};
 use interlock_format::shell::words;
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
@@ -264,8 +264,11 @@ impl Demo {
         Ok(false)
     }
 
-    fn diagnosis(&self) -> Result<diagnose::StatusReport> {
-        Ok(diagnose::status(&self.data, &StatusOptions::default())?)
+    fn diagnosis(&self) -> Result<interlock_doctor::StatusReport> {
+        Ok(interlock_doctor::status(
+            &self.data,
+            &StatusOptions::default(),
+        )?)
     }
 
     fn show_status(&self) -> Result<()> {
@@ -286,7 +289,7 @@ impl Demo {
             OsStr::new("fix"),
             self.data.as_os_str(),
         ]));
-        let plan = diagnose::plan(&self.data, &opts)?;
+        let plan = interlock_doctor::plan(&self.data, &opts)?;
         anstream::print!("{}", indent(&crate::fix::text(&plan, None, false)));
         self.check()?;
         shell(&words(&[
@@ -295,8 +298,8 @@ impl Demo {
             OsStr::new("--yes"),
             self.data.as_os_str(),
         ]));
-        let plan = diagnose::plan(&self.data, &opts)?;
-        let outcome = diagnose::carry_out(&plan, &opts)?;
+        let plan = interlock_doctor::plan(&self.data, &opts)?;
+        let outcome = interlock_doctor::carry_out(&plan, &opts)?;
         anstream::print!("{}", indent(&crate::fix::text(&plan, Some(&outcome), true)));
         Ok(outcome.ready)
     }

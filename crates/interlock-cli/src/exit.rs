@@ -28,8 +28,8 @@ pub const HOLD_CANNOT_EXEC: u8 = 126;
 /// `hold`: COMMAND was not found.
 pub const HOLD_NOT_FOUND: u8 = 127;
 
-/// Print a library error and its hint to stderr; the exit code for it.
-pub fn error(e: &interlock::Error) -> u8 {
+/// Print a tooling error and its hint to stderr; the exit code for it.
+pub fn error(e: &interlock_doctor::Error) -> u8 {
     // One line each, whatever the paths in them hold.
     eprintln!("interlock: {}", crate::status::esc(&e.to_string()));
     if let Some(hint) = e.hint() {

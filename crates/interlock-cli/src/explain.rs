@@ -4,8 +4,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use interlock::diagnose::explain::{explain, ExplainOptions, ExplainReport};
-use interlock::diagnose::StatusOptions;
+use interlock_doctor::explain::{explain, ExplainOptions, ExplainReport};
+use interlock_doctor::StatusOptions;
 
 use crate::exit;
 use crate::status::{esc, paint, print, BOLD, DIM, RED, YELLOW};
@@ -40,7 +40,7 @@ fn newest_log(data_dir: &Path) -> Result<(PathBuf, interlock::safe_fs::Opened), 
     use rustix::fs::{AtFlags, Dir, FileType};
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
-    let settings = interlock::config::read_settings(data_dir);
+    let settings = interlock_doctor::config::read_settings(data_dir);
     let dir = settings.get("log_directory").unwrap_or("log");
     let shown = if Path::new(dir).is_absolute() {
         PathBuf::from(dir)
@@ -75,7 +75,7 @@ fn newest_log(data_dir: &Path) -> Result<(PathBuf, interlock::safe_fs::Opened), 
             "no log file found in {}'s log_directory {} (only regular files owned by {} are read)",
             data_dir.display(),
             shown.display(),
-            interlock::diagnose::user_name(owner)
+            interlock_doctor::user_name(owner)
         ));
     };
     let path = shown.join(&name);
@@ -85,7 +85,7 @@ fn newest_log(data_dir: &Path) -> Result<(PathBuf, interlock::safe_fs::Opened), 
         return Err(format!(
             "{} is not owned by {}: not read",
             path.display(),
-            interlock::diagnose::user_name(owner)
+            interlock_doctor::user_name(owner)
         ));
     }
     Ok((path, opened))

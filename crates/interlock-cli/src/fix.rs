@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use interlock::diagnose::fix::{Outcome, Plan, RefusalCode, StepResult};
-use interlock::diagnose::{self, FixOptions, StatusOptions, Verdict};
+use interlock_doctor::fix::{Outcome, Plan, RefusalCode, StepResult};
+use interlock_doctor::{FixOptions, StatusOptions, Verdict};
 use serde::Serialize;
 
 use crate::exit;
@@ -49,12 +49,12 @@ pub fn run(args: &FixArgs) -> u8 {
         grace: Duration::from_secs(args.timeout),
         ..FixOptions::default()
     };
-    let plan = match diagnose::plan(&args.datadir, &opts) {
+    let plan = match interlock_doctor::plan(&args.datadir, &opts) {
         Ok(p) => p,
         Err(e) => return exit::error(&e),
     };
     let outcome = if args.yes && plan.has_work() {
-        match diagnose::carry_out(&plan, &opts) {
+        match interlock_doctor::carry_out(&plan, &opts) {
             Ok(o) => Some(o),
             Err(e) => return exit::error(&e),
         }
@@ -154,7 +154,7 @@ fn render(r: &Report<'_>, yes: bool) -> String {
                 st.pid,
                 esc(st.role.as_deref().unwrap_or(&st.cmdline)),
                 st.state,
-                diagnose::format_utc(st.start_time)
+                interlock_doctor::format_utc(st.start_time)
             );
             s += &format!("       {} {}\n", paint(DIM, "evidence:"), esc(&st.evidence));
             s += &format!(
@@ -229,7 +229,7 @@ fn render(r: &Report<'_>, yes: bool) -> String {
     s
 }
 
-fn verdict_line(r: &diagnose::StatusReport) -> String {
+fn verdict_line(r: &interlock_doctor::StatusReport) -> String {
     match r.verdict {
         Verdict::Running => paint(GREEN, "RUNNING"),
         Verdict::WillStart if r.safe_to_start => paint(GREEN, "WILL START"),

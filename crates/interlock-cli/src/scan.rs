@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use interlock::diagnose::{self, user_name, ScanOptions, ScanReport, Severity, Verdict};
+use interlock_doctor::{user_name, ScanOptions, ScanReport, Severity, Verdict};
 
 use crate::exit;
 use crate::status::{esc, paint, BOLD, DIM, GREEN, RED, YELLOW};
@@ -22,7 +22,7 @@ pub fn run(args: &ScanArgs) -> u8 {
     // A directory given that is not a data directory is an error, not
     // something to skip in silence.
     for d in &args.dirs {
-        if let Err(e) = diagnose::require_data_dir(d) {
+        if let Err(e) = interlock_doctor::require_data_dir(d) {
             return exit::error(&e);
         }
     }
@@ -30,7 +30,7 @@ pub fn run(args: &ScanArgs) -> u8 {
         dirs: args.dirs.clone(),
         ..ScanOptions::default()
     };
-    let report = diagnose::scan(&opts);
+    let report = interlock_doctor::scan(&opts);
     if crate::status::print(args.json, &report, render).is_err() {
         return exit::UNKNOWN;
     }
@@ -86,7 +86,7 @@ pub fn render(r: &ScanReport) -> String {
                 Verdict::Unknown => (YELLOW, "unknown"),
             };
             let pid = match st.lock_file.identity {
-                Some(diagnose::Identity::Owner) => st
+                Some(interlock_doctor::Identity::Owner) => st
                     .lock_file
                     .pid
                     .map(|p| format!("PID {}", p.abs()))

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anstyle::{AnsiColor, Style};
-use interlock::diagnose::{
+use interlock_doctor::{
     self, format_utc, user_name, Severity, StatusOptions, StatusReport, Verdict,
 };
 
@@ -43,7 +43,7 @@ pub fn run(args: &StatusArgs) -> u8 {
         attach: args.attach,
         ..StatusOptions::default()
     };
-    let report = match diagnose::status(&args.datadir, &opts) {
+    let report = match interlock_doctor::status(&args.datadir, &opts) {
         Ok(r) => r,
         Err(e) => return exit::error(&e),
     };
@@ -141,11 +141,11 @@ pub fn render(r: &StatusReport) -> String {
             let mut parts = Vec::new();
             let pid = l.pid.unwrap_or(0);
             let who = match l.identity {
-                Some(diagnose::Identity::Owner) => "alive, this directory's",
-                Some(diagnose::Identity::Zombie) => "a zombie",
-                Some(diagnose::Identity::Reused) => "reused by another process",
-                Some(diagnose::Identity::OtherUser) => "another user's process",
-                Some(diagnose::Identity::Gone) => "gone",
+                Some(interlock_doctor::Identity::Owner) => "alive, this directory's",
+                Some(interlock_doctor::Identity::Zombie) => "a zombie",
+                Some(interlock_doctor::Identity::Reused) => "reused by another process",
+                Some(interlock_doctor::Identity::OtherUser) => "another user's process",
+                Some(interlock_doctor::Identity::Gone) => "gone",
                 None => "?",
             };
             parts.push(format!(
@@ -182,10 +182,10 @@ pub fn render(r: &StatusReport) -> String {
                 ("present", Some(pid)) => format!(
                     "PID {pid} ({}), of {}",
                     match sl.identity {
-                        Some(diagnose::Identity::Owner) => "alive, this directory's",
-                        Some(diagnose::Identity::Zombie) => "a zombie",
-                        Some(diagnose::Identity::Reused) => "another live process",
-                        Some(diagnose::Identity::OtherUser) => "another user's process",
+                        Some(interlock_doctor::Identity::Owner) => "alive, this directory's",
+                        Some(interlock_doctor::Identity::Zombie) => "a zombie",
+                        Some(interlock_doctor::Identity::Reused) => "another live process",
+                        Some(interlock_doctor::Identity::OtherUser) => "another user's process",
                         _ => "gone",
                     },
                     esc(sl.data_dir.as_deref().unwrap_or("?"))

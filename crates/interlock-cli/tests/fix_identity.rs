@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use interlock::diagnose::fix::StepResult;
-use interlock::diagnose::{carry_out, plan, FixOptions};
+use interlock_doctor::fix::StepResult;
+use interlock_doctor::{carry_out, plan, FixOptions};
 use rustix::process::{Pid, Signal, WaitOptions};
 
 /// Spawn `sleep 600` as postgres with PID `pid`, or give up after many

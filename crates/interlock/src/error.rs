@@ -153,26 +153,6 @@ pub enum Error {
         shmid: ShmId,
     },
 
-    /// `global/pg_control` cannot be read as a control file of 10–18.
-    #[error("control file \"{}\" {reason}", path.display())]
-    ControlFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-        /// What to do.
-        hint: String,
-    },
-
-    /// An input (a log file, a /proc or /sys file) cannot be read.
-    #[error("{what}: {reason}")]
-    Input {
-        /// The file, or "standard input".
-        what: String,
-        /// What is wrong.
-        reason: String,
-    },
-
     /// A system call failed.
     #[error("{op} failed: {source}")]
     Sys {
@@ -230,8 +210,6 @@ impl Error {
                 "check the path; create the directory with initdb or mkdir -m 700".into()
             }
             Error::DataDirUnusable { hint, .. } => hint.clone(),
-            Error::ControlFile { hint, .. } => hint.clone(),
-            Error::Input { .. } => return None,
             Error::LockFileHeld { pid, data_dir, .. } => format!(
                 "stop the server first ({}), or wait for PID {pid} to finish",
                 interlock_format::shell::words(&[

@@ -10,7 +10,7 @@
 //!
 //! * **PID reuse**: the lock file's PID is judged by identity (start time,
 //!   segment mapping, executable and cwd), not by `kill(pid, 0)`; a zombie
-//!   owner counts as gone ([`process`]).
+//!   owner counts as gone.
 //! * **Racing starters** never both win and never delete each other's lock
 //!   file: acquires are serialised by a `flock` on the directory, and a
 //!   lock file is only ever unlinked if it is still the file that was judged.
@@ -46,9 +46,13 @@
 //! # Modules
 //!
 //! * [`lock`]: acquire / hold / release, and the order of the steps.
-//! * [`segment`]: keys, PostgreSQL's five segment states, the probe loop.
-//! * [`process`]: facts from `/proc` and the owner identity test.
-//! * [`sys`]: the only `unsafe` code (SysV calls, `fork`, `signalfd`).
+//!
+//! With the `tooling` feature (used by `interlock-doctor`, the operator
+//! tooling; off by default), the mechanism is public too: `segment` (keys,
+//! PostgreSQL's five segment states, the probe loop), `process` (facts
+//! from `/proc` and the owner identity test), `safe_fs` (reading files a
+//! hostile owner controls) and `sys` (the only `unsafe` code: SysV calls,
+//! `fork`, `signalfd`).
 //!
 //! # Testing hook
 //!
@@ -68,23 +72,48 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod child;
-pub mod config;
+/// A module public with the `tooling` feature (what `interlock-doctor`
+/// builds on), private otherwise: a server that depends on the lock sees
+/// the lock only.
+macro_rules! tooling_mod {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[cfg(feature = "tooling")]
+        pub mod $name;
+        #[cfg(not(feature = "tooling"))]
+        #[allow(dead_code, unreachable_pub)]
+        mod $name;
+    };
+}
+
 mod datadir;
-pub mod diagnose;
 mod error;
 pub mod lock;
 mod lockfile;
-pub mod process;
-pub mod safe_fs;
-pub mod segment;
-pub mod sys;
+tooling_mod!(
+    /// Facts from `/proc` and the owner identity test.
+    process
+);
+tooling_mod!(
+    /// Bounded, non-blocking, no-follow reads of files a data directory's
+    /// owner controls.
+    safe_fs
+);
+tooling_mod!(
+    /// Keys, PostgreSQL's five segment states, the probe loop.
+    segment
+);
+tooling_mod!(
+    /// The only `unsafe` code (SysV calls, `fork`, `signalfd`).
+    sys
+);
 
 pub use datadir::act_as_owner;
 pub use error::Error;
 pub use interlock_format::pidfile::{PidFile, PmStatus};
 pub use lock::{DataDirLock, KeptChild, LockOptions, Released};
 pub use lockfile::LOCK_FILE_NAME;
+pub use process::Holder;
 pub use sys::shm::{ShmId, ShmKey};
 
 /// Kill this process with SIGKILL if `INTERLOCK_FAILPOINT` names `step`

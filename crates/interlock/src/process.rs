@@ -168,6 +168,21 @@ impl OwnerVerdict {
     }
 }
 
+/// The user name of `uid` from `/etc/passwd`, or "uid N".
+pub fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id: u32 = f.nth(1)?.parse().ok()?;
+                (id == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
 impl ProcFs {
     /// A `/proc` at another root (fixture trees in tests).
     pub fn new(root: impl Into<PathBuf>) -> Self {

@@ -371,8 +371,8 @@ fn open_walk(base: Option<&Path>, path: &Path, want: Want) -> Result<OwnedFd, Re
                 target,
                 owner: format!(
                     "{} and shared with everyone (sticky), the link by {}",
-                    crate::diagnose::user_name(dir_uid),
-                    crate::diagnose::user_name(link_uid)
+                    crate::process::user_name(dir_uid),
+                    crate::process::user_name(link_uid)
                 ),
             });
         }
@@ -380,7 +380,7 @@ fn open_walk(base: Option<&Path>, path: &Path, want: Want) -> Result<OwnedFd, Re
             return Err(ReadError::Symlink {
                 path: here,
                 target,
-                owner: crate::diagnose::user_name(dir_uid),
+                owner: crate::process::user_name(dir_uid),
             });
         }
         let mut rest = VecDeque::new();

@@ -201,7 +201,8 @@ pub fn cleanup_dsm(handle: u32, uid: u32) -> Vec<PathBuf> {
     cleanup_dsm_in(Path::new("/dev/shm"), handle, uid)
 }
 
-pub(crate) fn cleanup_dsm_in(shm_dir: &Path, handle: u32, uid: u32) -> Vec<PathBuf> {
+/// As [`cleanup_dsm`], in `shm_dir` (a fixture tree in tests).
+pub fn cleanup_dsm_in(shm_dir: &Path, handle: u32, uid: u32) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     if handle == 0 {
         return removed;

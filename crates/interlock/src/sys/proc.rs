@@ -127,7 +127,7 @@ fn write_all(fd: RawFd, bytes: &[u8]) -> bool {
 /// The name (`comm`) a keeper gives itself, by which the diagnosis knows
 /// it: a keeper holds a pidfd on the command it keeps, and lives exactly as
 /// long as that command.
-pub(crate) const KEEPER_NAME: &std::ffi::CStr = c"interlock-keep";
+pub const KEEPER_NAME: &std::ffi::CStr = c"interlock-keep";
 
 /// The keeper side of [`prepare_kept_command`]; runs in the forked child and
 /// never returns.

@@ -1,4 +1,5 @@
-//! Diagnosis: will PostgreSQL start on a data directory, and if not, why
+//! interlock-doctor, the operator tooling on the interlock: will PostgreSQL
+//! start on a data directory, and if not, why
 //! not, who holds it, and what to do.
 //!
 //! [`status`] replays the server's own startup checks against what the
@@ -26,7 +27,10 @@
 //! holders (never to one without: that is the dangerous case) when the
 //! header cannot be read otherwise.
 
+pub mod child;
+pub mod config;
 pub mod control;
+mod error;
 pub mod explain;
 pub mod fix;
 mod host;
@@ -39,9 +43,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::process::ProcFs;
+pub use interlock::process::user_name;
+use interlock::process::ProcFs;
 
 pub use control::{control, ControlReport};
+pub use error::Error;
 pub use fix::{carry_out, plan, FixOptions, Outcome, Plan};
 pub use scan::{scan, ScanOptions, ScanReport};
 pub use status::status;
@@ -493,21 +499,6 @@ pub fn format_utc(epoch: i64) -> String {
         secs % 3600 / 60,
         secs % 60
     )
-}
-
-/// The user name of `uid` from `/etc/passwd`, or the number.
-pub fn user_name(uid: u32) -> String {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                let id: u32 = f.nth(1)?.parse().ok()?;
-                (id == uid).then(|| name.to_string())
-            })
-        })
-        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 #[cfg(test)]

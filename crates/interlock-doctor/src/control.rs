@@ -72,8 +72,8 @@ pub fn control(data_dir: &Path) -> Result<ControlReport, Error> {
     let bytes = read_control_file(data_dir).map_err(|e| Error::ControlFile {
         path: path.clone(),
         reason: match &e {
-            crate::safe_fs::ReadError::NotFound { .. } => "does not exist".into(),
-            crate::safe_fs::ReadError::PermissionDenied { .. } => {
+            interlock::safe_fs::ReadError::NotFound { .. } => "does not exist".into(),
+            interlock::safe_fs::ReadError::PermissionDenied { .. } => {
                 "cannot be read: permission denied".into()
             }
             e => e.reason(),
@@ -93,7 +93,7 @@ pub fn control(data_dir: &Path) -> Result<ControlReport, Error> {
                do not start the server on a guess (pg_resetwal loses data)"
             .into(),
     })?;
-    let (data_dir_major, pgv_problem) = match crate::safe_fs::pg_version(data_dir) {
+    let (data_dir_major, pgv_problem) = match interlock::safe_fs::pg_version(data_dir) {
         Ok(m) => (m, None),
         Err(e) if e.is_hostile() => (None, Some(e.to_string())),
         Err(_) => (None, None),
@@ -106,11 +106,11 @@ pub fn control(data_dir: &Path) -> Result<ControlReport, Error> {
 /// The bytes of `DATADIR/global/pg_control`: at most PG_CONTROL_FILE_SIZE
 /// bytes, never a FIFO or a device, no link in a directory another user
 /// owns (safe_fs).
-pub(crate) fn read_control_file(data_dir: &Path) -> Result<Vec<u8>, crate::safe_fs::ReadError> {
-    crate::safe_fs::read(
+pub(crate) fn read_control_file(data_dir: &Path) -> Result<Vec<u8>, interlock::safe_fs::ReadError> {
+    interlock::safe_fs::read(
         Some(data_dir),
         Path::new("global/pg_control"),
-        crate::safe_fs::PG_CONTROL_MAX,
+        interlock::safe_fs::PG_CONTROL_MAX,
     )
 }
 

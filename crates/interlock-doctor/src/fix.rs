@@ -46,10 +46,10 @@ use serde::Serialize;
 use super::{status, Code, Holder, Identity, StatusOptions, StatusReport, Verdict};
 use interlock_format::dsm::dsm_file_name;
 
-use crate::process::{printable, ProcFs};
-use crate::segment::{self, SegmentState};
-use crate::sys::shm::{self, ShmId};
 use crate::Error;
+use interlock::process::{printable, ProcFs};
+use interlock::segment::{self, SegmentState};
+use interlock::sys::shm::{self, ShmId};
 
 /// How a fix is carried out.
 #[derive(Debug, Clone)]
@@ -657,12 +657,12 @@ fn stop_of(h: &Holder, r: &StatusReport, start_ticks: u64) -> Option<StopProcess
 }
 
 /// The inode and first bytes of a lock file. Opened through
-/// [`crate::safe_fs`] (its directory trusted as named): a FIFO or a link
+/// [`interlock::safe_fs`] (its directory trusted as named): a FIFO or a link
 /// swapped in is refused at once instead of blocking the open.
 fn read_exact_file(path: &Path) -> io::Result<(u64, Vec<u8>)> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let name = path.file_name().map_or(path, Path::new);
-    let mut o = crate::safe_fs::open_regular(Some(dir.unwrap_or(Path::new("."))), name)
+    let mut o = interlock::safe_fs::open_regular(Some(dir.unwrap_or(Path::new("."))), name)
         .map_err(|e| io::Error::other(e.to_string()))?;
     let mut bytes = Vec::new();
     (&mut o.file)
@@ -768,7 +768,7 @@ impl Pinned<'_> {
     }
 
     fn exited(&self) -> bool {
-        crate::process::pidfd_exited(&self.fd)
+        interlock::process::pidfd_exited(&self.fd)
     }
 }
 
@@ -861,7 +861,7 @@ fn stop_processes(plan: &Plan, opts: &FixOptions, steps: &mut Vec<Step>) {
                     (opts.grace + opts.kill_wait).as_secs(),
                     procfs
                         .stat(p.stop.pid)
-                        .map(|s| crate::process::state_name(s.state))
+                        .map(|s| interlock::process::state_name(s.state))
                         .unwrap_or("unknown")
                 ),
             )
@@ -985,7 +985,7 @@ fn remove_leftovers(
 fn remove_lock_file(path: &Path, inode: u64, content: &str) -> (StepResult, String) {
     let aside = path.with_file_name(format!(
         "{}.interlock-fix-{}",
-        crate::LOCK_FILE_NAME,
+        interlock::LOCK_FILE_NAME,
         std::process::id()
     ));
     if let Err(e) = fs::rename(path, &aside) {
@@ -1073,7 +1073,7 @@ mod tests {
     #[test]
     fn a_fifo_swapped_in_is_put_back_without_blocking() {
         let d = tempfile::tempdir().unwrap();
-        let path = d.path().join(crate::LOCK_FILE_NAME);
+        let path = d.path().join(interlock::LOCK_FILE_NAME);
         rustix::fs::mknodat(
             rustix::fs::CWD,
             &path,

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::host::{dsm_files, now_epoch, DsmState, Host, GRACE_SECS};
 use super::*;
-use crate::process::ProcFs;
+use interlock::process::ProcFs;
 
 /// What to scan.
 #[derive(Debug, Clone)]

@@ -67,7 +67,7 @@ pub fn output_within(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    crate::sys::proc::die_with_parent(cmd);
+    interlock::sys::proc::die_with_parent(cmd);
     let deadline = Instant::now() + limit;
     let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
         program: program.clone(),

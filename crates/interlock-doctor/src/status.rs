@@ -18,11 +18,11 @@ use interlock_format::sysvipc::ShmEntry;
 use super::host::{dsm_files, now_epoch, Attached, DsmState, Host};
 use super::version::{self, Algorithm, KeySeed};
 use super::*;
-use crate::process::{printable, state_name, OwnerVerdict};
-use crate::segment::{self, key_for_inode, key_for_port, SegmentState};
-use crate::sys::proc::KEEPER_NAME;
-use crate::sys::shm::{ShmId, ShmKey};
 use crate::Error;
+use interlock::process::{printable, state_name, OwnerVerdict};
+use interlock::segment::{self, key_for_inode, key_for_port, SegmentState};
+use interlock::sys::proc::KEEPER_NAME;
+use interlock::sys::shm::{ShmId, ShmKey};
 
 /// `global/pg_control` in one line; `running`: the live owner's PID.
 fn control_line(data_dir: &Path, running: Option<i32>) -> ControlLine {
@@ -220,7 +220,7 @@ impl Ctx<'_> {
             if e.cpid == lock.pid
                 && lock
                     .start_time
-                    .is_none_or(|t| e.ctime >= t - crate::process::START_TIME_TOLERANCE_SECS)
+                    .is_none_or(|t| e.ctime >= t - interlock::process::START_TIME_TOLERANCE_SECS)
             {
                 return Belongs::This(format!(
                     "it was created by PID {}, the lock file's owner, after that process started",
@@ -281,7 +281,7 @@ type LockReadError = (bool, String);
 /// size. `Err((true, _))`: unreadable; `Err((false, _))`: not what
 /// PostgreSQL writes (a FIFO, a link, a device), refused without blocking.
 fn read_lock_file(path: &Path) -> Result<Option<(Vec<u8>, u64)>, LockReadError> {
-    use crate::safe_fs::ReadError;
+    use interlock::safe_fs::ReadError;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let name = path.file_name().map_or(path, Path::new);
     // Links are refused whoever owns the directory: PostgreSQL writes a
@@ -295,7 +295,7 @@ fn read_lock_file(path: &Path) -> Result<Option<(Vec<u8>, u64)>, LockReadError> 
         }
         _ => {}
     }
-    match crate::safe_fs::read_prefix(
+    match interlock::safe_fs::read_prefix(
         Some(dir.unwrap_or(Path::new("."))),
         name,
         MAX_PIDFILE_SIZE as u64,
@@ -534,7 +534,7 @@ struct LockRead {
 
 /// Read `postmaster.pid` as the server does, and judge the PID it names.
 fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
-    let lock_path = cx.shown.join(crate::LOCK_FILE_NAME);
+    let lock_path = cx.shown.join(interlock::LOCK_FILE_NAME);
     let mut lock_info = LockFileInfo {
         path: lock_path.display().to_string(),
         state: "absent",
@@ -662,10 +662,10 @@ fn socket_locks(
         );
     }
     // The last start's command line (`pg_ctl restart` repeats it).
-    let last = match crate::safe_fs::read_to_string(
+    let last = match interlock::safe_fs::read_to_string(
         Some(&cx.real),
         Path::new("postmaster.opts"),
-        crate::safe_fs::OPTS_MAX,
+        interlock::safe_fs::OPTS_MAX,
     ) {
         Ok(t) => postmaster_opts_settings(&t),
         Err(e) => {
@@ -965,7 +965,7 @@ fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata)
                     ),
                 );
             }
-            _ => match crate::safe_fs::pg_version(&cx.shown) {
+            _ => match interlock::safe_fs::pg_version(&cx.shown) {
                 Err(e) if e.is_hostile() => cx.find(
                     Code::UnsafeFile,
                     Severity::Problem,
@@ -1204,7 +1204,7 @@ fn decide_verdict(
         );
         (Verdict::Blocked, r.message.clone())
     };
-    let lock_path = cx.shown.join(crate::LOCK_FILE_NAME);
+    let lock_path = cx.shown.join(interlock::LOCK_FILE_NAME);
     if let Some(msg) = datadir_fatal {
         (Verdict::Blocked, Some(msg))
     } else {
@@ -2197,7 +2197,7 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
     // Every path goes into a command or sentence shell-quoted: one word
     // that pastes back to its exact bytes, on one line.
     let dir = shell::quote_os(cx.shown.as_os_str());
-    let lock_path = cx.shown.join(crate::LOCK_FILE_NAME);
+    let lock_path = cx.shown.join(interlock::LOCK_FILE_NAME);
     let lock = shell::quote_os(lock_path.as_os_str());
     let has = |c: Code| cx.findings.iter().any(|f| f.code == c);
     let nobody_attached = r.holders.is_empty();

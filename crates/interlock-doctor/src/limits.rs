@@ -602,7 +602,7 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
         }
     })?;
     let mut problems = Vec::new();
-    let major: Option<u32> = match crate::safe_fs::pg_version(data_dir) {
+    let major: Option<u32> = match interlock::safe_fs::pg_version(data_dir) {
         Ok(v) => v.and_then(|v| v.parse().ok()),
         Err(e) => {
             problems.push(e.to_string());
@@ -835,7 +835,7 @@ fn ask_server(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if rustix::process::geteuid().is_root() {
-        crate::sys::proc::run_command_as(&mut cmd, uid, gid);
+        interlock::sys::proc::run_command_as(&mut cmd, uid, gid);
     }
     // The server reads the owner's configuration, which may never end
     // (a link to /dev/zero) or block (a FIFO): bound it.

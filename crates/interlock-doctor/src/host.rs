@@ -29,7 +29,7 @@ use interlock_format::maps::SharedMappings;
 use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
 use interlock_format::sysvipc::{parse_shm_table, ShmEntry};
 
-use crate::process::ProcFs;
+use interlock::process::ProcFs;
 
 /// A process found attached to a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -439,7 +439,7 @@ fn read_control(path: &Path) -> Option<Vec<u32>> {
     // Anyone may create files in /dev/shm: never block on a FIFO swapped
     // in after the type was checked, never follow a planted link.
     let dir = path.parent()?;
-    let mut f = crate::safe_fs::open_regular(Some(dir), Path::new(path.file_name()?))
+    let mut f = interlock::safe_fs::open_regular(Some(dir), Path::new(path.file_name()?))
         .ok()?
         .file;
     let mut magic = [0u8; 4];

@@ -130,7 +130,7 @@ fn ask_version(binary: &Path, run_as: Option<(u32, u32)>) -> Result<Option<Strin
     let mut cmd = Command::new(binary);
     cmd.arg("--version").env("LC_ALL", "C");
     if let Some((uid, gid)) = run_as {
-        crate::sys::proc::run_command_as(&mut cmd, uid, gid);
+        interlock::sys::proc::run_command_as(&mut cmd, uid, gid);
     }
     // A binary that hangs, or forks and hangs, is killed with its group.
     let out = crate::child::output_within(&mut cmd, VERSION_TIME_LIMIT, 4096)
@@ -172,7 +172,7 @@ fn detect_inner(
     owner: (u32, u32),
     always: bool,
 ) -> VersionInfo {
-    let data_dir_major = crate::safe_fs::pg_version(data_dir).ok().flatten();
+    let data_dir_major = interlock::safe_fs::pg_version(data_dir).ok().flatten();
     let major = data_dir_major.as_deref().and_then(major_of);
     let needed = always || explicit.is_some() || !matches!(major, Some(12..));
     if !needed {

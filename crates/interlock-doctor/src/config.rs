@@ -30,7 +30,7 @@ pub struct Settings {
     pub problems: Vec<String>,
     /// Of those, the files refused as not what PostgreSQL reads there: a
     /// FIFO, a device, a link in a directory another user owns, a file
-    /// larger than [`CONFIG_MAX`](crate::safe_fs::CONFIG_MAX).
+    /// larger than [`CONFIG_MAX`](interlock::safe_fs::CONFIG_MAX).
     pub refused: Vec<String>,
 }
 
@@ -66,7 +66,8 @@ pub fn config_file(data_dir: &Path) -> PathBuf {
         .flat_map(|v| fs::read_dir(v.path()).into_iter().flatten().flatten())
         .map(|c| c.path().join("postgresql.conf"));
     for conf in candidates {
-        let Ok(text) = crate::safe_fs::read_to_string(None, &conf, crate::safe_fs::CONFIG_MAX)
+        let Ok(text) =
+            interlock::safe_fs::read_to_string(None, &conf, interlock::safe_fs::CONFIG_MAX)
         else {
             continue;
         };
@@ -87,8 +88,8 @@ pub fn config_file(data_dir: &Path) -> PathBuf {
 /// `/etc/postgresql/MAJOR/CLUSTER/postgresql.conf` whose `data_directory`
 /// is this directory.
 ///
-/// Every file is read through [`crate::safe_fs`]: at most
-/// [`CONFIG_MAX`](crate::safe_fs::CONFIG_MAX) bytes, never a FIFO or a
+/// Every file is read through [`interlock::safe_fs`]: at most
+/// [`CONFIG_MAX`](interlock::safe_fs::CONFIG_MAX) bytes, never a FIFO or a
 /// device, and no symbolic link in a directory owned by another user than
 /// root or us (the data directory itself is trusted as given). What is
 /// refused is in [`Settings::problems`], naming the file.
@@ -105,10 +106,10 @@ pub fn read_settings(data_dir: &Path) -> Settings {
     s
 }
 
-/// Read `path` under the rules of [`crate::safe_fs`], trusting the part
+/// Read `path` under the rules of [`interlock::safe_fs`], trusting the part
 /// that is the data directory `trusted`.
-fn read_conf(trusted: &Path, path: &Path) -> Result<String, crate::safe_fs::ReadError> {
-    use crate::safe_fs::{read_to_string, CONFIG_MAX};
+fn read_conf(trusted: &Path, path: &Path) -> Result<String, interlock::safe_fs::ReadError> {
+    use interlock::safe_fs::{read_to_string, CONFIG_MAX};
     match path.strip_prefix(trusted) {
         Ok(rel) if !rel.as_os_str().is_empty() => read_to_string(Some(trusted), rel, CONFIG_MAX),
         _ => read_to_string(None, path, CONFIG_MAX),

@@ -1,0 +1,88 @@
+//! The tooling's error type: what stops a diagnosis before it has anything
+//! to report (no such directory, an input that cannot be read). What a
+//! diagnosis finds is never an error; it is in the report.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why there is no report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The data directory does not exist.
+    #[error("data directory \"{}\" does not exist", path.display())]
+    DataDirMissing {
+        /// The path as given.
+        path: PathBuf,
+    },
+
+    /// The path exists but is not a data directory (not a directory, no
+    /// `PG_VERSION`).
+    #[error("data directory \"{}\" {reason}", path.display())]
+    DataDirUnusable {
+        /// The path as given.
+        path: PathBuf,
+        /// What is wrong, e.g. "is not a directory".
+        reason: String,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// `global/pg_control` cannot be read as a control file of 10–18.
+    #[error("control file \"{}\" {reason}", path.display())]
+    ControlFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+        /// What to do.
+        hint: String,
+    },
+
+    /// An input (a log file, a /proc or /sys file) cannot be read.
+    #[error("{what}: {reason}")]
+    Input {
+        /// The file, or "standard input".
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Sys {
+        /// The call with its arguments.
+        op: String,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn sys(op: impl Into<String>, source: io::Error) -> Self {
+        Error::Sys {
+            op: op.into(),
+            source,
+        }
+    }
+
+    /// What to do next, in one or two sentences.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            Error::DataDirMissing { .. } => {
+                "check the path; create the directory with initdb or mkdir -m 700".into()
+            }
+            Error::DataDirUnusable { hint, .. } | Error::ControlFile { hint, .. } => hint.clone(),
+            Error::Input { .. } => return None,
+            Error::Sys { source, .. } => match source.raw_os_error() {
+                Some(code)
+                    if code == rustix::io::Errno::ACCESS.raw_os_error()
+                        || code == rustix::io::Errno::PERM.raw_os_error() =>
+                {
+                    "run as root or as the data directory's owner".into()
+                }
+                _ => return None,
+            },
+        })
+    }
+}
