@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use interlock::sys::signal::SignalFd;
-use interlock::{DataDirLock, Error, LockOptions, Released};
+use interlock::{DataDirLock, Error, ForwardedSignals, LockOptions, Released};
 
 use crate::exit;
 
@@ -66,7 +65,7 @@ pub fn run(args: &HoldArgs) -> u8 {
 
     // Block the signals we pass on before anything is forked, so none is
     // lost and the keeper inherits the block.
-    let signals = match SignalFd::for_forwarding() {
+    let signals = match ForwardedSignals::block() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("interlock: cannot set up signal forwarding: {e}");

@@ -43,6 +43,21 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # What a server uses
+//!
+//! * [`DataDirLock`]: acquire, [`set_status`](DataDirLock::set_status)
+//!   (line 8), [`recheck`](DataDirLock::recheck), [`spawn`](DataDirLock::spawn),
+//!   [`release`](DataDirLock::release); configured by [`LockOptions`];
+//!   [`Released`] says what a release left behind.
+//! * [`KeptChild`]: a command covered by a keeper for as long as it runs;
+//!   [`ForwardedSignals`] passes terminal signals on to it.
+//! * [`Error`] (what acquire and recheck refuse with) and [`Holder`] (a
+//!   process it names).
+//! * [`PidFile`], [`PmStatus`], [`LOCK_FILE_NAME`]: the lock file's format.
+//! * [`ShmKey`], [`ShmId`]: the System V segment's key and id.
+//! * [`act_as_owner`]: run as the data directory's owner when started as
+//!   root, as PostgreSQL requires.
+//!
 //! # Modules
 //!
 //! * [`lock`]: acquire / hold / release, and the order of the steps.
@@ -111,7 +126,7 @@ tooling_mod!(
 pub use datadir::act_as_owner;
 pub use error::Error;
 pub use interlock_format::pidfile::{PidFile, PmStatus};
-pub use lock::{DataDirLock, KeptChild, LockOptions, Released};
+pub use lock::{DataDirLock, ForwardedSignals, KeptChild, LockOptions, Released};
 pub use lockfile::LOCK_FILE_NAME;
 pub use process::Holder;
 pub use sys::shm::{ShmId, ShmKey};

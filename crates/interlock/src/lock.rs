@@ -523,6 +523,24 @@ impl Drop for DataDirLock {
     }
 }
 
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT, blocked in this process and read
+/// from a `signalfd`, for [`KeptChild::wait_forwarding`] to pass on. Create
+/// it before the lock is acquired and the command spawned, in a
+/// single-threaded process, so that no signal is lost and the keeper
+/// inherits the block.
+#[derive(Debug)]
+pub struct ForwardedSignals(sys::signal::SignalFd);
+
+impl ForwardedSignals {
+    /// Block the four signals and open the `signalfd`.
+    ///
+    /// # Errors
+    /// What `sigprocmask` and `signalfd` return.
+    pub fn block() -> std::io::Result<Self> {
+        Ok(ForwardedSignals(sys::signal::SignalFd::for_forwarding()?))
+    }
+}
+
 /// A command spawned by [`DataDirLock::spawn`].
 #[derive(Debug)]
 pub struct KeptChild {
@@ -556,7 +574,13 @@ impl KeptChild {
 
     /// Send `signal` to the command through its pidfd: never to a process
     /// that merely reuses its PID.
-    pub fn signal(&self, signal: rustix::process::Signal) -> std::io::Result<()> {
+    ///
+    /// # Errors
+    /// `EINVAL` for a number that is not a signal's, `ESRCH` if the
+    /// command has exited.
+    pub fn signal(&self, signo: i32) -> std::io::Result<()> {
+        let signal = rustix::process::Signal::from_named_raw(signo)
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
         rustix::process::pidfd_send_signal(&self.pidfd, signal)?;
         Ok(())
     }
@@ -568,10 +592,10 @@ impl KeptChild {
     /// spawned, in a single-threaded process, so that no signal is lost.
     pub fn wait_forwarding(
         &mut self,
-        signals: &sys::signal::SignalFd,
+        signals: &ForwardedSignals,
     ) -> std::io::Result<std::process::ExitStatus> {
         use rustix::event::{poll, PollFd, PollFlags};
-        use rustix::process::Signal;
+        let signals = &signals.0;
         loop {
             let mut fds = [
                 PollFd::new(&self.pidfd, PollFlags::IN),
@@ -586,15 +610,14 @@ impl KeptChild {
                 if exited || !got.sent_by_process() {
                     continue;
                 }
-                let sig = match got.signo {
-                    libc::SIGINT => Signal::INT,
-                    libc::SIGTERM => Signal::TERM,
-                    libc::SIGHUP => Signal::HUP,
-                    libc::SIGQUIT => Signal::QUIT,
-                    _ => continue,
-                };
+                if !matches!(
+                    got.signo,
+                    libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
+                ) {
+                    continue;
+                }
                 // ESRCH: it exited meanwhile; the poll will say so.
-                let _ = self.signal(sig);
+                let _ = self.signal(got.signo);
             }
             if exited {
                 return self.wait();
