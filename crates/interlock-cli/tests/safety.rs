@@ -403,9 +403,9 @@ fn damaged_pg_control(what: &str, bindir: &Path, damage: Option<u32>) {
 // ------------------------------------------------------------------ item 6
 
 /// Run as `uid`/`gid`: create a segment at `key`, mode 0666, whose header
-/// names `data`; start `interlock demo-worker` attached to it; exit, so
-/// that its creator is gone. Returns (shmid, worker PID).
-fn forge_segment(tool: &Path, data: &Path, key: i32, user: &TestUser) -> (i32, i32) {
+/// names `data`; fork a child that stays attached to it; exit, so that its
+/// creator is gone. Returns (shmid, worker PID).
+fn forge_segment(data: &Path, key: i32, user: &TestUser) -> (i32, i32) {
     let exe = std::env::current_exe().unwrap();
     let copy = data.parent().unwrap().join("forger");
     std::fs::copy(&exe, &copy).unwrap();
@@ -424,7 +424,6 @@ fn forge_segment(tool: &Path, data: &Path, key: i32, user: &TestUser) -> (i32, i
         .env("FORGE_KEY", key.to_string())
         .env("FORGE_DEV", m.dev().to_string())
         .env("FORGE_INO", m.ino().to_string())
-        .env("FORGE_TOOL", tool)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -466,22 +465,12 @@ fn forger() {
     );
     let mut a = shm::attach(id).unwrap();
     a.write(&hdr.render());
+    // A forked child inherits the attachment and stays, closing every
+    // descriptor (the caller reads our output to its end); we then exit,
+    // detaching, so that the segment's creator is gone.
+    let worker = interlock::sys::proc::fork_idle().unwrap();
     drop(a);
-    let mut worker = Command::new(var("FORGE_TOOL"))
-        .args(["demo-worker", &id.0.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(worker.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ATTACHED");
-    println!("FORGED {} {}", id.0, worker.id());
+    println!("FORGED {} {worker}", id.0);
 }
 
 /// `IPC_CREAT | IPC_EXCL | 0666`.
@@ -501,9 +490,8 @@ fn a_forged_segment_of_another_user_is_named_not_killed() {
     let t = cluster(&bindir);
     let user = TestUser::new("frg", None);
     let mut c = Cleanup::for_dir(&t.data);
-    let tool = public_binary(t.root.path());
     let key = interlock::segment::key_for_inode(std::fs::metadata(&t.data).unwrap().ino()).0;
-    let (shmid, worker) = forge_segment(&tool, &t.data, key, &user);
+    let (shmid, worker) = forge_segment(&t.data, key, &user);
     c.pids.push(worker);
 
     let r = status(&t.data);
