@@ -72,7 +72,7 @@ fn killed_hold_is_a_maintenance_hold(hold_opts: &[&str]) {
     c.pids.push(keeper);
     signal(hold_pid, Signal::KILL);
     let _ = hold.wait();
-    assert!(pid_alive(keeper) && pid_alive(command));
+    assert!(running(keeper) && running(command));
 
     let r = status(&t.data);
     assert_eq!(r["verdict"], "blocked", "{r:#}");
@@ -102,15 +102,15 @@ fn killed_hold_is_a_maintenance_hold(hold_opts: &[&str]) {
         "{plan:#}"
     );
     assert!(plan["outcome"].is_null(), "{plan:#}");
-    assert!(pid_alive(keeper), "fix stopped the keeper");
-    assert!(pid_alive(command), "fix stopped the maintenance command");
+    assert!(running(keeper), "fix stopped the keeper");
+    assert!(running(command), "fix stopped the maintenance command");
 
     // PostgreSQL agrees that the directory is held.
     said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
 
     // Once the command ends, its keeper goes with it, and the server starts.
     signal(command, Signal::KILL);
-    wait_until("the keeper to exit with its command", || !pid_alive(keeper));
+    wait_until("the keeper to exit with its command", || !running(keeper));
     let after = status(&t.data);
     assert!(
         !codes(&after).contains(&"maintenance_hold".to_string()),
@@ -131,85 +131,6 @@ fn killed_hold_without_lock_file_is_a_maintenance_hold() {
 }
 
 // ------------------------------------------------------------ items 3 and 4
-
-/// A Unix user made for one test, removed on drop (after the processes
-/// the test started as it, which its `Cleanup` kills first when declared
-/// after it).
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TestUser {
-    fn new(tag: &str, groups: Option<&str>) -> TestUser {
-        let name = format!("ilk{tag}{}", std::process::id());
-        let mut cmd = Command::new("useradd");
-        cmd.args(["--no-create-home", "--shell", "/usr/sbin/nologin", "-U"]);
-        if let Some(g) = groups {
-            cmd.args(["-G", g]);
-        }
-        let st = cmd.arg(&name).status().expect("useradd");
-        assert!(st.success(), "useradd {name}");
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id").args([flag, &name]).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        TestUser { name, uid, gid }
-    }
-
-    /// `cmd`, run as this user (with its supplementary groups, as a login
-    /// would give them: `runuser` sets them up, then execs in place).
-    fn command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", &self.name, "--"]).arg(program);
-        cmd
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
-
-/// DSM files a test's killed server left, removed on drop (declared
-/// before the `Cleanup` that kills their last user).
-struct DsmFiles(Vec<PathBuf>);
-
-impl DsmFiles {
-    /// What `pid` maps of `/dev/shm`, and what the control segment among
-    /// them lists.
-    fn of(pid: i32) -> DsmFiles {
-        use interlock_format::dsm::{dsm_file_name, parse_dsm_control};
-        let mut files: Vec<PathBuf> = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(5))
-            .filter(|p| p.starts_with("/dev/shm/PostgreSQL."))
-            .map(PathBuf::from)
-            .collect();
-        for f in files.clone() {
-            if let Ok(Ok(c)) = std::fs::read(&f).map(|b| parse_dsm_control(&b)) {
-                files.extend(
-                    c.live_segment_handles()
-                        .into_iter()
-                        .map(|h| Path::new("/dev/shm").join(dsm_file_name(h))),
-                );
-            }
-        }
-        DsmFiles(files)
-    }
-}
-
-impl Drop for DsmFiles {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
 
 /// A copy of the `interlock` binary another user can run (the build tree
 /// may sit below a directory only root may enter).
@@ -520,11 +441,11 @@ fn a_forged_segment_of_another_user_is_named_not_killed() {
         refusal_codes(&plan).contains(&"other_user".to_string()),
         "{plan:#}"
     );
-    assert!(pid_alive(worker));
+    assert!(running(worker));
     said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
 
     signal(worker, Signal::KILL);
-    wait_until("the forged segment's holder to exit", || !pid_alive(worker));
+    wait_until("the forged segment's holder to exit", || !running(worker));
     let _ = shm::remove(interlock::ShmId(shmid));
     drop(c);
     drop(user);
