@@ -4,9 +4,9 @@
 //! With PostgreSQL installed: initdb, start, commit rows, stop (SIGSTOP) a
 //! backend and SIGKILL the postmaster, then `status`, the server's own
 //! refusal, `fix`, `fix --yes`, a clean start and the rows. Without it, the
-//! same story with the library's example server (hidden `demo-server` and
-//! `demo-worker` subcommands: a server on `DataDirLock` whose workers
-//! attach to its segment as backends do).
+//! same story with the library's example server (the hidden `demo-server`
+//! subcommand: a server on `DataDirLock` whose forked workers stay attached
+//! to its segment as backends do).
 //!
 //! Everything started is tracked through a pidfd and stopped on the way
 //! out, also after Ctrl-C or SIGTERM (read from a signalfd between steps);
@@ -110,7 +110,7 @@ pub fn run(args: &DemoArgs) -> u8 {
     let code = match &result {
         Ok(()) => crate::exit::OK,
         Err(Stop::Interrupted) => {
-            anstream::println!("\ninterrupted: cleaning up");
+            crate::out::outln!("\ninterrupted: cleaning up");
             130
         }
         Err(Stop::Failed(e)) => {
@@ -162,11 +162,11 @@ fn user_ids(name: &str) -> Option<(u32, u32)> {
 }
 
 fn say(n: u32, text: &str) {
-    anstream::println!("\n{}", paint(BOLD, &format!("{n}. {text}")));
+    crate::out::outln!("\n{}", paint(BOLD, &format!("{n}. {text}")));
 }
 
 fn shell(cmd: &str) {
-    anstream::println!("{}", paint(DIM, &format!("$ {cmd}")));
+    crate::out::outln!("{}", paint(DIM, &format!("$ {cmd}")));
 }
 
 fn indent(text: &str) -> String {
@@ -277,7 +277,7 @@ impl Demo {
             OsStr::new("status"),
             self.data.as_os_str(),
         ]));
-        anstream::print!("{}", indent(&crate::status::render(&self.diagnosis()?)));
+        crate::out::out!("{}", indent(&crate::status::render(&self.diagnosis()?)));
         Ok(())
     }
 
@@ -290,7 +290,7 @@ impl Demo {
             self.data.as_os_str(),
         ]));
         let plan = interlock_doctor::plan(&self.data, &opts)?;
-        anstream::print!("{}", indent(&crate::fix::text(&plan, None, false)));
+        crate::out::out!("{}", indent(&crate::fix::text(&plan, None, false)));
         self.check()?;
         shell(&words(&[
             OsStr::new("interlock"),
@@ -300,7 +300,7 @@ impl Demo {
         ]));
         let plan = interlock_doctor::plan(&self.data, &opts)?;
         let outcome = interlock_doctor::carry_out(&plan, &opts)?;
-        anstream::print!("{}", indent(&crate::fix::text(&plan, Some(&outcome), true)));
+        crate::out::out!("{}", indent(&crate::fix::text(&plan, Some(&outcome), true)));
         Ok(outcome.ready)
     }
 
@@ -310,7 +310,7 @@ impl Demo {
         let version = Command::new(bindir.join("postgres"))
             .arg("--version")
             .output()?;
-        anstream::println!(
+        crate::out::outln!(
             "interlock demo: the outage of the case study (\"pre-existing shared memory block ... is still in use\"),\nreplayed with {} ({}) in {}{}.",
             String::from_utf8_lossy(&version.stdout).trim(),
             bindir.display(),
@@ -337,12 +337,12 @@ impl Demo {
         let pm = self
             .start_postgres(bindir, "server.log")?
             .map_err(Stop::Failed)?;
-        anstream::println!("   postmaster PID {pm}");
+        crate::out::outln!("   postmaster PID {pm}");
         let sql = format!(
             "create table orders (id int primary key, note text); insert into orders select i, 'order ' || i from generate_series(1, {ROWS}) i"
         );
         shell(&format!("psql -c \"{sql}\""));
-        anstream::print!("{}", indent(&self.psql(bindir, &sql)?));
+        crate::out::out!("{}", indent(&self.psql(bindir, &sql)?));
 
         say(
             3,
@@ -410,7 +410,7 @@ impl Demo {
                     .lines()
                     .filter(|l| l.contains("FATAL") || l.contains("HINT"))
                 {
-                    anstream::println!("   {l}");
+                    crate::out::outln!("   {l}");
                 }
             }
         }
@@ -427,18 +427,18 @@ impl Demo {
         let pm = self
             .start_postgres(bindir, "server2.log")?
             .map_err(Stop::Failed)?;
-        anstream::println!("   postmaster PID {pm}; crash recovery ran:");
+        crate::out::outln!("   postmaster PID {pm}; crash recovery ran:");
         let log = fs::read_to_string(self.root.join("server2.log")).unwrap_or_default();
         for l in log.lines().filter(|l| {
             l.contains("not properly shut down")
                 || l.contains("redo done")
                 || l.contains("ready to accept")
         }) {
-            anstream::println!("   {l}");
+            crate::out::outln!("   {l}");
         }
         shell("psql -c \"select count(*) from orders\"");
         let n = self.psql(bindir, "select count(*) from orders")?;
-        anstream::println!("   {n} rows: all {ROWS} committed before the crash are there");
+        crate::out::outln!("   {n} rows: all {ROWS} committed before the crash are there");
         if n != ROWS.to_string() {
             return Err(Stop::Failed(format!("{n} rows, not {ROWS}")));
         }
@@ -545,7 +545,7 @@ impl Demo {
     // ------------------------------------------------------- example server
 
     fn example_server(&mut self) -> Result<()> {
-        anstream::println!(
+        crate::out::outln!(
             "interlock demo: no PostgreSQL found (give --bindir), so the outage of the case study is replayed\nwith the library's example server, whose workers attach to its segment as backends do, in {}.",
             self.root.display()
         );
@@ -562,7 +562,7 @@ impl Demo {
             &format!("start the example server, which commits {ROWS} rows"),
         );
         let (pm, workers) = self.start_example()?.map_err(Stop::Failed)?;
-        anstream::println!(
+        crate::out::outln!(
             "   server PID {pm}, workers {} and {}; rows in {}",
             workers[0],
             workers[1],
@@ -595,7 +595,7 @@ impl Demo {
                     "the server started (PID {pid}) alongside the old workers"
                 )))
             }
-            Err(said) => anstream::print!("{}", indent(&said)),
+            Err(said) => crate::out::out!("{}", indent(&said)),
         }
 
         say(5, "the safe fix");
@@ -606,7 +606,7 @@ impl Demo {
         say(6, "start again, and count the rows");
         let (pm, _) = self.start_example()?.map_err(Stop::Failed)?;
         let n = fs::read_to_string(self.data.join("rows"))?.lines().count();
-        anstream::println!("   server PID {pm}: {n} rows, all {ROWS} there");
+        crate::out::outln!("   server PID {pm}: {n} rows, all {ROWS} there");
 
         say(7, "stop the server and remove the directory");
         self.signal(pm, Signal::TERM);
@@ -701,7 +701,7 @@ impl Demo {
             }
         }
         match fs::remove_dir_all(&self.root) {
-            Ok(()) => anstream::println!("   removed {}", self.root.display()),
+            Ok(()) => crate::out::outln!("   removed {}", self.root.display()),
             Err(e) => anstream::eprintln!("   could not remove {}: {e}", self.root.display()),
         }
     }
@@ -738,41 +738,27 @@ pub fn example_server(dir: &Path) -> u8 {
             return 1;
         }
     }
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            anstream::eprintln!("FATAL:  {e}");
-            return 1;
-        }
-    };
+    // Forked, not exec'd: each worker inherits the server's attachment to
+    // its segment, as a PostgreSQL backend does, and can be pointed at no
+    // other segment. Before the signalfd, so they do not inherit its block.
     let mut workers = Vec::new();
     for _ in 0..2 {
-        match Command::new(&exe)
-            .args(["demo-worker", &lock.shmid().0.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-        {
-            Ok(mut w) => {
-                // Ready once it has attached.
-                let mut line = String::new();
-                if let Some(out) = w.stdout.take() {
-                    let _ = BufReader::new(out).read_line(&mut line);
-                }
-                workers.push(w);
-            }
+        match interlock::sys::proc::fork_idle() {
+            Ok(w) => workers.push(w),
             Err(e) => {
                 anstream::eprintln!("FATAL:  could not start a worker: {e}");
+                stop_workers(&workers);
                 return 1;
             }
         }
     }
     let signals = SignalFd::new(&[Signal::TERM.as_raw(), Signal::INT.as_raw()]).ok();
     let _ = lock.set_status(PmStatus::Ready);
-    anstream::println!(
+    crate::out::outln!(
         "READY {}",
         workers
             .iter()
-            .map(|w| w.id().to_string())
+            .map(|w| w.to_string())
             .collect::<Vec<_>>()
             .join(" ")
     );
@@ -789,31 +775,17 @@ pub fn example_server(dir: &Path) -> u8 {
         }
     }
     let _ = lock.set_status(PmStatus::Stopping);
-    for w in workers.iter_mut() {
-        let _ = w.kill();
-        let _ = w.wait();
-    }
+    stop_workers(&workers);
     0
 }
 
-/// `interlock demo-worker SHMID` (hidden): attach to the segment, as a
-/// backend is attached, say so, and wait to be killed.
-pub fn example_worker(shmid: i32) -> u8 {
-    let _ = interlock::sys::signal::unblock_all();
-    // A session of its own, as each PostgreSQL child makes: otherwise the
-    // server's death would orphan their process group, and the kernel would
-    // SIGHUP it because a member is stopped.
-    let _ = rustix::process::setsid();
-    match interlock::sys::shm::attach(ShmId(shmid)) {
-        Ok(_attached) => {
-            anstream::println!("ATTACHED");
-            loop {
-                std::thread::sleep(Duration::from_secs(3600));
-            }
-        }
-        Err(e) => {
-            anstream::eprintln!("FATAL:  could not attach to segment {shmid}: {e}");
-            1
+/// SIGKILL the example server's forked workers and reap them.
+fn stop_workers(workers: &[i32]) {
+    for &w in workers {
+        if let Some(pid) = Pid::from_raw(w) {
+            let _ = rustix::process::kill_process(pid, Signal::CONT);
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
         }
     }
 }

@@ -2,16 +2,15 @@
 //! server log, explained; with -D, joined with the live state.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use interlock_doctor::explain::{explain, ExplainOptions, ExplainReport};
+use interlock_doctor::explain::{
+    explain, newest_log, read_log_tail, ExplainOptions, ExplainReport, MAX_READ,
+};
 use interlock_doctor::StatusOptions;
 
 use crate::exit;
 use crate::status::{esc, paint, print, BOLD, DIM, RED, YELLOW};
-
-/// The most of a log that is read: its end, where startups fail.
-const MAX_READ: u64 = 256 << 20;
 
 /// Arguments of `interlock explain`.
 #[derive(Debug, clap::Args)]
@@ -27,68 +26,6 @@ pub struct ExplainArgs {
     /// Print one JSON object instead of the report.
     #[arg(long)]
     pub json: bool,
-}
-
-/// The newest log file in the cluster's `log_directory`: a regular file
-/// owned by the data directory's owner, as the logging collector writes
-/// them (`syslogger.c`, `logfile_open`). The configuration is the owner's,
-/// so as root its `log_directory` may name any directory (`/etc`): files of
-/// other owners are not read, nor links in directories the owner controls,
-/// nor FIFOs (see `interlock::safe_fs`).
-fn newest_log(data_dir: &Path) -> Result<(PathBuf, interlock::safe_fs::Opened), String> {
-    use interlock::safe_fs;
-    use rustix::fs::{AtFlags, Dir, FileType};
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::MetadataExt;
-    let settings = interlock_doctor::config::read_settings(data_dir);
-    let dir = settings.get("log_directory").unwrap_or("log");
-    let shown = if Path::new(dir).is_absolute() {
-        PathBuf::from(dir)
-    } else {
-        data_dir.join(dir)
-    };
-    let owner = std::fs::metadata(data_dir)
-        .map_err(|e| format!("{}: {e}", data_dir.display()))?
-        .uid();
-    let fd = safe_fs::open_dir(Some(data_dir), Path::new(dir)).map_err(|e| e.to_string())?;
-    let entries = Dir::read_from(&fd).map_err(|e| format!("{}: {e}", shown.display()))?;
-    let mut newest: Option<((i64, u64), std::ffi::OsString)> = None;
-    for e in entries.flatten() {
-        let name = std::ffi::OsStr::from_bytes(e.file_name().to_bytes()).to_os_string();
-        let n = name.to_string_lossy();
-        if n.starts_with('.') || n.ends_with(".csv") || n.ends_with(".json") {
-            continue;
-        }
-        let Ok(st) = rustix::fs::statat(&fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) else {
-            continue;
-        };
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_uid != owner {
-            continue;
-        }
-        let t = (st.st_mtime, st.st_mtime_nsec);
-        if newest.as_ref().is_none_or(|(best, _)| t > *best) {
-            newest = Some((t, name));
-        }
-    }
-    let Some((_, name)) = newest else {
-        return Err(format!(
-            "no log file found in {}'s log_directory {} (only regular files owned by {} are read)",
-            data_dir.display(),
-            shown.display(),
-            interlock_doctor::user_name(owner)
-        ));
-    };
-    let path = shown.join(&name);
-    // Opened by name again: refused if it was swapped for a FIFO or a link.
-    let opened = safe_fs::open_regular_at(&fd, &name, &path).map_err(|e| e.to_string())?;
-    if opened.uid != owner {
-        return Err(format!(
-            "{} is not owned by {}: not read",
-            path.display(),
-            interlock_doctor::user_name(owner)
-        ));
-    }
-    Ok((path, opened))
 }
 
 /// Where the log comes from.
@@ -117,32 +54,12 @@ fn read_input(input: Input) -> Result<(Vec<u8>, String, Option<String>), String>
             Ok((buf, "standard input".into(), None))
         }
         Some(p) => {
-            use std::io::{Seek, SeekFrom};
             let name = p.display().to_string();
-            let mut f = match opened {
+            let f = match opened {
                 Some(f) => f,
                 None => std::fs::File::open(p).map_err(|e| format!("{name}: {e}"))?,
             };
-            let len = f.metadata().map_err(|e| format!("{name}: {e}"))?.len();
-            let mut note = None;
-            if len > MAX_READ {
-                f.seek(SeekFrom::Start(len - MAX_READ))
-                    .map_err(|e| format!("{name}: {e}"))?;
-                note = Some(format!(
-                    "read the last {} MiB of {} MiB (line numbers count from there)",
-                    MAX_READ >> 20,
-                    len >> 20
-                ));
-            }
-            f.take(MAX_READ)
-                .read_to_end(&mut buf)
-                .map_err(|e| format!("{name}: {e}"))?;
-            if note.is_some() {
-                // Start at a line boundary.
-                if let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-                    buf.drain(..=nl);
-                }
-            }
+            let (buf, note) = read_log_tail(f, &name, MAX_READ)?;
             Ok((buf, name, note))
         }
     }

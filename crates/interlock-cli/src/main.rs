@@ -14,6 +14,7 @@ mod explain;
 mod fix;
 mod hold;
 mod limits;
+mod out;
 mod scan;
 mod status;
 
@@ -118,12 +119,6 @@ enum Cmd {
         /// Its data directory.
         dir: std::path::PathBuf,
     },
-    /// A worker of the demo's example server (internal).
-    #[command(hide = true)]
-    DemoWorker {
-        /// The segment to attach to.
-        shmid: i32,
-    },
     /// Hold DATADIR, in PostgreSQL's own format, while COMMAND runs.
     ///
     /// PostgreSQL refuses to start on DATADIR until COMMAND has exited, even
@@ -150,8 +145,11 @@ fn main() -> ExitCode {
         Some(Cmd::Explain(x)) => explain::run(&x),
         Some(Cmd::Demo(d)) => demo::run(&d),
         Some(Cmd::DemoServer { dir }) => demo::example_server(&dir),
-        Some(Cmd::DemoWorker { shmid }) => demo::example_worker(shmid),
         None => scan::run(&scan::ScanArgs::default()),
     };
+    if out::closed() {
+        // The reader went away (`| head -1`): not a failure.
+        return ExitCode::SUCCESS;
+    }
     ExitCode::from(code)
 }

@@ -1,6 +1,5 @@
 //! `interlock status DATADIR`: the report, for people and for programs.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anstyle::{AnsiColor, Style};
@@ -54,18 +53,17 @@ pub fn run(args: &StatusArgs) -> u8 {
 }
 
 /// Print `value` as pretty JSON, or as `render` makes it (styles stripped
-/// when stdout is not a terminal).
+/// when stdout is not a terminal), through [`crate::out`].
 pub fn print<T: serde::Serialize>(
     json: bool,
     value: &T,
     render: impl FnOnce(&T) -> String,
 ) -> std::io::Result<()> {
-    let mut out = anstream::stdout().lock();
     if json {
         let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
-        writeln!(out, "{text}")
+        crate::out::write(format_args!("{text}\n"))
     } else {
-        write!(out, "{}", render(value))
+        crate::out::write(format_args!("{}", render(value)))
     }
 }
 

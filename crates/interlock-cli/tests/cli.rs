@@ -58,7 +58,7 @@ fn hold_passes_sigint_and_sigterm_on_and_exits_like_the_command() {
         signal(hold.id() as i32, sig);
         let st = hold.wait().unwrap();
         assert_eq!(st.code(), Some(128 + n), "{sig:?}");
-        assert!(!pid_alive(sleep_pid));
+        assert!(!running(sleep_pid));
         assert!(!t.data.join("postmaster.pid").exists());
         assert!(segments_of(&t.data).is_empty());
     }

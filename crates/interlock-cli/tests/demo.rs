@@ -129,10 +129,7 @@ fn interrupted_after_the_crash_it_cleans_up() {
     assert_eq!(status.code(), Some(130), "{seen}");
     assert!(seen.contains("interrupted: cleaning up"), "{seen}");
     let backend = backend.unwrap_or_else(|| panic!("no backend in:\n{seen}"));
-    assert!(
-        !pid_alive(backend),
-        "the stopped backend {backend} survived"
-    );
+    assert!(!running(backend), "the stopped backend {backend} survived");
     assert!(!std::path::Path::new(&demo_dir(&seen)).exists(), "{seen}");
     no_segment_left(&segment_ids(&seen));
 }

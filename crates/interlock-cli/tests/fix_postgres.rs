@@ -142,13 +142,13 @@ fn fixes_and_starts(
             })
             .unwrap_or_else(|| panic!("no step for {pid}: {done:#}"));
         assert_eq!(step["result"], "done", "{done:#}");
-        assert!(!pid_alive(pid));
+        assert!(!running(pid));
     }
-    assert!(pid_alive(by), "the bystander {by} was hit");
+    assert!(running(by), "the bystander {by} was hit");
 
     let child = start(bindir, &t.data, c);
     assert_eq!(psql(bindir, &t.data, "select count(*) from t"), ROWS);
-    assert!(pid_alive(by));
+    assert!(running(by));
     stop_fast(&t.data, child);
     done
 }
@@ -328,7 +328,7 @@ fn zombie_postmaster_of(data: &Path, runner: &Child) -> i32 {
     // still reap the postmaster.
     wait_stopped(runner.id() as i32);
     signal(pm, Signal::KILL);
-    wait_until("a zombie postmaster", || !pid_alive(pm));
+    wait_until("a zombie postmaster", || !running(pm));
     assert!(
         std::fs::metadata(format!("/proc/{pm}")).is_ok(),
         "it is a zombie, not gone"
@@ -459,7 +459,7 @@ fn a_holder_of_another_user_stops_the_plan() {
         assert_eq!(refused[0]["pid"], std::process::id());
         assert_eq!(world(&t.data, &r), w);
     }
-    assert!(pid_alive(ck));
+    assert!(running(ck));
     drop(attachment);
     fixes_and_starts(&bindir, &t, &mut c, by, &[ck]);
 }
@@ -474,7 +474,7 @@ fn a_running_server_is_left_alone() {
     assert_eq!(v["plan"]["before"]["verdict"], "running");
     assert_eq!(v["plan"]["stop"], serde_json::json!([]));
     assert!(v["outcome"].is_null());
-    assert!(pid_alive(pm) && pid_alive(by));
+    assert!(running(pm) && running(by));
     assert_eq!(psql(&bindir, &t.data, "select count(*) from t"), ROWS);
     stop_fast(&t.data, child);
 }

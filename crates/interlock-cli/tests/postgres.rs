@@ -129,7 +129,7 @@ fn server_refuses_while_hold_runs_even_after_hold_is_killed() {
     let (key, shmid) = line7(&t.data);
     signal(hold_pid, Signal::KILL);
     hold.wait().unwrap();
-    assert!(pid_alive(sleep_pid));
+    assert!(running(sleep_pid));
     let log = expect_refused(&bindir, &t.data, &mut c, "while the held command still ran");
     fatal_segment_in_use(&log, &key, &shmid);
 
@@ -190,7 +190,7 @@ fn orphaned_backend_of_a_killed_server_blocks_the_library() {
     wait_stopped(checkpointer);
     signal(pm, Signal::KILL);
     let _ = server.wait();
-    wait_until("postmaster gone", || !pid_alive(pm));
+    wait_until("postmaster gone", || !running(pm));
 
     let (mut h, first) = lib_holder(&t.data, &[], &mut c);
     assert!(first.starts_with("REFUSED SegmentInUse"), "{first}");
@@ -201,7 +201,7 @@ fn orphaned_backend_of_a_killed_server_blocks_the_library() {
     h.child.wait().unwrap();
 
     signal(checkpointer, Signal::KILL);
-    wait_until("checkpointer gone", || !pid_alive(checkpointer));
+    wait_until("checkpointer gone", || !running(checkpointer));
     let (mut h, first) = lib_holder(&t.data, &[], &mut c);
     assert!(first.starts_with("ACQUIRED"), "{first}");
     drop(h.child.stdin.take());

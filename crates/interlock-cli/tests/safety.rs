@@ -72,7 +72,7 @@ fn killed_hold_is_a_maintenance_hold(hold_opts: &[&str]) {
     c.pids.push(keeper);
     signal(hold_pid, Signal::KILL);
     let _ = hold.wait();
-    assert!(pid_alive(keeper) && pid_alive(command));
+    assert!(running(keeper) && running(command));
 
     let r = status(&t.data);
     assert_eq!(r["verdict"], "blocked", "{r:#}");
@@ -102,15 +102,15 @@ fn killed_hold_is_a_maintenance_hold(hold_opts: &[&str]) {
         "{plan:#}"
     );
     assert!(plan["outcome"].is_null(), "{plan:#}");
-    assert!(pid_alive(keeper), "fix stopped the keeper");
-    assert!(pid_alive(command), "fix stopped the maintenance command");
+    assert!(running(keeper), "fix stopped the keeper");
+    assert!(running(command), "fix stopped the maintenance command");
 
     // PostgreSQL agrees that the directory is held.
     said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
 
     // Once the command ends, its keeper goes with it, and the server starts.
     signal(command, Signal::KILL);
-    wait_until("the keeper to exit with its command", || !pid_alive(keeper));
+    wait_until("the keeper to exit with its command", || !running(keeper));
     let after = status(&t.data);
     assert!(
         !codes(&after).contains(&"maintenance_hold".to_string()),
@@ -131,85 +131,6 @@ fn killed_hold_without_lock_file_is_a_maintenance_hold() {
 }
 
 // ------------------------------------------------------------ items 3 and 4
-
-/// A Unix user made for one test, removed on drop (after the processes
-/// the test started as it, which its `Cleanup` kills first when declared
-/// after it).
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TestUser {
-    fn new(tag: &str, groups: Option<&str>) -> TestUser {
-        let name = format!("ilk{tag}{}", std::process::id());
-        let mut cmd = Command::new("useradd");
-        cmd.args(["--no-create-home", "--shell", "/usr/sbin/nologin", "-U"]);
-        if let Some(g) = groups {
-            cmd.args(["-G", g]);
-        }
-        let st = cmd.arg(&name).status().expect("useradd");
-        assert!(st.success(), "useradd {name}");
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id").args([flag, &name]).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        TestUser { name, uid, gid }
-    }
-
-    /// `cmd`, run as this user (with its supplementary groups, as a login
-    /// would give them: `runuser` sets them up, then execs in place).
-    fn command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", &self.name, "--"]).arg(program);
-        cmd
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
-
-/// DSM files a test's killed server left, removed on drop (declared
-/// before the `Cleanup` that kills their last user).
-struct DsmFiles(Vec<PathBuf>);
-
-impl DsmFiles {
-    /// What `pid` maps of `/dev/shm`, and what the control segment among
-    /// them lists.
-    fn of(pid: i32) -> DsmFiles {
-        use interlock_format::dsm::{dsm_file_name, parse_dsm_control};
-        let mut files: Vec<PathBuf> = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(5))
-            .filter(|p| p.starts_with("/dev/shm/PostgreSQL."))
-            .map(PathBuf::from)
-            .collect();
-        for f in files.clone() {
-            if let Ok(Ok(c)) = std::fs::read(&f).map(|b| parse_dsm_control(&b)) {
-                files.extend(
-                    c.live_segment_handles()
-                        .into_iter()
-                        .map(|h| Path::new("/dev/shm").join(dsm_file_name(h))),
-                );
-            }
-        }
-        DsmFiles(files)
-    }
-}
-
-impl Drop for DsmFiles {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
 
 /// A copy of the `interlock` binary another user can run (the build tree
 /// may sit below a directory only root may enter).
@@ -403,9 +324,9 @@ fn damaged_pg_control(what: &str, bindir: &Path, damage: Option<u32>) {
 // ------------------------------------------------------------------ item 6
 
 /// Run as `uid`/`gid`: create a segment at `key`, mode 0666, whose header
-/// names `data`; start `interlock demo-worker` attached to it; exit, so
-/// that its creator is gone. Returns (shmid, worker PID).
-fn forge_segment(tool: &Path, data: &Path, key: i32, user: &TestUser) -> (i32, i32) {
+/// names `data`; fork a child that stays attached to it; exit, so that its
+/// creator is gone. Returns (shmid, worker PID).
+fn forge_segment(data: &Path, key: i32, user: &TestUser) -> (i32, i32) {
     let exe = std::env::current_exe().unwrap();
     let copy = data.parent().unwrap().join("forger");
     std::fs::copy(&exe, &copy).unwrap();
@@ -424,7 +345,6 @@ fn forge_segment(tool: &Path, data: &Path, key: i32, user: &TestUser) -> (i32, i
         .env("FORGE_KEY", key.to_string())
         .env("FORGE_DEV", m.dev().to_string())
         .env("FORGE_INO", m.ino().to_string())
-        .env("FORGE_TOOL", tool)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -466,22 +386,12 @@ fn forger() {
     );
     let mut a = shm::attach(id).unwrap();
     a.write(&hdr.render());
+    // A forked child inherits the attachment and stays, closing every
+    // descriptor (the caller reads our output to its end); we then exit,
+    // detaching, so that the segment's creator is gone.
+    let worker = interlock::sys::proc::fork_idle().unwrap();
     drop(a);
-    let mut worker = Command::new(var("FORGE_TOOL"))
-        .args(["demo-worker", &id.0.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(worker.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ATTACHED");
-    println!("FORGED {} {}", id.0, worker.id());
+    println!("FORGED {} {worker}", id.0);
 }
 
 /// `IPC_CREAT | IPC_EXCL | 0666`.
@@ -501,9 +411,8 @@ fn a_forged_segment_of_another_user_is_named_not_killed() {
     let t = cluster(&bindir);
     let user = TestUser::new("frg", None);
     let mut c = Cleanup::for_dir(&t.data);
-    let tool = public_binary(t.root.path());
     let key = interlock::segment::key_for_inode(std::fs::metadata(&t.data).unwrap().ino()).0;
-    let (shmid, worker) = forge_segment(&tool, &t.data, key, &user);
+    let (shmid, worker) = forge_segment(&t.data, key, &user);
     c.pids.push(worker);
 
     let r = status(&t.data);
@@ -532,11 +441,11 @@ fn a_forged_segment_of_another_user_is_named_not_killed() {
         refusal_codes(&plan).contains(&"other_user".to_string()),
         "{plan:#}"
     );
-    assert!(pid_alive(worker));
+    assert!(running(worker));
     said_what_was_predicted(&r, &refused(&bindir, &t.data, &mut c));
 
     signal(worker, Signal::KILL);
-    wait_until("the forged segment's holder to exit", || !pid_alive(worker));
+    wait_until("the forged segment's holder to exit", || !running(worker));
     let _ = shm::remove(interlock::ShmId(shmid));
     drop(c);
     drop(user);

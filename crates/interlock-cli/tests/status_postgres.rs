@@ -104,7 +104,7 @@ fn killed_postmaster_with_a_stopped_backend_is_blocked_until_it_is_gone() {
     // Once it is gone: will start, recycling the old segment.
     signal(checkpointer, Signal::CONT);
     signal(checkpointer, Signal::KILL);
-    wait_until("checkpointer gone", || !pid_alive(checkpointer));
+    wait_until("checkpointer gone", || !running(checkpointer));
     let r = status(&t.data);
     will_start(&r);
     assert!(
@@ -279,7 +279,7 @@ fn ipcrm_and_rm_of_the_lock_file_make_an_unsafe_start_that_is_predicted() {
     stop_fast(&t.data, child);
     signal(checkpointer, Signal::CONT);
     signal(checkpointer, Signal::KILL);
-    wait_until("checkpointer gone", || !pid_alive(checkpointer));
+    wait_until("checkpointer gone", || !running(checkpointer));
     use std::os::unix::fs::MetadataExt;
     let owner = std::fs::metadata(&t.data).unwrap().uid();
     interlock::segment::cleanup_dsm(dsm_control, owner);

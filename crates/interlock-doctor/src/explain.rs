@@ -706,3 +706,124 @@ impl Join {
         out
     }
 }
+
+// ------------------------------------------------------------ reading logs
+
+/// The most of a log that is read: its end, where startups fail.
+pub const MAX_READ: u64 = 256 << 20;
+
+/// The newest log file in the cluster's `log_directory`: a regular file
+/// owned by the data directory's owner, as the logging collector writes
+/// them (`syslogger.c`, `logfile_open`). The configuration is the owner's,
+/// so as root its `log_directory` may name any directory (`/etc`): files of
+/// other owners are not read, nor links in directories the owner controls,
+/// nor FIFOs (see `interlock::safe_fs`).
+pub fn newest_log(data_dir: &Path) -> Result<(PathBuf, interlock::safe_fs::Opened), String> {
+    use interlock::safe_fs;
+    use rustix::fs::{AtFlags, Dir, FileType};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let settings = read_settings(data_dir);
+    let dir = settings.get("log_directory").unwrap_or("log");
+    let shown = if Path::new(dir).is_absolute() {
+        PathBuf::from(dir)
+    } else {
+        data_dir.join(dir)
+    };
+    let owner = std::fs::metadata(data_dir)
+        .map_err(|e| format!("{}: {e}", data_dir.display()))?
+        .uid();
+    let fd = safe_fs::open_dir(Some(data_dir), Path::new(dir)).map_err(|e| e.to_string())?;
+    let entries = Dir::read_from(&fd).map_err(|e| format!("{}: {e}", shown.display()))?;
+    let mut newest: Option<((i64, u64), std::ffi::OsString)> = None;
+    for e in entries.flatten() {
+        let name = std::ffi::OsStr::from_bytes(e.file_name().to_bytes()).to_os_string();
+        let n = name.to_string_lossy();
+        if n.starts_with('.') || n.ends_with(".csv") || n.ends_with(".json") {
+            continue;
+        }
+        let Ok(st) = rustix::fs::statat(&fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_uid != owner {
+            continue;
+        }
+        let t = (st.st_mtime, st.st_mtime_nsec);
+        if newest.as_ref().is_none_or(|(best, _)| t > *best) {
+            newest = Some((t, name));
+        }
+    }
+    let Some((_, name)) = newest else {
+        return Err(format!(
+            "no log file found in {}'s log_directory {} (only regular files owned by {} are read)",
+            data_dir.display(),
+            shown.display(),
+            user_name(owner)
+        ));
+    };
+    let path = shown.join(&name);
+    // Opened by name again: refused if it was swapped for a FIFO or a link.
+    let opened = safe_fs::open_regular_at(&fd, &name, &path).map_err(|e| e.to_string())?;
+    if opened.uid != owner {
+        return Err(format!(
+            "{} is not owned by {}: not read",
+            path.display(),
+            user_name(owner)
+        ));
+    }
+    Ok((path, opened))
+}
+
+/// At most the last `max` bytes of `f` (named `name` in errors), from a
+/// line boundary; with a note saying so when the file is longer.
+pub fn read_log_tail(
+    mut f: std::fs::File,
+    name: &str,
+    max: u64,
+) -> Result<(Vec<u8>, Option<String>), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut buf = Vec::new();
+    let len = f.metadata().map_err(|e| format!("{name}: {e}"))?.len();
+    let mut note = None;
+    if len > max {
+        f.seek(SeekFrom::Start(len - max))
+            .map_err(|e| format!("{name}: {e}"))?;
+        note = Some(format!(
+            "read the last {} MiB of {} MiB (line numbers count from there)",
+            max >> 20,
+            len >> 20
+        ));
+    }
+    f.take(max)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("{name}: {e}"))?;
+    if note.is_some() {
+        // Start at a line boundary.
+        if let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            buf.drain(..=nl);
+        }
+    }
+    Ok((buf, note))
+}
+
+#[cfg(test)]
+mod read_log_tests {
+    use super::read_log_tail;
+
+    #[test]
+    fn a_long_log_is_read_from_a_line_boundary_of_its_end() {
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, b"first line\nsecond\nthird\n").unwrap();
+        std::io::Seek::rewind(&mut f).unwrap();
+        let (buf, note) = read_log_tail(f, "log", 2 << 20).unwrap();
+        assert_eq!(buf, b"first line\nsecond\nthird\n");
+        assert!(note.is_none());
+
+        let mut f = tempfile::tempfile().unwrap();
+        let long = "x".repeat(1 << 20) + "\nkept\n";
+        std::io::Write::write_all(&mut f, long.as_bytes()).unwrap();
+        let (buf, note) = read_log_tail(f, "log", 1 << 20).unwrap();
+        assert_eq!(buf, b"kept\n");
+        assert!(note.unwrap().starts_with("read the last 1 MiB"));
+    }
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use interlock::segment::{self, SegmentState};
 use interlock::sys::shm;
 use interlock::ShmId;
-use rustix::process::{Pid, Signal};
+use rustix::process::Signal;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -129,16 +129,7 @@ fn stat_of(pid: i32) -> Option<interlock_format::procstat::ProcStat> {
     interlock::process::ProcFs::new("/proc").stat(pid).ok()
 }
 
-/// Alive and not a zombie.
-pub fn running(pid: i32) -> bool {
-    stat_of(pid).is_some_and(|s| !s.is_zombie() && s.state != b'X')
-}
-
-pub fn signal(pid: i32, sig: Signal) {
-    if let Some(p) = Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process(p, sig);
-    }
-}
+pub use interlock_testkit::{running, signal};
 
 fn shm_table() -> Vec<interlock_format::sysvipc::ShmEntry> {
     fs::read_to_string("/proc/sysvipc/shm")
@@ -152,37 +143,6 @@ pub fn nattch(shmid: i32) -> Option<u64> {
         .into_iter()
         .find(|e| e.shmid == shmid)
         .map(|e| e.nattch)
-}
-
-fn dsm_files() -> BTreeSet<String> {
-    fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("PostgreSQL."))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The `/dev/shm` files some process maps.
-fn mapped_dsm_files() -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for p in procs.flatten() {
-        let Ok(maps) = fs::read_to_string(p.path().join("maps")) else {
-            continue;
-        };
-        for l in maps.lines() {
-            if let Some(i) = l.find("/dev/shm/PostgreSQL.") {
-                let name = l[i + "/dev/shm/".len()..].trim_end_matches(" (deleted)");
-                out.insert(name.to_string());
-            }
-        }
-    }
-    out
 }
 
 /// The text of the FATAL message in a server log, without `FATAL:  `. The
@@ -215,7 +175,7 @@ impl<'e> Cell<'e> {
             mounts: Vec::new(),
             clusters: Vec::new(),
             segments: Vec::new(),
-            dsm_before: dsm_files(),
+            dsm_before: interlock_testkit::dsm_files(),
             logs: 0,
             checks: Vec::new(),
             fix: None,
@@ -452,7 +412,7 @@ impl<'e> Cell<'e> {
             self.track_pid(v);
             signal(v, Signal::STOP);
             self.wait_until("the process to stop", |_| {
-                stat_of(v).is_some_and(|s| s.state == b'T')
+                interlock_testkit::state_of(v) == Some('T')
             })?;
         }
         self.kill_postmaster(s)?;
@@ -475,12 +435,7 @@ impl<'e> Cell<'e> {
 
     /// Children of `pm` whose command line contains `needle`.
     pub fn children_named(&self, pm: i32, needle: &str) -> Vec<i32> {
-        let procfs = interlock::process::ProcFs::new("/proc");
-        procfs
-            .children(pm)
-            .into_iter()
-            .filter(|p| procfs.info(*p).is_ok_and(|i| i.cmdline.contains(needle)))
-            .collect()
+        interlock_testkit::children_named(pm, needle)
     }
 
     // ---- clients ---------------------------------------------------------
@@ -938,23 +893,11 @@ impl<'e> Cell<'e> {
         }
         // This cell's clusters' segments that nobody uses any more, with the
         // DSM files their headers name.
-        for e in shm_table() {
-            if e.nattch != 0 || e.uid != self.env.pg_uid {
-                continue;
-            }
-            for data in &self.clusters {
-                if let SegmentState::Unattached { header } = segment::analyze(ShmId(e.shmid), data)
-                {
-                    segment::cleanup_dsm(header.dsm_control, self.env.pg_uid);
-                    let _ = shm::remove(ShmId(e.shmid));
-                    break;
-                }
-            }
-        }
+        interlock_testkit::remove_segments_naming(&self.clusters, false);
         // DSM files this cell's servers left that no process maps (those of
         // a segment removed with ipcrm have no header left to name them).
-        let mapped = mapped_dsm_files();
-        for f in dsm_files().difference(&self.dsm_before) {
+        let mapped = interlock_testkit::mapped_dsm_files();
+        for f in interlock_testkit::dsm_files().difference(&self.dsm_before) {
             let p = Path::new("/dev/shm").join(f);
             let mine = fs::symlink_metadata(&p).is_ok_and(|m| m.uid() == self.env.pg_uid);
             if mine && !mapped.contains(f) {

@@ -39,17 +39,8 @@ pub struct Env {
 
 /// Ids of a user from the password database (`id`).
 pub fn ids_of(user: &str) -> R<(u32, u32)> {
-    let id = |flag: &str| -> R<u32> {
-        let out = Command::new("id")
-            .args([flag, user])
-            .output()
-            .map_err(|e| format!("id: {e}"))?;
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .map_err(|_| format!("no user {user:?} (PostgreSQL runs as it)"))
-    };
-    Ok((id("-u")?, id("-g")?))
+    interlock_testkit::user_ids(user)
+        .ok_or_else(|| format!("no user {user:?} (PostgreSQL runs as it)"))
 }
 
 impl Build {

@@ -46,6 +46,41 @@ pub unsafe fn fork() -> io::Result<Option<i32>> {
     }
 }
 
+/// Fork a child that stays attached to every SysV segment the caller has
+/// attached (an attachment is inherited across `fork`, not across `exec`)
+/// and does nothing else until a signal ends it: a stand-in for a backend
+/// that holds the interlock while it works. Returns the child's PID.
+///
+/// The child closes every descriptor it inherited (so it keeps no pipe of
+/// its parent open), starts a session of its own, as each PostgreSQL child
+/// does (a stopped member would otherwise get its orphaned process group
+/// SIGHUPped when the parent dies), unblocks every signal, and sleeps in
+/// `pause(2)`. It only makes those system calls, so this is safe to call
+/// from a process with other threads.
+///
+/// # Errors
+/// EAGAIN (process limit), ENOMEM.
+pub fn fork_idle() -> io::Result<i32> {
+    // SAFETY: the child below makes only async-signal-safe system calls on
+    // integers and stack data (close_range, setsid, pthread_sigmask, pause)
+    // and never returns, so it neither allocates nor runs destructors.
+    match unsafe { fork() }? {
+        Some(pid) => Ok(pid),
+        None => {
+            // SAFETY: close_range only closes descriptors; the child uses
+            // none of them.
+            unsafe { libc::syscall(libc::SYS_close_range, 0, libc::c_uint::MAX, 0) };
+            // SAFETY: setsid makes one system call on no arguments.
+            unsafe { libc::setsid() };
+            unblock_all_signals();
+            loop {
+                // SAFETY: pause makes one system call on no arguments.
+                unsafe { libc::pause() };
+            }
+        }
+    }
+}
+
 /// Create a pipe whose both ends are close-on-exec.
 fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;

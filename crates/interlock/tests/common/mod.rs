@@ -1,137 +1,18 @@
-//! Shared harness for the real-process tests: the `holder` example as a
-//! driven owner, guards that kill only the processes a test started and
-//! remove only the segments it created, and a PostgreSQL 15 fixture.
+//! Shared harness for the real-process tests: the test kit
+//! (`interlock-testkit`: clean-up guards that kill only the processes a
+//! test started and remove only the segments it made, waiting for
+//! processes), and the `holder` example as a driven owner.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
 use interlock::ShmId;
-
-/// `target/<profile>/examples/<name>`, built by `cargo test` with the tests.
-pub fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let p = dir.join("examples").join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run the tests through `cargo test`, which builds the examples",
-        p.display()
-    );
-    p
-}
-
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-pub fn pid_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => {
-            let state = s
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X"))
-        }
-        Err(_) => false,
-    }
-}
-
-pub fn signal(pid: i32, sig: rustix::process::Signal) {
-    if let Some(p) = rustix::process::Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process(p, sig);
-    }
-}
-
-/// Wait until `pid` is gone (or a zombie), up to 10 s.
-pub fn wait_gone(pid: i32) {
-    for _ in 0..1000 {
-        if !pid_alive(pid) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("process {pid} did not exit");
-}
-
-/// Processes this test started (directly or through a holder), killed with
-/// SIGKILL (after SIGCONT) on drop, and segments it created, removed on drop.
-#[derive(Default)]
-pub struct Cleanup {
-    pids: Vec<i32>,
-    shmids: Vec<ShmId>,
-    dirs: Vec<PathBuf>,
-}
-
-impl Cleanup {
-    /// Also remove, at the end, every segment whose header names `dir`
-    /// (crashed acquires leave some that no line reported). Declare the
-    /// `Cleanup` after the temporary directory so it runs first.
-    pub fn for_dir(dir: &Path) -> Cleanup {
-        Cleanup {
-            pids: Vec::new(),
-            shmids: Vec::new(),
-            dirs: vec![dir.to_path_buf()],
-        }
-    }
-
-    pub fn pid(&mut self, pid: i32) {
-        self.pids.push(pid);
-    }
-    pub fn shmid(&mut self, id: ShmId) {
-        self.shmids.push(id);
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for &pid in &self.pids {
-            signal(pid, rustix::process::Signal::CONT);
-            signal(pid, rustix::process::Signal::KILL);
-        }
-        for &pid in &self.pids {
-            for _ in 0..300 {
-                if !pid_alive(pid) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        for &id in &self.shmids {
-            let _ = interlock::sys::shm::remove(id);
-        }
-        // Segments created by processes we started (a crash right after
-        // shmget leaves one without a header), and any naming our dirs.
-        let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
-        for line in table.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let Some(id) = f.get(1).and_then(|s| s.parse().ok()) else {
-                continue;
-            };
-            if f.get(4)
-                .and_then(|s| s.parse::<i32>().ok())
-                .is_some_and(|cpid| self.pids.contains(&cpid))
-            {
-                let _ = interlock::sys::shm::remove(ShmId(id));
-                continue;
-            }
-            for dir in &self.dirs {
-                use interlock::segment::{analyze, SegmentState};
-                if matches!(
-                    analyze(ShmId(id), dir),
-                    SegmentState::Attached { .. } | SegmentState::Unattached { .. }
-                ) {
-                    let _ = interlock::sys::shm::remove(ShmId(id));
-                }
-            }
-        }
-    }
-}
+pub use interlock_testkit::*;
 
 /// A running `holder` example, read line by line.
 pub struct Holder {
