@@ -862,7 +862,7 @@ fn socket_lock_identity(
         && cx
             .host
             .procfs
-            .judge_pid(pid, &cx.real, owner_uid, std::process::id() as i32)
+            .judge_pid(pid, None, &cx.real, owner_uid, std::process::id() as i32)
             .is_alive()
     {
         Identity::Owner
@@ -1930,11 +1930,17 @@ fn judge_lock_owner(
     r: &ServerReading,
     parts: Option<PidFileParts>,
 ) -> LockStage {
-    let _ = (r, parts);
+    let _ = parts;
     let my_pid = std::process::id() as i32;
     // The one identity rule (interlock::process): only evidence that ties
     // the process to this directory makes it the owner, never start time.
-    let verdict = cx.host.procfs.judge_pid(pid, &cx.real, cx.owner.0, my_pid);
+    let verdict = cx.host.procfs.judge_pid(
+        pid,
+        r.shmem.map(|(_, id)| ShmId(id as i32)),
+        &cx.real,
+        cx.owner.0,
+        my_pid,
+    );
     let facts = cx.host.procfs.info(pid).ok();
     info.process = summary(&cx.host, pid);
     let lock_path = info.path.clone();

@@ -131,6 +131,9 @@ pub enum OwnerEvidence {
     MapsSegment,
     /// Its command line's `-D` names the data directory.
     CommandLine,
+    /// It created line 7's segment, whose header names the data directory
+    /// and which still has holders (its maps cannot be read).
+    CreatedSegment,
     /// It is this very process, which holds the directory already.
     ThisProcess,
 }
@@ -143,6 +146,9 @@ impl std::fmt::Display for OwnerEvidence {
                 "it is attached to a shared memory segment whose header names this directory"
             }
             OwnerEvidence::CommandLine => "its command line's -D names this directory",
+            OwnerEvidence::CreatedSegment => {
+                "it created the segment named on line 7, whose header names this directory and which is still attached"
+            }
             OwnerEvidence::ThisProcess => "it is this process",
         })
     }
@@ -490,13 +496,26 @@ impl ProcFs {
         server_uid: u32,
         my_pid: i32,
     ) -> OwnerVerdict {
-        self.judge_pid(pidfile.owner_pid(), data_dir, server_uid, my_pid)
+        self.judge_pid(
+            pidfile.owner_pid(),
+            pidfile.shmem.map(|s| ShmId(s.shmid)),
+            data_dir,
+            server_uid,
+            my_pid,
+        )
     }
 
-    /// [`ProcFs::judge_owner`] for a PID (sign removed): the one identity
-    /// rule of the module doc, used by the lock's acquire and by the
-    /// operator tooling alike.
-    pub fn judge_pid(&self, pid: i32, data_dir: &Path, server_uid: u32, my_pid: i32) -> OwnerVerdict {
+    /// [`ProcFs::judge_owner`] for a PID (sign removed) and line 7's shmid:
+    /// the one identity rule of the module doc, used by the lock's acquire
+    /// and by the operator tooling alike.
+    pub fn judge_pid(
+        &self,
+        pid: i32,
+        line7: Option<ShmId>,
+        data_dir: &Path,
+        server_uid: u32,
+        my_pid: i32,
+    ) -> OwnerVerdict {
         use std::os::unix::fs::MetadataExt;
         if pid == my_pid {
             // After a reboot the PID in a stale file is often our own
@@ -600,6 +619,25 @@ impl ProcFs {
                         pid,
                         evidence: OwnerEvidence::CommandLine,
                     };
+                }
+            }
+        }
+        // 4. Its maps unreadable (a process that changed its user, as
+        // `interlock hold` run as root does, is not dumpable): it created
+        // line 7's segment (IPC_STAT's shm_cpid, having started no later
+        // than the segment), which still has holders and whose header names
+        // this directory.
+        if let (false, Some(shmid)) = (unread.is_empty(), line7) {
+            if let Ok(st) = crate::sys::shm::stat(shmid) {
+                if st.cpid == pid && st.nattch > 0 && started <= st.ctime {
+                    if let crate::segment::SegmentState::Attached { .. } =
+                        crate::segment::analyze(shmid, data_dir)
+                    {
+                        return OwnerVerdict::Alive {
+                            pid,
+                            evidence: OwnerEvidence::CreatedSegment,
+                        };
+                    }
                 }
             }
         }
