@@ -78,6 +78,7 @@ pub fn run(args: &HoldArgs) -> u8 {
             report(&e);
             return match e {
                 Error::LockFileHeld { .. }
+                | Error::LockFileOwnerUnknown { .. }
                 | Error::SegmentInUse { .. }
                 | Error::SegmentAnalysisFailed { .. } => exit::HOLD_BUSY,
                 _ => exit::HOLD_FAILED,

@@ -141,7 +141,15 @@ pub fn render(r: &StatusReport) -> String {
             let who = match l.identity {
                 Some(interlock_doctor::Identity::Owner) => "alive, this directory's",
                 Some(interlock_doctor::Identity::Zombie) => "a zombie",
+                Some(interlock_doctor::Identity::Reused)
+                    if l.evidence
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("another data directory's")) =>
+                {
+                    "another data directory's server"
+                }
                 Some(interlock_doctor::Identity::Reused) => "reused by another process",
+                Some(interlock_doctor::Identity::Unknown) => "alive, whose cannot be told",
                 Some(interlock_doctor::Identity::OtherUser) => "another user's process",
                 Some(interlock_doctor::Identity::Gone) => "gone",
                 None => "?",

@@ -577,7 +577,7 @@ impl Join {
                                     "belongs to another user's process".into()
                                 }
                                 Some(super::Identity::Gone) => "no longer exists".into(),
-                                None => "cannot be judged".into(),
+                                Some(super::Identity::Unknown) | None => "cannot be judged".into(),
                             };
                             out.push(format!("PID {} {who}", pid.abs()));
                         }

@@ -246,8 +246,13 @@ pub enum Identity {
     Owner,
     /// A zombie.
     Zombie,
-    /// Another live process of the same user.
+    /// Another live process of the same user, not this directory's server:
+    /// a reused PID, or another data directory's server (a copy of a running
+    /// cluster's directory); `evidence` says which.
     Reused,
+    /// A live process of the same user whose tie to a data directory could
+    /// not be read (its working directory or maps): it may be the owner.
+    Unknown,
     /// A process of another user (the server treats the PID as dead).
     OtherUser,
     /// No such process.

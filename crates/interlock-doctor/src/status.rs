@@ -112,7 +112,13 @@ struct Ctx<'a> {
     shown: PathBuf,
     real: PathBuf,
     dir_id: (u64, u64),
+    /// The server's user and group: the directory's owner, or, when the
+    /// directory itself was chowned, the owner of what initdb made inside
+    /// ([`server_user`]).
     owner: (u32, u32),
+    /// The directory's own owner, which `checkDataDir` compares with the
+    /// server's user.
+    dir_owner: u32,
     host: Host,
     findings: Vec<Finding>,
     belongs: BTreeMap<i32, Belongs>,
@@ -511,7 +517,8 @@ fn open<'a>(data_dir: &Path, opts: &'a StatusOptions) -> Result<(Ctx<'a>, fs::Me
     let cx = Ctx {
         opts,
         dir_id: (meta.dev(), meta.ino()),
-        owner: (meta.uid(), meta.gid()),
+        owner: server_user(&shown, &meta),
+        dir_owner: meta.uid(),
         shown,
         real,
         host: Host::read(opts.procfs.clone()),
@@ -522,6 +529,26 @@ fn open<'a>(data_dir: &Path, opts: &'a StatusOptions) -> Result<(Ctx<'a>, fs::Me
         workers: Vec::new(),
     };
     Ok((cx, meta))
+}
+
+/// The user (and group) the directory's server runs as. initdb creates
+/// `global/pg_control` and `PG_VERSION` as the server's user, and nothing but
+/// a `chown` changes that; so when the directory itself is owned by someone
+/// else (a `chown root` of the top directory, a copy made by another user)
+/// their owner, not the directory's, is the server's user, and the directory
+/// has the wrong ownership (`checkDataDir` in
+/// `src/backend/utils/init/miscinit.c`, `src/backend/postmaster/postmaster.c`
+/// in 10). Read without following links; the directory's owner when neither
+/// can be read.
+fn server_user(dir: &Path, meta: &fs::Metadata) -> (u32, u32) {
+    for inside in ["global/pg_control", "PG_VERSION"] {
+        if let Ok(m) = fs::symlink_metadata(dir.join(inside)) {
+            if m.is_file() {
+                return (m.uid(), m.gid());
+            }
+        }
+    }
+    (meta.uid(), meta.gid())
 }
 
 /// What the lock file stage reads and decides.
@@ -830,12 +857,12 @@ fn socket_lock_identity(
     if f.state == b'Z' {
         return Identity::Zombie;
     }
-    let start_time = PidFile::parse(&r.buffer).ok().map(|p| p.start_time);
+    let _ = r;
     if info.this_directory
         && cx
             .host
             .procfs
-            .judge_pid(pid, start_time, None, &cx.real, std::process::id() as i32)
+            .judge_pid(pid, None, &cx.real, owner_uid, std::process::id() as i32)
             .is_alive()
     {
         Identity::Owner
@@ -932,11 +959,43 @@ fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata)
     let mut datadir_fatal: Option<String> = None;
     let shown_s = cx.shown.display().to_string();
     let mode = meta.mode() & 0o7777;
+    let (server_uid, server_gid) = cx.owner;
+    if meta.uid() != server_uid {
+        // PostmasterMain reads the configuration (SelectConfigFiles in
+        // src/backend/utils/misc/guc.c) before checkDataDir: a server that
+        // may not search the directory stops there, on a line of its own.
+        let search = if meta.gid() == server_gid {
+            0o010
+        } else {
+            0o001
+        };
+        let conf = cx.shown.join("postgresql.conf");
+        datadir_fatal = Some(if mode & search == 0 && conf.exists() {
+            format!(
+                "could not access the server configuration file \"{}\": Permission denied",
+                conf.display()
+            )
+        } else {
+            format!("data directory \"{shown_s}\" has wrong ownership")
+        });
+        cx.find(
+            Code::DataDirInvalid,
+            Severity::Problem,
+            format!(
+                "the directory is owned by {}, but its server runs as {} (the owner of global/pg_control, which initdb created): PostgreSQL stops unless the server's user owns the directory",
+                user_name(meta.uid()),
+                user_name(server_uid)
+            ),
+        );
+    }
+    // checkDataDir: 0700 only in 10, 0700 or 0750 from 11 on (group access).
     let bad_bits = if major == Some(10) { 0o077 } else { 0o027 };
-    if mode & bad_bits != 0 {
-        datadir_fatal = Some(format!(
-            "data directory \"{shown_s}\" has invalid permissions"
-        ));
+    if datadir_fatal.is_none() && mode & bad_bits != 0 {
+        datadir_fatal = Some(if major == Some(10) {
+            format!("data directory \"{shown_s}\" has group or world access")
+        } else {
+            format!("data directory \"{shown_s}\" has invalid permissions")
+        });
         cx.find(
             Code::DataDirInvalid,
             Severity::Problem,
@@ -1259,6 +1318,8 @@ fn decide_verdict(
                 Verdict::Running,
                 Some("lock file \"postmaster.pid\" already exists".into()),
             ),
+            // Running, or blocked by another process: cannot be told.
+            LockStage::Live(Identity::Unknown) => (Verdict::Unknown, None),
             LockStage::Live(_) => (
                 Verdict::Blocked,
                 Some("lock file \"postmaster.pid\" already exists".into()),
@@ -1869,12 +1930,15 @@ fn judge_lock_owner(
     r: &ServerReading,
     parts: Option<PidFileParts>,
 ) -> LockStage {
+    let _ = parts;
     let my_pid = std::process::id() as i32;
+    // The one identity rule (interlock::process): only evidence that ties
+    // the process to this directory makes it the owner, never start time.
     let verdict = cx.host.procfs.judge_pid(
         pid,
-        parts.and_then(|p| p.start_time),
         r.shmem.map(|(_, id)| ShmId(id as i32)),
         &cx.real,
+        cx.owner.0,
         my_pid,
     );
     let facts = cx.host.procfs.info(pid).ok();
@@ -1937,6 +2001,32 @@ fn judge_lock_owner(
         (OwnerVerdict::Alive { evidence, .. }, Some(_)) if same_user => {
             info.evidence = Some(evidence.to_string());
             (Identity::Owner, LockStage::Live(Identity::Owner))
+        }
+        (OwnerVerdict::Elsewhere { because, .. }, Some(f)) if same_user => {
+            // Identity `reused`: the PID is not this directory's server,
+            // and fix removes such a lock file without signalling anyone.
+            info.evidence = Some(format!("another data directory's: {because}"));
+            cx.find(
+                Code::PidReused,
+                Severity::Problem,
+                format!(
+                    "{lock_path} names PID {pid}, which is another data directory's server, not this one's ({because}; started {}): this directory is likely a copy of a running cluster's; PostgreSQL only checks that the PID is alive",
+                    format_utc(f.start_time)
+                ),
+            );
+            (Identity::Reused, LockStage::Live(Identity::Reused))
+        }
+        (OwnerVerdict::Unknown { why, .. }, Some(_)) if same_user => {
+            info.evidence = Some(why.clone());
+            cx.find(
+                Code::PermissionDenied,
+                Severity::Problem,
+                format!(
+                    "{lock_path} names PID {pid}, a live process of {}, and whether it is this directory's server cannot be told: {why}",
+                    user_name(owner_uid)
+                ),
+            );
+            (Identity::Unknown, LockStage::Live(Identity::Unknown))
         }
         (_, Some(f)) if same_user => {
             cx.find(
@@ -2208,7 +2298,12 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
             user_name(cx.owner.0)
         ));
     }
-    if has(Code::DataDirInvalid) {
+    if cx.dir_owner != cx.owner.0 {
+        steps.push(format!(
+            "Give the directory back to the server's user: chown -R {}: {dir}",
+            shell::quote(&user_name(cx.owner.0))
+        ));
+    } else if has(Code::DataDirInvalid) {
         if let Some(f) = cx.findings.iter().find(|f| f.code == Code::DataDirInvalid) {
             steps.push(format!("Fix the data directory first: {}.", f.message));
         }
@@ -2317,8 +2412,15 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
         LockStage::Live(Identity::Zombie) | LockStage::Live(Identity::Reused)
             if nobody_attached =>
         {
+            let elsewhere = r
+                .lock_file
+                .evidence
+                .as_deref()
+                .is_some_and(|e| e.starts_with("another data directory's"));
             let what = if matches!(stage, LockStage::Live(Identity::Zombie)) {
                 "a zombie holds nothing"
+            } else if elsewhere {
+                "the process at that PID is proven another data directory's server (leave it running)"
             } else {
                 "the process at that PID is not a server of this directory"
             };

@@ -70,6 +70,30 @@ pub const ALL: &[Scenario] = &[
         run: lock_file_reused_pid,
     },
     Scenario {
+        name: "lock_file_start_time",
+        title: "lock file naming a live process of the same user started at line 3's time",
+        applies: always,
+        run: lock_file_start_time,
+    },
+    Scenario {
+        name: "copied_running",
+        title: "data directory copied (cp -a) from a running cluster, on its own port",
+        applies: always,
+        run: copied_running,
+    },
+    Scenario {
+        name: "root_owned_dir",
+        title: "data directory chowned to root (mode 0755), its contents still the server's",
+        applies: always,
+        run: root_owned_dir,
+    },
+    Scenario {
+        name: "mode_0750",
+        title: "data directory mode 0750 (10 allows 0700 only)",
+        applies: always,
+        run: mode_0750,
+    },
+    Scenario {
         name: "lock_file_empty",
         title: "empty lock file",
         applies: always,
@@ -199,6 +223,95 @@ fn lock_file_reused_pid(cell: &mut Cell) -> R {
     write_lock_file(cell, &c, text.as_bytes())?;
     let s = cell.probe(&c, "start", false)?;
     cell.finish(&c, s, TEMPLATE_ROWS, &[sleeper])
+}
+
+/// A live process of the postgres user whose start time is line 3's: start
+/// time alone must not make it the postmaster.
+fn lock_file_start_time(cell: &mut Cell) -> R {
+    let c = cell.cluster("a", cell.port(0))?;
+    let sleeper = cell.bystander()?;
+    let started = interlock::process::ProcFs::default()
+        .info(sleeper)
+        .map_err(|e| format!("/proc/{sleeper}: {e}"))?
+        .start_time;
+    let text = format!(
+        "{sleeper}\n{d}\n{started}\n{p}\n{d}\n\n",
+        d = c.data.display(),
+        p = c.port
+    );
+    write_lock_file(cell, &c, text.as_bytes())?;
+    let s = cell.probe(&c, "start", false)?;
+    cell.finish(&c, s, TEMPLATE_ROWS, &[sleeper])
+}
+
+/// A copy of a running cluster's directory: its lock file names the
+/// original's postmaster. Fix must remove the copy's lock file and spare
+/// the original, which still serves.
+fn copied_running(cell: &mut Cell) -> R {
+    let a = cell.cluster("a", cell.port(0))?;
+    let sa = cell.start_ok(&a)?;
+    cell.insert_rows(&a)?;
+    cell.psql(&a, "checkpoint")?;
+    let b = cell.cluster("b", cell.port(1))?;
+    fs::remove_dir_all(&b.data).map_err(|e| format!("{}: {e}", b.data.display()))?;
+    crate::cell::run(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&a.data)
+            .arg(&b.data),
+    )?;
+    let b = cell.adopt(&b.data, b.port)?;
+    let s = cell.probe(&b, "start the copy", false)?;
+    let pa = sa.pid;
+    cell.finish(&b, s, ROWS_AFTER_INSERT, &[pa])?;
+    if !running(pa) {
+        cell.problem("the original's postmaster is gone");
+    }
+    let rows = cell.rows(&a)?;
+    if rows != ROWS_AFTER_INSERT {
+        cell.problem(format!("the original serves {rows} rows"));
+    }
+    cell.stop(sa)
+}
+
+fn set_owner_and_mode(c: &crate::cell::Cluster, uid: u32, gid: u32, mode: u32) -> R {
+    use std::os::unix::fs::PermissionsExt;
+    rustix::fs::chown(
+        &c.data,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+    .map_err(|e| e.to_string())?;
+    fs::set_permissions(&c.data, fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())
+}
+
+/// `chown root` of the data directory itself: wrong ownership, said by the
+/// server's user (pg_control's owner); then given back, it starts.
+fn root_owned_dir(cell: &mut Cell) -> R {
+    let c = cell.cluster("a", cell.port(0))?;
+    set_owner_and_mode(&c, 0, 0, 0o755)?;
+    if let Some(s) = cell.probe(&c, "start", false)? {
+        cell.stop(s)?;
+    }
+    let (uid, gid) = (cell.env.pg_uid, cell.env.pg_gid);
+    set_owner_and_mode(&c, uid, gid, 0o700)?;
+    let s = cell.probe(&c, "start after chown back", false)?;
+    cell.finish(&c, s, TEMPLATE_ROWS, &[])
+}
+
+/// Mode 0750: PostgreSQL 10's "group or world access", 11+ start.
+fn mode_0750(cell: &mut Cell) -> R {
+    let c = cell.cluster("a", cell.port(0))?;
+    let (uid, gid) = (cell.env.pg_uid, cell.env.pg_gid);
+    set_owner_and_mode(&c, uid, gid, 0o750)?;
+    let s = match cell.probe(&c, "start", false)? {
+        Some(s) => Some(s),
+        None => {
+            set_owner_and_mode(&c, uid, gid, 0o700)?;
+            cell.probe(&c, "start after chmod 700", false)?
+        }
+    };
+    cell.finish(&c, s, TEMPLATE_ROWS, &[])
 }
 
 fn lock_file_empty(cell: &mut Cell) -> R {

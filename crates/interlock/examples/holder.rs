@@ -20,6 +20,7 @@ use interlock::{DataDirLock, Error, LockOptions, PmStatus};
 fn variant(e: &Error) -> &'static str {
     match e {
         Error::LockFileHeld { .. } => "LockFileHeld",
+        Error::LockFileOwnerUnknown { .. } => "LockFileOwnerUnknown",
         Error::SegmentInUse { .. } => "SegmentInUse",
         Error::SegmentAnalysisFailed { .. } => "SegmentAnalysisFailed",
         Error::LockFileEmpty { .. } => "LockFileEmpty",

@@ -58,6 +58,22 @@ pub enum Error {
         evidence: String,
     },
 
+    /// A live process of the directory's owner has the lock file's PID, and
+    /// whether it is this directory's server cannot be told: its working
+    /// directory or memory maps could not be read.
+    #[error(
+        "lock file \"{}\" names PID {pid}, a live process whose data directory cannot be told ({why})",
+        path.display()
+    )]
+    LockFileOwnerUnknown {
+        /// The lock file.
+        path: PathBuf,
+        /// The PID (line 1, sign removed).
+        pid: i32,
+        /// What could not be read.
+        why: String,
+    },
+
     /// The interlock segment of this data directory still has processes
     /// attached: an old server's processes (or an old holder's children)
     /// are alive.
@@ -210,6 +226,9 @@ impl Error {
                 "check the path; create the directory with initdb or mkdir -m 700".into()
             }
             Error::DataDirUnusable { hint, .. } => hint.clone(),
+            Error::LockFileOwnerUnknown { pid, .. } => format!(
+                "run this as root or as the directory's owner, so that PID {pid}'s working directory and maps can be read; or wait for PID {pid} to finish"
+            ),
             Error::LockFileHeld { pid, data_dir, .. } => format!(
                 "stop the server first ({}), or wait for PID {pid} to finish",
                 interlock_format::shell::words(&[

@@ -7,8 +7,11 @@
 //!    our starters run steps 3–7 one at a time, so two of them can never
 //!    both judge the same stale file dead and delete each other's file.
 //! 3. Read `postmaster.pid`. Empty, corrupt, symlinked, oversized: refuse,
-//!    remove nothing. A live owner (judged by identity, `process.rs`):
-//!    refuse. A stale file: check the segment on its line 7 the way
+//!    remove nothing. A live owner (judged by identity, `process.rs`:
+//!    evidence that ties it to this directory, never start time alone):
+//!    refuse; a live PID whose ties cannot be read: refuse too. A PID proven
+//!    another directory's (a copy of a running cluster's directory) is
+//!    stale, where PostgreSQL refuses. A stale file: check the segment on its line 7 the way
 //!    `PGSharedMemoryIsInUse` does; attached means old processes live:
 //!    refuse.
 //! 4. Look for any attached segment of this directory, on any key
@@ -693,7 +696,11 @@ fn check_existing(
         Existing::Absent => return Ok(None),
         Existing::Parsed(pf, id) => (pf, id),
     };
-    match procfs.judge_owner(&pf, &dir.canonical, me) {
+    // One identity rule (process.rs). A PID proven to be another
+    // directory's server (this directory is a copy of a running cluster's)
+    // is stale here, where PostgreSQL's kill(pid, 0) refuses; a PID whose
+    // ties cannot be read may be the owner, so it refuses.
+    match procfs.judge_owner(&pf, &dir.canonical, dir.uid, me) {
         OwnerVerdict::Alive { pid, evidence } => {
             return Err(Error::LockFileHeld {
                 path: lockfile::path(dir),
@@ -703,9 +710,17 @@ fn check_existing(
                 evidence: evidence.to_string(),
             })
         }
+        OwnerVerdict::Unknown { pid, why, .. } => {
+            return Err(Error::LockFileOwnerUnknown {
+                path: lockfile::path(dir),
+                pid,
+                why,
+            })
+        }
         OwnerVerdict::Gone
         | OwnerVerdict::Zombie
         | OwnerVerdict::Reused { .. }
+        | OwnerVerdict::Elsewhere { .. }
         | OwnerVerdict::OtherUser => {}
     }
     if let Some(line) = pf.shmem {

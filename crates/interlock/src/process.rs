@@ -2,16 +2,32 @@
 //! PID in a lock file.
 //!
 //! PostgreSQL decides whether the lock file's owner lives with
-//! `kill(pid, 0)` alone, so a PID reused by any process of the same user
-//! blocks startup, and a zombie counts as alive. We judge identity instead:
-//! a process is the owner if its start time matches line 3 (which both
-//! PostgreSQL and this library write as the owner's start time), if it maps
-//! the segment named on line 7, or if it is a `postgres` executable whose
-//! working directory is the data directory (Patroni's test). A zombie, a
-//! vanished PID, or a process that fails all three is not the owner. The
-//! segment check that follows is the backstop: a misjudged owner still holds
-//! its segment, and an attached segment refuses the directory whatever the
-//! lock file says.
+//! `kill(pid, 0)` alone (`CreateLockFile` in
+//! `src/backend/utils/init/miscinit.c`), so a PID reused by any process of
+//! the same user blocks startup, a zombie counts as alive, and so does the
+//! postmaster of another directory when this one is a copy (`cp -a`) of a
+//! running cluster. We judge identity instead, by one rule: a live process
+//! is this directory's owner only with evidence that ties it to THIS
+//! directory (device and inode):
+//!
+//! * its working directory is the data directory (a postmaster or
+//!   standalone backend changes into it, `ChangeToDataDir`, before it
+//!   writes the lock file; Patroni's test);
+//! * it is attached to a System V segment whose header names the data
+//!   directory (a server once its segment exists, `interlock hold`);
+//! * its command line's `-D` names the data directory.
+//!
+//! Start time (line 3) is never enough: any process of the user started
+//! within a second or two of it would pass. A process that fails all three
+//! is "elsewhere" when there is positive evidence it is another directory's
+//! (its working directory holds a `postmaster.pid` naming it, or it is
+//! attached to a segment whose header names another directory), "reused"
+//! when everything could be read and nothing ties it to a data directory,
+//! and "unknown" when something could not be read: then the caller stays
+//! conservative. A zombie, a vanished PID, or another user's process is not
+//! the owner. The segment check that follows is the backstop: a misjudged
+//! owner still holds its segment, and an attached segment refuses the
+//! directory whatever the lock file says.
 //!
 //! Every reader takes a [`ProcFs`] so that tests can point it at a fixture
 //! tree. A process that vanishes between two reads is an expected race and
@@ -25,14 +41,13 @@ use interlock_format::maps::{maps_mentions_shmid, shared_mappings, SharedMapping
 use interlock_format::pgproc::pg_role;
 use interlock_format::pidfile::PidFile;
 use interlock_format::procstat::{parse_boot_time, parse_proc_stat, parse_proc_status, ProcStat};
+use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
 
 use crate::sys::shm::ShmId;
 
 /// Seconds by which a process's start time (boot time + start ticks) may
-/// differ from line 3 and still be taken for the same process. Line 3 is set
-/// a moment after the fork that created the PID, and `btime` moves when the
-/// wall clock is stepped; Patroni's 3 s window proved too tight on its own
-/// (patroni #2792), which is why a mismatch is never the only evidence used.
+/// differ from line 3 and still be taken for the same process, in reports.
+/// It is never evidence of identity on its own (see the module doc).
 pub const START_TIME_TOLERANCE_SECS: i64 = 2;
 
 /// Where `/proc` is.
@@ -106,15 +121,19 @@ pub struct ProcessInfo {
     pub role: Option<String>,
 }
 
-/// Why we believe the process named in a lock file is its owner.
+/// Why we believe the process named in a lock file is its owner: each ties
+/// it to this data directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerEvidence {
-    /// Its start time matches line 3 of the lock file.
-    StartTime,
-    /// It maps the segment named on line 7.
+    /// Its working directory is the data directory (device and inode).
+    WorksInDataDir,
+    /// It is attached to a segment whose header names the data directory.
     MapsSegment,
-    /// It is a `postgres`/`postmaster` executable whose cwd is the data directory.
-    PostgresInDataDir,
+    /// Its command line's `-D` names the data directory.
+    CommandLine,
+    /// It created line 7's segment, whose header names the data directory
+    /// and which still has holders (its maps cannot be read).
+    CreatedSegment,
     /// It is this very process, which holds the directory already.
     ThisProcess,
 }
@@ -122,10 +141,13 @@ pub enum OwnerEvidence {
 impl std::fmt::Display for OwnerEvidence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            OwnerEvidence::StartTime => "its start time matches line 3 of the lock file",
-            OwnerEvidence::MapsSegment => "it is attached to the segment named on line 7",
-            OwnerEvidence::PostgresInDataDir => {
-                "it is a postgres process working in this directory"
+            OwnerEvidence::WorksInDataDir => "its working directory is this data directory",
+            OwnerEvidence::MapsSegment => {
+                "it is attached to a shared memory segment whose header names this directory"
+            }
+            OwnerEvidence::CommandLine => "its command line's -D names this directory",
+            OwnerEvidence::CreatedSegment => {
+                "it created the segment named on line 7, whose header names this directory and which is still attached"
             }
             OwnerEvidence::ThisProcess => "it is this process",
         })
@@ -146,7 +168,9 @@ pub enum OwnerVerdict {
     Gone,
     /// The owner has exited and waits to be reaped: it holds nothing.
     Zombie,
-    /// A live process has the PID but is not the owner (PID reused).
+    /// A live process of the server's user has the PID, and nothing ties it
+    /// to a data directory (its working directory, segments and command
+    /// line were all read): the PID was reused.
     Reused {
         /// Its PID.
         pid: i32,
@@ -155,9 +179,35 @@ pub enum OwnerVerdict {
         /// Its start time, epoch seconds.
         started: i64,
     },
-    /// The PID exists but is invisible to us (another user under
-    /// `hidepid`): PostgreSQL reads EPERM as "not a competing postmaster",
-    /// since another user cannot own this directory.
+    /// A live process of the server's user, proven to be another data
+    /// directory's: its working directory holds a `postmaster.pid` naming
+    /// it, or it is attached to a segment whose header names another
+    /// directory. What a copy (`cp -a`) of a running cluster's directory
+    /// names.
+    Elsewhere {
+        /// Its PID.
+        pid: i32,
+        /// Its name.
+        name: String,
+        /// Its start time, epoch seconds.
+        started: i64,
+        /// The evidence, naming the other directory.
+        because: String,
+    },
+    /// A live process of the server's user whose ties to a data directory
+    /// could not be read (its working directory or maps): it may be the
+    /// owner.
+    Unknown {
+        /// Its PID.
+        pid: i32,
+        /// Its name.
+        name: String,
+        /// What could not be read.
+        why: String,
+    },
+    /// The PID exists but belongs to another user than the server's, or is
+    /// invisible to us (`hidepid`): PostgreSQL's `kill(pid, 0)` fails with
+    /// EPERM, read as "not a competing postmaster".
     OtherUser,
 }
 
@@ -435,29 +485,38 @@ impl ProcFs {
 
     /// Judge the PID on line 1 of `pidfile` (see the module doc).
     ///
-    /// `data_dir` is the canonical data directory; `my_pid` is this
-    /// process, which is never its own competitor unless it holds the
-    /// directory already (the caller checks that separately).
-    pub fn judge_owner(&self, pidfile: &PidFile, data_dir: &Path, my_pid: i32) -> OwnerVerdict {
+    /// `data_dir` is the data directory; `server_uid` the user its server
+    /// runs as; `my_pid` is this process, which is never its own competitor
+    /// unless it holds the directory already (the caller checks that
+    /// separately).
+    pub fn judge_owner(
+        &self,
+        pidfile: &PidFile,
+        data_dir: &Path,
+        server_uid: u32,
+        my_pid: i32,
+    ) -> OwnerVerdict {
         self.judge_pid(
             pidfile.owner_pid(),
-            Some(pidfile.start_time),
             pidfile.shmem.map(|s| ShmId(s.shmid)),
             data_dir,
+            server_uid,
             my_pid,
         )
     }
 
-    /// [`ProcFs::judge_owner`] from the parts of a lock file that could be
-    /// read: the PID (sign removed), line 3 and line 7's shmid if present.
+    /// [`ProcFs::judge_owner`] for a PID (sign removed) and line 7's shmid:
+    /// the one identity rule of the module doc, used by the lock's acquire
+    /// and by the operator tooling alike.
     pub fn judge_pid(
         &self,
         pid: i32,
-        start_time: Option<i64>,
-        shmid: Option<ShmId>,
+        line7: Option<ShmId>,
         data_dir: &Path,
+        server_uid: u32,
         my_pid: i32,
     ) -> OwnerVerdict {
+        use std::os::unix::fs::MetadataExt;
         if pid == my_pid {
             // After a reboot the PID in a stale file is often our own
             // (PostgreSQL's reason for the self/parent/grandparent rule).
@@ -481,43 +540,180 @@ impl ProcFs {
         if stat.is_zombie() {
             return OwnerVerdict::Zombie;
         }
-        let started = self.start_time(&stat).ok();
-        if let (Some(started), Some(line3)) = (started, start_time) {
-            if (started - line3).abs() <= START_TIME_TOLERANCE_SECS {
-                return OwnerVerdict::Alive {
-                    pid,
-                    evidence: OwnerEvidence::StartTime,
-                };
+        // kill(2) from the server succeeds when its uid is the target's
+        // real or saved uid (kernel/signal.c, kill_ok_by_cred).
+        if let Ok(st) = fs::read(self.pid_path(pid, "status"))
+            .map_err(|_| ())
+            .and_then(|b| parse_proc_status(&b).map_err(|_| ()))
+        {
+            if st.uid[0] != server_uid && st.uid[2] != server_uid {
+                return OwnerVerdict::OtherUser;
             }
         }
-        if let Some(shmid) = shmid {
-            if let Ok(true) = self.maps_segment(pid, shmid) {
+        let name = printable(&stat.comm);
+        let started = self.start_time(&stat).unwrap_or(0);
+        let here = match fs::metadata(data_dir) {
+            Ok(m) => (m.dev(), m.ino()),
+            Err(e) => {
+                return OwnerVerdict::Unknown {
+                    pid,
+                    name,
+                    why: format!("stat(\"{}\"): {e}", data_dir.display()),
+                }
+            }
+        };
+        let mut unread: Vec<String> = Vec::new();
+        let mut elsewhere: Option<String> = None;
+        // 1. Its working directory.
+        match self.cwd_id(pid) {
+            Ok(id) if id == here => {
                 return OwnerVerdict::Alive {
                     pid,
-                    evidence: OwnerEvidence::MapsSegment,
-                };
+                    evidence: OwnerEvidence::WorksInDataDir,
+                }
+            }
+            Ok(_) => {
+                if let Ok(cwd) = self.cwd(pid) {
+                    if lock_file_names(&cwd, pid) {
+                        elsewhere = Some(format!(
+                            "it works in {}, whose postmaster.pid names it",
+                            cwd.display()
+                        ));
+                    }
+                }
+            }
+            Err(e) => unread.push(format!("its working directory ({e})")),
+        }
+        // 2. Its System V attachments, by the header of each.
+        match self.shared_mappings(pid) {
+            Ok(m) => {
+                for seg in &m.sysv {
+                    match self.segment_header(pid, seg.shmid, seg.start) {
+                        Some(h) if h.matches(here.0, here.1) => {
+                            return OwnerVerdict::Alive {
+                                pid,
+                                evidence: OwnerEvidence::MapsSegment,
+                            }
+                        }
+                        Some(h) if h.has_magic() => {
+                            elsewhere.get_or_insert_with(|| {
+                                format!(
+                                    "it is attached to segment ID {} of another data directory (device {}, inode {})",
+                                    seg.shmid, h.device, h.inode
+                                )
+                            });
+                        }
+                        Some(_) => {}
+                        None => unread.push(format!("the header of segment ID {}", seg.shmid)),
+                    }
+                }
+            }
+            Err(e) => unread.push(format!("its memory maps ({e})")),
+        }
+        // 3. Its command line's -D, when absolute (a relative one is
+        // relative to a directory it has since left).
+        if let Ok(bytes) = fs::read(self.pid_path(pid, "cmdline")) {
+            if let Some(d) = dash_d(&bytes) {
+                if fs::metadata(&d).is_ok_and(|m| (m.dev(), m.ino()) == here) {
+                    return OwnerVerdict::Alive {
+                        pid,
+                        evidence: OwnerEvidence::CommandLine,
+                    };
+                }
             }
         }
-        let is_postgres = self
-            .exe(pid)
-            .ok()
-            .and_then(|exe| {
-                exe.file_name()
-                    .map(|n| n == "postgres" || n == "postmaster")
-            })
-            .unwrap_or(false);
-        if is_postgres && self.cwd(pid).map(|cwd| cwd == data_dir).unwrap_or(false) {
-            return OwnerVerdict::Alive {
+        // 4. Its maps unreadable (a process that changed its user, as
+        // `interlock hold` run as root does, is not dumpable): it created
+        // line 7's segment (IPC_STAT's shm_cpid, having started no later
+        // than the segment), which still has holders and whose header names
+        // this directory.
+        if let (false, Some(shmid)) = (unread.is_empty(), line7) {
+            if let Ok(st) = crate::sys::shm::stat(shmid) {
+                if st.cpid == pid && st.nattch > 0 && started <= st.ctime {
+                    if let crate::segment::SegmentState::Attached { .. } =
+                        crate::segment::analyze(shmid, data_dir)
+                    {
+                        return OwnerVerdict::Alive {
+                            pid,
+                            evidence: OwnerEvidence::CreatedSegment,
+                        };
+                    }
+                }
+            }
+        }
+        if let Some(because) = elsewhere {
+            return OwnerVerdict::Elsewhere {
                 pid,
-                evidence: OwnerEvidence::PostgresInDataDir,
+                name,
+                started,
+                because,
             };
         }
-        OwnerVerdict::Reused {
-            pid,
-            name: printable(&stat.comm),
-            started: started.unwrap_or(0),
+        if !unread.is_empty() {
+            return OwnerVerdict::Unknown {
+                pid,
+                name,
+                why: format!("could not read {}", unread.join(", ")),
+            };
+        }
+        OwnerVerdict::Reused { pid, name, started }
+    }
+
+    /// The header of the segment `shmid` mapped at `start` in `pid`: read
+    /// through `/proc/PID/mem` (no attach, so no change to the attach
+    /// count), else by attaching as PostgreSQL's `PGSharedMemoryIsInUse`
+    /// does. `None` if neither works.
+    fn segment_header(&self, pid: i32, shmid: i32, start: u64) -> Option<ShmemHeader> {
+        let bytes = match self.read_memory(pid, start, HEADER_SIZE) {
+            Ok(b) => b,
+            Err(_) => {
+                let att = crate::sys::shm::attach(ShmId(shmid)).ok()?;
+                if att.len() < HEADER_SIZE {
+                    return None;
+                }
+                att.read(HEADER_SIZE)
+            }
+        };
+        ShmemHeader::parse(&bytes).ok()
+    }
+}
+
+/// Whether `dir/postmaster.pid` exists and its line 1 names `pid` (sign
+/// removed). Read bounded and without following links, as any lock file.
+fn lock_file_names(dir: &Path, pid: i32) -> bool {
+    let Ok(p) = crate::safe_fs::read_prefix(
+        None,
+        &dir.join(crate::LOCK_FILE_NAME),
+        interlock_format::pidfile::MAX_PIDFILE_SIZE as u64,
+    ) else {
+        return false;
+    };
+    String::from_utf8_lossy(&p.bytes)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i64>().ok())
+        .is_some_and(|n| n.unsigned_abs() == pid as u64)
+}
+
+/// The absolute directory a `postgres`/`pg_ctl` command line names with
+/// `-D DIR`, `-DDIR` or `--pgdata=DIR` (arguments NUL-separated).
+fn dash_d(cmdline: &[u8]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let mut found = None;
+    for (i, a) in args.iter().enumerate() {
+        let d: Option<&[u8]> = if *a == b"-D" || *a == b"--pgdata" {
+            args.get(i + 1).copied()
+        } else if let Some(rest) = a.strip_prefix(b"--pgdata=") {
+            Some(rest)
+        } else {
+            a.strip_prefix(b"-D").filter(|r| !r.is_empty())
+        };
+        if let Some(d) = d.filter(|d| d.starts_with(b"/")) {
+            found = Some(PathBuf::from(std::ffi::OsStr::from_bytes(d)));
         }
     }
+    found
 }
 
 /// Whether the process a pidfd refers to has exited (the pidfd polls
@@ -637,42 +833,114 @@ mod tests {
         pf
     }
 
+    /// The fixture's process 4242 made a process of uid 100000 working in
+    /// `cwd` (none: unreadable), mapping nothing, with `cmdline`.
+    fn place(procfs: &ProcFs, cwd: Option<&Path>, maps: &str, cmdline: &[u8]) {
+        let p = procfs.root().join("4242");
+        let _ = std::fs::remove_file(p.join("cwd"));
+        if let Some(cwd) = cwd {
+            std::os::unix::fs::symlink(cwd, p.join("cwd")).unwrap();
+        }
+        std::fs::write(p.join("maps"), maps).unwrap();
+        std::fs::write(p.join("cmdline"), cmdline).unwrap();
+    }
+
+    const UID: u32 = 100_000;
+
     #[test]
-    fn owner_identity_by_start_time_segment_and_state() {
+    fn only_evidence_tied_to_this_directory_makes_the_owner() {
         let (_root, procfs, started) = fixture('S');
-        let data = Path::new("/data");
+        let data = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let pf = pidfile(started, i32::MAX);
+        // Working in the data directory.
+        place(&procfs, Some(data.path()), "", b"postgres\0");
         assert_eq!(
-            procfs.judge_owner(&pidfile(started + 1, 1), data, 1),
+            procfs.judge_owner(&pf, data.path(), UID, 1),
             OwnerVerdict::Alive {
                 pid: 4242,
-                evidence: OwnerEvidence::StartTime
+                evidence: OwnerEvidence::WorksInDataDir
             }
         );
-        // Clock stepped by an hour, but it maps the segment on line 7.
+        // Its start time matches line 3, but nothing ties it to a data
+        // directory: a reused PID, not the owner.
+        place(&procfs, Some(other.path()), "", b"sleep\x00600\0");
+        assert!(matches!(
+            procfs.judge_owner(&pf, data.path(), UID, 1),
+            OwnerVerdict::Reused { pid: 4242, .. }
+        ));
+        // Its -D names the data directory.
+        let d = format!("postgres\0-D\0{}\0", data.path().display());
+        place(&procfs, Some(other.path()), "", d.as_bytes());
         assert_eq!(
-            procfs.judge_owner(&pidfile(started - 3600, 65538), data, 1),
+            procfs.judge_owner(&pf, data.path(), UID, 1),
+            OwnerVerdict::Alive {
+                pid: 4242,
+                evidence: OwnerEvidence::CommandLine
+            }
+        );
+        // Working in another directory whose postmaster.pid names it: a
+        // copy's lock file names the original's server.
+        std::fs::write(other.path().join("postmaster.pid"), "4242\n/x\n").unwrap();
+        place(&procfs, Some(other.path()), "", b"postgres\0");
+        assert!(matches!(
+            procfs.judge_owner(&pf, data.path(), UID, 1),
+            OwnerVerdict::Elsewhere { pid: 4242, because, .. } if because.contains("whose postmaster.pid names it")
+        ));
+        // Its working directory cannot be read: it may be the owner.
+        place(&procfs, None, "", b"postgres\0");
+        assert!(matches!(
+            procfs.judge_owner(&pf, data.path(), UID, 1),
+            OwnerVerdict::Unknown { pid: 4242, .. }
+        ));
+        // Another user's process: the server's kill(pid, 0) gets EPERM.
+        assert_eq!(
+            procfs.judge_owner(&pf, data.path(), 70, 1),
+            OwnerVerdict::OtherUser
+        );
+        // The lock file names this very process: a stale file from before a reboot.
+        assert_eq!(
+            procfs.judge_owner(&pf, data.path(), UID, 4242),
+            OwnerVerdict::Gone
+        );
+    }
+
+    #[test]
+    fn a_segment_header_names_the_directory_or_another() {
+        use std::os::unix::fs::MetadataExt;
+        let (_root, procfs, started) = fixture('S');
+        let data = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let maps = "00001000-00002000 rw-s 00000000 00:01 2147483647                 /SYSV0000a000 (deleted)\n";
+        let mem = procfs.root().join("4242/mem");
+        let header = |dir: &Path| {
+            let m = std::fs::metadata(dir).unwrap();
+            let mut bytes = vec![0u8; 4096];
+            bytes.extend(ShmemHeader::new_interlock(4242, m.dev(), m.ino()).render());
+            std::fs::write(&mem, bytes).unwrap();
+        };
+        let pf = pidfile(started, i32::MAX);
+        header(data.path());
+        place(&procfs, Some(other.path()), maps, b"holder\0");
+        assert_eq!(
+            procfs.judge_owner(&pf, data.path(), UID, 1),
             OwnerVerdict::Alive {
                 pid: 4242,
                 evidence: OwnerEvidence::MapsSegment
             }
         );
-        // Neither: the PID was reused.
+        header(other.path());
         assert!(matches!(
-            procfs.judge_owner(&pidfile(started - 3600, 1), data, 1),
-            OwnerVerdict::Reused { pid: 4242, .. }
+            procfs.judge_owner(&pf, data.path(), UID, 1),
+            OwnerVerdict::Elsewhere { because, .. } if because.contains("another data directory")
         ));
-        // The lock file names this very process: a stale file from before a reboot.
-        assert_eq!(
-            procfs.judge_owner(&pidfile(started, 1), data, 4242),
-            OwnerVerdict::Gone
-        );
     }
 
     #[test]
     fn a_zombie_owner_is_not_alive() {
         let (_root, procfs, started) = fixture('Z');
         assert_eq!(
-            procfs.judge_owner(&pidfile(started, 65538), Path::new("/data"), 1),
+            procfs.judge_owner(&pidfile(started, 65538), Path::new("/data"), UID, 1),
             OwnerVerdict::Zombie
         );
     }
