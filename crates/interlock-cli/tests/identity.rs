@@ -167,10 +167,8 @@ fn a_copy_of_a_running_cluster_is_blocked_by_another_directorys_server() {
 fn copy_of_a_running_cluster(name: &str, bindir: &Path) {
     let t = cluster(bindir);
     let copy = t.root.path().join("copy");
-    let mut c = Cleanup {
-        pids: Vec::new(),
-        dirs: vec![t.data.clone(), copy.clone()],
-    };
+    let mut c = Cleanup::for_dir(&t.data);
+    c.dirs.push(copy.clone());
     let original = start(bindir, &t.data, &mut c);
     let pm = postmaster_pid(&t.data).unwrap();
     let st = Command::new("cp")
