@@ -212,20 +212,23 @@ fn fix(data: &Path) -> (Value, i32) {
     (v, out.status.code().unwrap_or(-1))
 }
 
+/// Fill the file system of `path` with it (as root: tmpfs keeps no
+/// blocks for root).
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 1 << 16];
+    while f.write_all(&block).is_ok() {}
+    while f.write_all(&[0]).is_ok() {}
+}
+
 #[test]
 fn full_file_system() {
     let _ = require_postgres!();
     for (name, bindir) in builds() {
         let (data, t, m) = cluster_on_tmpfs(&bindir);
         let mut c = Cleanup::for_dir(&data);
-        // Fill it (as root: tmpfs keeps no blocks for root).
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(m.0.join("fill")).unwrap();
-            let block = vec![0u8; 1 << 16];
-            while f.write_all(&block).is_ok() {}
-            while f.write_all(&[0]).is_ok() {}
-        }
+        fill(&m.0.join("fill"));
         let r = status_of(&data, &bindir);
         let log = refused_on_tmpfs(&bindir, &data, &t, &mut c);
         eprintln!("{name}: {}", r["postgres_would_say"]);
@@ -234,6 +237,17 @@ fn full_file_system() {
             &log,
             "lock_file_not_creatable",
             "could not write lock file \"postmaster.pid\": No space left on device",
+        );
+        // With a stale lock file, its removal frees room for the new one,
+        // and then the next write (postmaster.opts) decides: unknown.
+        std::fs::remove_file(m.0.join("fill")).unwrap();
+        lock_file_naming(&data, 999_999_999);
+        fill(&m.0.join("fill"));
+        let r = status_of(&data, &bindir);
+        assert_eq!(r["verdict"], "unknown", "{name}: {r:#}");
+        assert!(
+            finding(&r, "lock_file_not_creatable").is_some(),
+            "{name}: {r:#}"
         );
     }
 }

@@ -136,7 +136,14 @@ pub(crate) fn data_dir_lock_file(dir: &Path, user: &ServerUser, stale: bool) -> 
     }
     if stale {
         // Removing the old file frees its block and inode for the new one.
-        return Step::Fine;
+        return if vfs.f_bavail == 0 {
+            Step::Unknown(format!(
+                "the file system of {} is full: the server removes the stale postmaster.pid first, which frees room for its new one, but whether what it writes next fits (postmaster.opts, whose failure stops it; WAL) cannot be told",
+                dir.display()
+            ))
+        } else {
+            Step::Fine
+        };
     }
     if vfs.f_favail == 0 && vfs.f_files > 0 {
         return Step::Fails(
