@@ -36,6 +36,7 @@ pub mod fix;
 mod host;
 pub mod limits;
 pub mod scan;
+mod startup;
 mod status;
 pub mod version;
 
@@ -174,6 +175,15 @@ pub enum Code {
     VersionUnknown,
     /// A Unix-socket lock file (`.s.PGSQL.PORT.lock`) would stop the server.
     SocketLockFile,
+    /// The server cannot create `postmaster.pid`: its file system is
+    /// read-only or full, or the directory is not writable by its user.
+    LockFileNotCreatable,
+    /// A Unix-socket directory the server will use is missing, read-only or
+    /// not writable by its user: it cannot create its socket lock file.
+    SocketDirectoryUnusable,
+    /// Every TCP address the server would listen on is taken by a listening
+    /// socket on its port.
+    PortInUse,
     /// `global/pg_control` is one the server refuses when it reads it at
     /// startup (a CRC mismatch, another version, a truncated file).
     ControlFileInvalid,

@@ -396,19 +396,56 @@ fn status_once(data_dir: &Path, opts: &StatusOptions) -> Result<(StatusReport, b
     // --- line 7: PGSharedMemoryIsInUse -----------------------------------
     let (line7_blocks, line7_unknown) = line7_check(&mut cx, &stage, reading.as_ref());
 
+    // --- the port, listen addresses and socket directories of the start -
+    let start = start_settings(&mut cx, &version, &lock_info);
+
+    // --- creating postmaster.pid (CreateLockFile) --------------------------
+    let user = startup::ServerUser::of(cx.owner.0, cx.owner.1);
+    let lock_create = match stage {
+        LockStage::Absent => startup::data_dir_lock_file(&cx.shown, &user, false),
+        LockStage::Dead => startup::data_dir_lock_file(&cx.shown, &user, true),
+        _ => startup::Step::Fine,
+    };
+
     // --- the key probe ----------------------------------------------------
     let ProbeStage {
         seed_key,
         seed_from,
         end: probe_end,
-    } = probe_outcome(&mut cx, &version, &lock_info, parts);
+    } = probe_outcome(&mut cx, &version, &start, parts);
 
     // --- segments of this directory the server will not see --------------
     let play = in_play(&cx, line7_shmid, &probe_end);
 
     // --- Unix-socket lock files (before the segment in 10–12, after in 13+)
-    let socket_locks = socket_locks(&mut cx, &lock_info, reading.as_ref());
-    let socket_block = socket_locks.iter().find_map(|s| s.would_say.clone());
+    // TCP first (StreamServerPort for each listen address), then each Unix
+    // socket directory in order.
+    let tcp_block = match startup::tcp(
+        &start.listen,
+        start.port,
+        &cx.opts.procfs.root().join("net"),
+    ) {
+        startup::Step::Fine => None,
+        startup::Step::Fails(msg, why) => {
+            cx.find(
+                Code::PortInUse,
+                Severity::Problem,
+                format!("{why}; the server would stop there when it opens its sockets"),
+            );
+            Some(msg)
+        }
+        startup::Step::Unknown(why) => {
+            cx.find(
+                Code::PortInUse,
+                Severity::Info,
+                format!("whether the TCP port is free cannot be told: {why}"),
+            );
+            None
+        }
+    };
+    let (socket_locks, unix_block) =
+        socket_locks(&mut cx, &lock_info, reading.as_ref(), &start, &user);
+    let socket_block = tcp_block.or(unix_block);
 
     // --- verdict ------------------------------------------------------------
     let owner_alive = matches!(stage, LockStage::Live(Identity::Owner));
@@ -422,6 +459,7 @@ fn status_once(data_dir: &Path, opts: &StatusOptions) -> Result<(StatusReport, b
         &stage,
         line7_blocks,
         line7_unknown,
+        lock_create,
         (socket_block, version.major().is_some_and(|m| m <= 12)),
         &control_stage,
         &probe_end,
@@ -669,17 +707,30 @@ fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
     }
 }
 
-/// The Unix-socket lock files the server will meet: in the
-/// `unix_socket_directories` of the last start's command line
-/// (`postmaster.opts`) or of the configuration, else in the directory line 5
-/// of `postmaster.pid` names; in the usual default directories only files
-/// whose line 2 names this data directory. The port is `--port`, the last
-/// start's, the configured one, line 4, else 5432.
-fn socket_locks(
+/// What the next start uses: the port, the listen addresses and the
+/// socket directories, from the command line the start repeats.
+struct StartSettings {
+    /// One port for the keys (10–12), the TCP sockets and the socket lock files.
+    port: u16,
+    /// Which source decided it.
+    port_from: String,
+    /// `listen_addresses` (default `localhost`).
+    listen: String,
+    /// `unix_socket_directories`, when the last start or the
+    /// configuration sets it (else the build's default, unknown here).
+    socket_dirs: Option<String>,
+}
+
+/// The settings of the next start. The port, in order: `--port`; the last
+/// start's command line (`postmaster.opts`, which `pg_ctl restart`
+/// repeats) or line 4 of `postmaster.pid`; the configuration; for 10–12
+/// the key of a segment of this directory (`port * 1000 + n`, see
+/// `PGSharedMemoryCreate` in src/backend/port/sysv_shmem.c); else 5432.
+fn start_settings(
     cx: &mut Ctx<'_>,
+    version: &VersionInfo,
     lock_info: &LockFileInfo,
-    reading: Option<&ServerReading>,
-) -> Vec<SocketLockInfo> {
+) -> StartSettings {
     let settings = crate::config::read_settings(&cx.real);
     for r in &settings.refused {
         cx.find(
@@ -716,18 +767,80 @@ fn socket_locks(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
-    let port = cx
-        .opts
-        .port
-        .or_else(|| last_get("port").and_then(|p| p.trim().parse().ok()))
-        .or_else(|| settings.port())
-        .or(lock_info.port)
-        .unwrap_or(5432);
+    let segment_port = || {
+        if version.keys != Some(KeySeed::Port) {
+            return None;
+        }
+        let mut ours: Vec<&ShmEntry> = cx
+            .host
+            .shm
+            .iter()
+            .filter(|e| cx.belongs.get(&e.shmid).is_some_and(Belongs::is_this))
+            .filter(|e| e.key > 1000 && e.key % 1000 != 0)
+            .collect();
+        ours.sort_by_key(|e| std::cmp::Reverse(e.nattch));
+        ours.first().and_then(|e| {
+            let port = u16::try_from(e.key / 1000).ok()?;
+            Some((
+                port,
+                format!(
+                    "the key {} of segment ID {} of this directory",
+                    e.key, e.shmid
+                ),
+            ))
+        })
+    };
+    let (port, port_from) = if let Some(p) = cx.opts.port {
+        (p, "--port".to_string())
+    } else if let Some(p) = last_get("port").and_then(|p| p.trim().parse().ok()) {
+        (
+            p,
+            "the last start's command line, postmaster.opts".to_string(),
+        )
+    } else if let Some(p) = lock_info.port {
+        (p, "line 4 of postmaster.pid (the last start)".to_string())
+    } else if let Some(p) = settings.port() {
+        let file = settings
+            .values
+            .get("port")
+            .map(|s| s.file.display().to_string())
+            .unwrap_or_default();
+        (p, file)
+    } else if let Some(found) = segment_port() {
+        found
+    } else {
+        (5432, "the default".to_string())
+    };
+    let listen = last_get("listen_addresses")
+        .or_else(|| settings.get("listen_addresses").map(str::to_string))
+        .unwrap_or_else(|| "localhost".to_string());
+    let socket_dirs = last_get("unix_socket_directories")
+        .or_else(|| settings.get("unix_socket_directories").map(str::to_string));
+    StartSettings {
+        port,
+        port_from,
+        listen,
+        socket_dirs,
+    }
+}
+
+/// The Unix-socket lock files the server will meet, in the
+/// `unix_socket_directories` of the next start (see [`start_settings`]),
+/// else in the directory line 5 of `postmaster.pid` names and, in the
+/// usual default directories, only files whose line 2 names this data
+/// directory; with the first socket stage FATAL, in the server's order.
+fn socket_locks(
+    cx: &mut Ctx<'_>,
+    lock_info: &LockFileInfo,
+    reading: Option<&ServerReading>,
+    start: &StartSettings,
+    user: &startup::ServerUser,
+) -> (Vec<SocketLockInfo>, Option<String>) {
+    let port = start.port;
+    let mut first_fail: Option<String> = None;
     // (directory, whether the server surely uses it)
     let mut dirs: Vec<(String, bool)> = Vec::new();
-    let configured = last_get("unix_socket_directories")
-        .or_else(|| settings.get("unix_socket_directories").map(str::to_string));
-    if let Some(v) = configured {
+    if let Some(v) = start.socket_dirs.clone() {
         for d in v.split(',') {
             let d = d.trim().trim_matches('"').trim();
             if !d.is_empty() && !d.starts_with('@') {
@@ -753,8 +866,28 @@ fn socket_locks(
         if out.iter().any(|s| s.path == path) {
             continue;
         }
-        let Ok(Some((bytes, _))) = read_lock_file(Path::new(&path)) else {
-            continue;
+        let bytes = match read_lock_file(Path::new(&path)) {
+            Ok(Some((bytes, _))) => bytes,
+            Ok(None) if sure => {
+                match startup::socket_dir(&dir, port, user) {
+                    startup::Step::Fine => {}
+                    startup::Step::Fails(msg, why) => {
+                        cx.find(
+                            Code::SocketDirectoryUnusable,
+                            Severity::Problem,
+                            format!("{why}; the server would stop there when it creates its socket lock file {path}"),
+                        );
+                        first_fail.get_or_insert(msg);
+                    }
+                    startup::Step::Unknown(why) => cx.find(
+                        Code::SocketDirectoryUnusable,
+                        Severity::Warning,
+                        format!("whether the server can create {path} cannot be told: {why}"),
+                    ),
+                }
+                continue;
+            }
+            _ => continue,
         };
         let mut info = SocketLockInfo {
             path: path.clone(),
@@ -802,7 +935,24 @@ fn socket_locks(
         if !sure && !info.this_directory {
             continue;
         }
-        if info.blocks {
+        // The running server's own file: the lock file stage stops a
+        // second start first, so it is shown as the server's, not a danger.
+        let own = info.identity == Some(Identity::Owner)
+            && lock_info.identity == Some(Identity::Owner)
+            && info.pid.is_some()
+            && info.pid.map(i32::abs) == lock_info.pid.map(i32::abs);
+        if own {
+            info.blocks = false;
+            info.would_say = None;
+            cx.find(
+                Code::SocketLockFile,
+                Severity::Info,
+                format!(
+                    "the socket lock file {path} is the running server's own (PID {})",
+                    info.pid.unwrap_or(0)
+                ),
+            );
+        } else if info.blocks {
             let what = match (info.state, info.identity) {
                 ("empty", _) => "is empty".to_string(),
                 ("bogus", _) => "does not start with a PID".to_string(),
@@ -830,10 +980,13 @@ fn socket_locks(
                     "the socket lock file {path} {what}; the server would stop there when it creates its socket"
                 ),
             );
+            if let Some(m) = &info.would_say {
+                first_fail.get_or_insert(m.clone());
+            }
         }
         out.push(info);
     }
-    out
+    (out, first_fail)
 }
 
 /// The PID of a socket lock file, judged as the server's `kill(pid, 0)`
@@ -1118,11 +1271,11 @@ struct ProbeStage {
 fn probe_outcome(
     cx: &mut Ctx<'_>,
     version: &VersionInfo,
-    lock_info: &LockFileInfo,
+    start: &StartSettings,
     parts: Option<PidFileParts>,
 ) -> ProbeStage {
     let major = version.major();
-    let (seed_key, seed_from) = first_key(cx, version, lock_info);
+    let (seed_key, seed_from) = first_key(cx, version, start);
     let ends: Vec<(Algorithm, ProbeEnd)> = match (seed_key, version.algorithm) {
         (None, _) => Vec::new(),
         (Some(k), Some(a)) => vec![(a, probe(cx, k, a, parts.as_ref()))],
@@ -1246,6 +1399,7 @@ fn decide_verdict(
     stage: &LockStage,
     line7_blocks: Option<String>,
     line7_unknown: Option<String>,
+    lock_create: startup::Step,
     (socket_block, sockets_first): (Option<String>, bool),
     control: &ControlStage,
     probe_end: &ProbeEnd,
@@ -1329,6 +1483,16 @@ fn decide_verdict(
                     (Verdict::Blocked, Some(msg))
                 } else if let Some(why) = line7_unknown {
                     cx.find(Code::PermissionDenied, Severity::Problem, why);
+                    (Verdict::Unknown, None)
+                } else if let startup::Step::Fails(msg, why) = lock_create {
+                    cx.find(
+                        Code::LockFileNotCreatable,
+                        Severity::Problem,
+                        format!("{why}; the server would stop there"),
+                    );
+                    (Verdict::Blocked, Some(msg))
+                } else if let startup::Step::Unknown(why) = lock_create {
+                    cx.find(Code::LockFileNotCreatable, Severity::Problem, why);
                     (Verdict::Unknown, None)
                 } else if let ControlStage::Refused {
                     refusal,
@@ -2078,30 +2242,16 @@ fn running_exe(cx: &Ctx<'_>, lock: &LockFileInfo) -> Option<PathBuf> {
     None
 }
 
-fn first_key(cx: &Ctx<'_>, v: &VersionInfo, lock: &LockFileInfo) -> (Option<ShmKey>, String) {
+fn first_key(cx: &Ctx<'_>, v: &VersionInfo, start: &StartSettings) -> (Option<ShmKey>, String) {
     match v.keys {
         Some(KeySeed::Inode) => (
             Some(key_for_inode(cx.dir_id.1)),
             format!("the directory's inode {}", cx.dir_id.1),
         ),
-        Some(KeySeed::Port) => {
-            let settings = crate::config::read_settings(&cx.real);
-            let (port, from) = if let Some(p) = cx.opts.port {
-                (p, "--port".to_string())
-            } else if let Some(p) = settings.port() {
-                let file = settings
-                    .values
-                    .get("port")
-                    .map(|s| s.file.display().to_string())
-                    .unwrap_or_default();
-                (p, file)
-            } else if let Some(p) = lock.port {
-                (p, "line 4 of postmaster.pid (the last start)".into())
-            } else {
-                (5432, "the default".into())
-            };
-            (Some(key_for_port(port)), format!("port {port} ({from})"))
-        }
+        Some(KeySeed::Port) => (
+            Some(key_for_port(start.port)),
+            format!("port {} ({})", start.port, start.port_from),
+        ),
         None => (None, "unknown".into()),
     }
 }

@@ -17,6 +17,7 @@
 //! * [`dsm`]: PostgreSQL's dynamic shared memory control segment;
 //! * [`pgcontrol`]: `global/pg_control` of 10–18, with its CRC-32C;
 //! * [`serverlog`]: server and `pg_ctl` log output, and the startup failures in it;
+//! * [`nettcp`]: the kernel's `/proc/net/tcp` and `/proc/net/tcp6` socket tables;
 //! * [`sysctl`]: the kernel limit files, `/proc/meminfo`, `logind.conf`, `login.defs`;
 //! * [`shell`]: shell quoting of the commands the tools print, and escaping of paths in prose.
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ mod num;
 
 pub mod dsm;
 pub mod maps;
+pub mod nettcp;
 pub mod pgconf;
 pub mod pgcontrol;
 pub mod pgproc;

@@ -130,7 +130,8 @@ pub fn parse_conf_line(raw: &str, line: usize) -> Result<Option<ConfEntry>, Pars
 }
 
 /// The settings a server command line gives, as `postmaster.opts` records
-/// the last start's: `"-p" "5433"`, `"-k" "/run/pg"`, `"-c" "name=value"`,
+/// the last start's: `"-p" "5433"`, `"-k" "/run/pg"`, `"-h" "127.0.0.1"`,
+/// `"-i"` (`listen_addresses='*'`), `"-c" "name=value"`,
 /// `"--name=value"`. The file holds the program, then each argument as
 /// ` "ARG"` (written without escaping). Returns `(name, value)` pairs,
 /// names lower-cased with `-` as `_`, in order (later ones win).
@@ -151,6 +152,8 @@ pub fn postmaster_opts_settings(text: &str) -> Vec<(String, String)> {
         let pair = match a {
             "-p" => flag("port", it.next()),
             "-k" => flag("unix_socket_directories", it.next()),
+            "-h" => flag("listen_addresses", it.next()),
+            "-i" => Some(("listen_addresses".to_string(), "*".to_string())),
             "-D" => flag("data_directory", it.next()),
             "-c" => it.next().and_then(|kv| split_setting(kv)),
             _ => a.strip_prefix("--").and_then(split_setting),

@@ -34,6 +34,9 @@ pub const ROWS_AFTER_INSERT: i64 = 1500;
 pub struct Cluster {
     pub data: PathBuf,
     pub port: u16,
+    /// More arguments of every start (`-p N`: a port the configuration
+    /// does not say).
+    pub args: Vec<String>,
 }
 
 /// A running postmaster this cell started (its direct child).
@@ -304,6 +307,7 @@ impl<'e> Cell<'e> {
         Ok(Cluster {
             data: data.to_path_buf(),
             port,
+            args: Vec::new(),
         })
     }
 
@@ -328,6 +332,7 @@ impl<'e> Cell<'e> {
             .command(self.build.bindir.join("postgres"), true)
             .arg("-D")
             .arg(&c.data)
+            .args(&c.args)
             .stdout(out)
             .stderr(file)
             .spawn()

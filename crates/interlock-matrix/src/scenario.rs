@@ -165,6 +165,36 @@ pub const ALL: &[Scenario] = &[
         applies: always,
         run: hold_other_dir,
     },
+    Scenario {
+        name: "read_only_fs",
+        title: "data directory on a read-only file system, then remounted read-write",
+        applies: always,
+        run: read_only_fs,
+    },
+    Scenario {
+        name: "full_fs",
+        title: "data directory on a full file system (no room for postmaster.pid)",
+        applies: always,
+        run: full_fs,
+    },
+    Scenario {
+        name: "socket_dir_missing",
+        title: "a unix_socket_directories entry that does not exist (as after a reboot empties /run)",
+        applies: always,
+        run: socket_dir_missing,
+    },
+    Scenario {
+        name: "tcp_port_taken",
+        title: "another cluster listens on 127.0.0.1 at the same port",
+        applies: always,
+        run: tcp_port_taken,
+    },
+    Scenario {
+        name: "orphan_other_port",
+        title: "started with -p N (not the configured port), crashed with an orphan, postmaster.pid removed",
+        applies: port_keys,
+        run: orphan_other_port,
+    },
 ];
 
 /// The running server of `c` with rows 1001–1500 committed, and a session
@@ -505,4 +535,107 @@ fn held_without_lock_file(cell: &mut Cell) -> R {
     cell.release(hold)?;
     let s = cell.probe(&c, "start after the hold", false)?;
     cell.finish(&c, s, TEMPLATE_ROWS, &[])
+}
+
+fn append_conf(c: &Cluster, text: &str) -> R {
+    use std::io::Write;
+    let conf = c.data.join("postgresql.conf");
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(&conf)
+        .map_err(|e| format!("{}: {e}", conf.display()))?;
+    writeln!(f, "{text}").map_err(|e| e.to_string())
+}
+
+fn remount(c: &Cluster, how: &str) -> R {
+    let mnt = c.data.parent().ok_or("no mount point")?;
+    crate::cell::run(
+        std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{how}")])
+            .arg(mnt),
+    )
+}
+
+fn read_only_fs(cell: &mut Cell) -> R {
+    let c = cell.cluster_on_tmpfs("fs", cell.port(0))?;
+    remount(&c, "ro")?;
+    if let Some(s) = cell.probe(&c, "start on a read-only file system", false)? {
+        cell.stop(s)?;
+    }
+    remount(&c, "rw")?;
+    let s = cell.probe(&c, "start once read-write", false)?;
+    cell.finish(&c, s, TEMPLATE_ROWS, &[])
+}
+
+fn full_fs(cell: &mut Cell) -> R {
+    let c = cell.cluster_on_tmpfs("fs", cell.port(0))?;
+    let fill = c.data.parent().ok_or("no mount point")?.join("fill");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&fill).map_err(|e| e.to_string())?;
+        let block = vec![0u8; 1 << 16];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&[0]).is_ok() {}
+    }
+    if let Some(s) = cell.probe(&c, "start on a full file system", false)? {
+        cell.stop(s)?;
+    }
+    fs::remove_file(&fill).map_err(|e| e.to_string())?;
+    let s = cell.probe(&c, "start once there is room", false)?;
+    cell.finish(&c, s, TEMPLATE_ROWS, &[])
+}
+
+fn socket_dir_missing(cell: &mut Cell) -> R {
+    let c = cell.cluster("a", cell.port(0))?;
+    let gone = cell.dir.join("run/postgresql");
+    append_conf(
+        &c,
+        &format!(
+            "unix_socket_directories = '{}, {}'",
+            c.data.display(),
+            gone.display()
+        ),
+    )?;
+    if let Some(s) = cell.probe(&c, "start without the second socket directory", false)? {
+        cell.stop(s)?;
+    }
+    fs::create_dir_all(&gone).map_err(|e| e.to_string())?;
+    rustix::fs::chown(
+        &gone,
+        Some(rustix::fs::Uid::from_raw(cell.env.pg_uid)),
+        Some(rustix::fs::Gid::from_raw(cell.env.pg_gid)),
+    )
+    .map_err(|e| e.to_string())?;
+    let s = cell.probe(&c, "start once it exists", false)?;
+    cell.finish(&c, s, TEMPLATE_ROWS, &[])
+}
+
+fn tcp_port_taken(cell: &mut Cell) -> R {
+    let p = cell.port(0);
+    let a = cell.cluster("a", p)?;
+    let b = cell.cluster("b", p)?;
+    for c in [&a, &b] {
+        append_conf(c, "listen_addresses = '127.0.0.1'")?;
+    }
+    let sa = cell.start_ok(&a)?;
+    if let Some(s) = cell.probe(&b, "start the second on the same port", false)? {
+        cell.stop(s)?;
+    }
+    cell.stop(sa)?;
+    let s = cell.probe(&b, "start once the first stopped", false)?;
+    cell.finish(&b, s, TEMPLATE_ROWS, &[])
+}
+
+/// `postgres -D DIR -p N` with the configuration on another port: after
+/// the crash and `rm postmaster.pid`, the last command line gives the port
+/// (the orphan's keys are N's).
+fn orphan_other_port(cell: &mut Cell) -> R {
+    let mut c = cell.cluster("a", cell.port(0))?;
+    c.port = cell.port(1);
+    c.args = vec!["-p".into(), c.port.to_string()];
+    let (s, backend) = running_with_session(cell, &c)?;
+    cell.crash_leaving_stopped(&c, s, &[backend])?;
+    fs::remove_file(c.data.join("postmaster.pid")).map_err(|e| e.to_string())?;
+    let s = cell.probe(&c, "start -p N without postmaster.pid", false)?;
+    cell.finish(&c, s, ROWS_AFTER_INSERT, &[])
 }

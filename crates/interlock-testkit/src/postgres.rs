@@ -136,18 +136,45 @@ pub enum Start {
 /// Start `postgres -D data` as postgres, with the socket in the data
 /// directory and no TCP, and wait until it is ready or has exited.
 pub fn start_postgres(bindir: &Path, data: &Path, cleanup: &mut Cleanup) -> Start {
+    let k = data.display().to_string();
+    start_postgres_with(
+        bindir,
+        data,
+        &["-p", "5999", "-c", "listen_addresses=", "-k", &k],
+        cleanup,
+    )
+}
+
+/// Start `postgres -D data ARGS…` as postgres, and wait until it is ready
+/// or has exited.
+pub fn start_postgres_with(
+    bindir: &Path,
+    data: &Path,
+    args: &[&str],
+    cleanup: &mut Cleanup,
+) -> Start {
     let log = data.parent().unwrap().join(format!(
         "postgres-{}.log",
         Instant::now().elapsed().as_nanos()
     ));
-    let logfile = std::fs::File::create(&log).unwrap();
+    start_postgres_logged(bindir, data, args, &log, cleanup)
+}
+
+/// [`start_postgres_with`], with the server's output in `log`.
+pub fn start_postgres_logged(
+    bindir: &Path,
+    data: &Path,
+    args: &[&str],
+    log: &Path,
+    cleanup: &mut Cleanup,
+) -> Start {
+    let logfile = std::fs::File::create(log).unwrap();
     let mut child = Command::new("runuser")
         .args(["-u", PG_USER, "--"])
         .arg(bindir.join("postgres"))
         .arg("-D")
         .arg(data)
-        .args(["-p", "5999", "-c", "listen_addresses=", "-k"])
-        .arg(data)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(logfile)
@@ -158,7 +185,7 @@ pub fn start_postgres(bindir: &Path, data: &Path, cleanup: &mut Cleanup) -> Star
     cleanup.pids.push(child.id() as i32);
     let start = Instant::now();
     loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let text = std::fs::read_to_string(log).unwrap_or_default();
         if text.contains("ready to accept connections") {
             if let Some(pm) = postmaster_pid(data) {
                 cleanup.pids.push(pm);
@@ -167,7 +194,7 @@ pub fn start_postgres(bindir: &Path, data: &Path, cleanup: &mut Cleanup) -> Star
         }
         if let Ok(Some(_)) = child.try_wait() {
             let mut s = String::new();
-            let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut s));
+            let _ = std::fs::File::open(log).and_then(|mut f| f.read_to_string(&mut s));
             return Start::Exited(s);
         }
         assert!(
