@@ -51,28 +51,38 @@ pub unsafe fn fork() -> io::Result<Option<i32>> {
 /// and does nothing else until a signal ends it: a stand-in for a backend
 /// that holds the interlock while it works. Returns the child's PID.
 ///
-/// The child closes every descriptor it inherited (so it keeps no pipe of
-/// its parent open), starts a session of its own, as each PostgreSQL child
-/// does (a stopped member would otherwise get its orphaned process group
-/// SIGHUPped when the parent dies), unblocks every signal, and sleeps in
-/// `pause(2)`. It only makes those system calls, so this is safe to call
-/// from a process with other threads.
+/// The child starts a session of its own, as each PostgreSQL child does (a
+/// stopped member would otherwise get its orphaned process group SIGHUPped
+/// when the parent dies: `kill_orphaned_pgrp` in kernel/exit.c), unblocks
+/// every signal, closes every descriptor it inherited (so it keeps no pipe
+/// of its parent open), and sleeps in `pause(2)`. It only makes those
+/// system calls, so this is safe to call from a process with other
+/// threads. This returns once the child is in its own session, so that a
+/// SIGSTOP sent right away cannot catch it in its parent's process group.
 ///
 /// # Errors
-/// EAGAIN (process limit), ENOMEM.
+/// EAGAIN (process limit), ENOMEM, EMFILE.
 pub fn fork_idle() -> io::Result<i32> {
+    // Closed by the child (close_range) once it is in its own session.
+    let (ready_r, ready_w) = pipe_cloexec()?;
     // SAFETY: the child below makes only async-signal-safe system calls on
-    // integers and stack data (close_range, setsid, pthread_sigmask, pause)
+    // integers and stack data (setsid, pthread_sigmask, close_range, pause)
     // and never returns, so it neither allocates nor runs destructors.
     match unsafe { fork() }? {
-        Some(pid) => Ok(pid),
+        Some(pid) => {
+            drop(ready_w);
+            let mut byte = [0u8; 1];
+            // EOF once the child has closed its copy (or died).
+            while let Err(rustix::io::Errno::INTR) = rustix::io::read(&ready_r, &mut byte) {}
+            Ok(pid)
+        }
         None => {
-            // SAFETY: close_range only closes descriptors; the child uses
-            // none of them.
-            unsafe { libc::syscall(libc::SYS_close_range, 0, libc::c_uint::MAX, 0) };
             // SAFETY: setsid makes one system call on no arguments.
             unsafe { libc::setsid() };
             unblock_all_signals();
+            // SAFETY: close_range only closes descriptors; the child uses
+            // none of them (closing the ready pipe tells the parent).
+            unsafe { libc::syscall(libc::SYS_close_range, 0, libc::c_uint::MAX, 0) };
             loop {
                 // SAFETY: pause makes one system call on no arguments.
                 unsafe { libc::pause() };
