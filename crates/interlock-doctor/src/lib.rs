@@ -278,6 +278,9 @@ pub struct LockFileInfo {
     pub state: &'static str,
     /// Line 1 as the server reads it (negative: standalone).
     pub pid: Option<i32>,
+    /// Line 2: the data directory of the server that wrote it (another
+    /// one's in a copied directory).
+    pub data_dir: Option<String>,
     /// Line 3, epoch seconds.
     pub start_time: Option<i64>,
     /// Line 4.

@@ -604,6 +604,7 @@ fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
         path: lock_path.display().to_string(),
         state: "absent",
         pid: None,
+        data_dir: None,
         start_time: None,
         port: None,
         status: None,
@@ -655,6 +656,9 @@ fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
             let strict = strict.ok();
             lock_info.pid = Some(r.pid);
             lock_info.start_time = strict.as_ref().map(|p| p.start_time);
+            lock_info.data_dir = strict
+                .as_ref()
+                .map(|p| p.data_dir.to_string_lossy().into_owned());
             lock_info.port = strict.as_ref().map(|p| p.port);
             lock_info.status = strict
                 .as_ref()
@@ -790,14 +794,27 @@ fn start_settings(
             ))
         })
     };
+    // A copied directory carries another directory's last start: its
+    // postmaster.opts (-D) and lock file (line 2) name that directory, and
+    // its port is not this one's.
+    let dir_id = cx.dir_id;
+    let names_this_dir = |d: &str| {
+        let p = Path::new(d);
+        !p.is_absolute() || fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == dir_id)
+    };
+    let last_is_ours = last_get("data_directory").is_none_or(|d| names_this_dir(&d));
+    let lock_is_ours = lock_info.data_dir.as_deref().is_none_or(names_this_dir);
     let (port, port_from) = if let Some(p) = cx.opts.port {
         (p, "--port".to_string())
-    } else if let Some(p) = last_get("port").and_then(|p| p.trim().parse().ok()) {
+    } else if let Some(p) = last_get("port")
+        .filter(|_| last_is_ours)
+        .and_then(|p| p.trim().parse().ok())
+    {
         (
             p,
             "the last start's command line, postmaster.opts".to_string(),
         )
-    } else if let Some(p) = lock_info.port {
+    } else if let Some(p) = lock_info.port.filter(|_| lock_is_ours) {
         (p, "line 4 of postmaster.pid (the last start)".to_string())
     } else if let Some(p) = settings.port() {
         let file = settings
@@ -811,6 +828,7 @@ fn start_settings(
     } else {
         (5432, "the default".to_string())
     };
+    let last_get = |name: &str| last_get(name).filter(|_| last_is_ours);
     let listen = last_get("listen_addresses")
         .or_else(|| settings.get("listen_addresses").map(str::to_string))
         .unwrap_or_else(|| "localhost".to_string());
