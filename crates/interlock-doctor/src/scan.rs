@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::host::{dsm_files, now_epoch, DsmState, Host, GRACE_SECS};
+use super::host::{now_epoch, DsmState, Host, GRACE_SECS};
 use super::*;
 use interlock::process::ProcFs;
 
@@ -138,7 +138,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
             pg_procs.push(PgProc {
                 pid,
                 cwd: procfs.cwd(pid).ok(),
-                cwd_id: procfs.cwd_id(pid).ok(),
+                cwd_id: host.cwd_id(pid),
             });
         }
     }
@@ -146,7 +146,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
     // Processes of other namespaces.
     let mut other_ns: Vec<String> = Vec::new();
     for PgProc { pid, cwd, .. } in &pg_procs {
-        let theirs = procfs.namespace(*pid, "ipc").ok();
+        let theirs = host.ipc_namespace(*pid);
         if host.my_ipc_ns.is_some() && theirs.is_some() && theirs != host.my_ipc_ns {
             if let Ok(info) = procfs.info(*pid) {
                 if info.role.as_deref() == Some("postmaster") {
@@ -210,10 +210,12 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         }
     }
 
-    // Diagnose each.
+    // Diagnose each, from the host as read above: every process's maps are
+    // in `host` already, and what each diagnosis reads more (working
+    // directories, the /dev/shm listing) is kept for the next.
     let mut data_dirs: Vec<HostDir> = Vec::new();
     for (path, found_by) in dirs.values() {
-        if let Ok(status) = super::status(path, &opts.status) {
+        if let Ok(status) = super::status::status_with_host(path, &opts.status, &mut host) {
             data_dirs.push(HostDir {
                 status,
                 found_by: found_by.clone(),
@@ -250,7 +252,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         .map(|(pid, m)| (pid, m.sysv.iter().map(|s| s.shmid).collect()))
         .collect();
     for (pid, ids) in mapped {
-        let same_ns = procfs.namespace(pid, "ipc").ok() == host.my_ipc_ns;
+        let same_ns = host.ipc_namespace(pid) == host.my_ipc_ns;
         if !same_ns {
             continue;
         }
@@ -333,7 +335,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
     let mut leaked = 0u64;
     let mut leaked_bytes = 0u64;
     let mut unknown = 0u64;
-    let files = dsm_files(&opts.status.dev_shm);
+    let files = host.dsm_files(&opts.status.dev_shm);
     let usage = host.dsm_use(&files);
     for f in &files {
         let status = match usage.state(f, now) {
