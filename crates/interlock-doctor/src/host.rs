@@ -176,13 +176,39 @@ impl Host {
         self.pids.clone().unwrap_or_default()
     }
 
-    fn owner_uid(&mut self, pid: i32) -> Option<u32> {
+    /// The owner of `pid` (of its `/proc/PID`), cached.
+    pub fn owner_uid(&mut self, pid: i32) -> Option<u32> {
         if let Some(u) = self.owner_uids.get(&pid) {
             return *u;
         }
         let u = self.procfs.owner_uid(pid).ok();
         self.owner_uids.insert(pid, u);
         u
+    }
+
+    /// Attachments the segment table counts (`nattch`) that the maps read
+    /// so far, of processes in our IPC namespace, do not show.
+    pub fn unaccounted_attachments(&mut self) -> u64 {
+        let mut seen: HashMap<i32, u64> = HashMap::new();
+        let mapping: Vec<(i32, Vec<i32>)> = self
+            .mapped()
+            .filter(|(_, m)| !m.sysv.is_empty())
+            .map(|(pid, m)| (pid, m.sysv.iter().map(|s| s.shmid).collect()))
+            .collect();
+        for (pid, ids) in mapping {
+            if self.same_ipc_namespace(pid) {
+                for id in ids {
+                    *seen.entry(id).or_default() += 1;
+                }
+            }
+        }
+        self.shm
+            .iter()
+            .map(|e| {
+                e.nattch
+                    .saturating_sub(seen.get(&e.shmid).copied().unwrap_or(0))
+            })
+            .sum()
     }
 
     /// Device and inode of `pid`'s working directory, cached.

@@ -121,26 +121,69 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         })
     };
 
-    // Every process once: what it maps, whether it is PostgreSQL's.
+    // Every process once, by its owner (of /proc/PID, one stat). PostgreSQL
+    // refuses to run as root (`check_root` in src/backend/main/main.c), so
+    // root's processes are not PostgreSQL's; every other process is asked
+    // whether it is (executable, or command line), and PostgreSQL's have
+    // their maps read.
     let pids = host.all_pids();
     let mut pg_procs: Vec<PgProc> = Vec::new();
+    let mut others: Vec<i32> = Vec::new();
+    let mut root: Vec<i32> = Vec::new();
     for &pid in &pids {
         if pid == my_pid {
             continue;
         }
-        let _ = host.mappings(pid);
+        match host.owner_uid(pid) {
+            None => continue, // vanished
+            Some(0) => {
+                root.push(pid);
+                continue;
+            }
+            Some(_) => {}
+        }
         let is_pg = procfs.exe(pid).map(|e| is_pg_exe(&e)).unwrap_or(false)
             || fs::read(procfs.root().join(pid.to_string()).join("cmdline"))
                 .ok()
                 .and_then(|c| interlock_format::pgproc::pg_role(&c))
                 .is_some();
         if is_pg {
+            let _ = host.mappings(pid);
             pg_procs.push(PgProc {
                 pid,
                 cwd: procfs.cwd(pid).ok(),
                 cwd_id: host.cwd_id(pid),
             });
+        } else {
+            others.push(pid);
         }
+    }
+    // The maps of the others only as far as needed: while the segment
+    // table counts attachments the maps read do not show (anyone with
+    // the permission may attach a segment, root to any), other users'
+    // processes, then root's; and, as `status` does for its directory,
+    // every process of a user who owns a /dev/shm/PostgreSQL.* file that
+    // no map read so far shows.
+    let mut missing = host.unaccounted_attachments();
+    for pid in others.into_iter().chain(root) {
+        if missing == 0 {
+            break;
+        }
+        if host.mappings(pid).is_some_and(|m| !m.sysv.is_empty()) {
+            missing = host.unaccounted_attachments();
+        }
+    }
+    let files = host.dsm_files(&opts.status.dev_shm);
+    let usage = host.dsm_use(&files);
+    let mut dsm_owners: Vec<u32> = files
+        .iter()
+        .filter(|f| !usage.is_mapped(f.handle))
+        .map(|f| f.uid)
+        .collect();
+    dsm_owners.sort_unstable();
+    dsm_owners.dedup();
+    if !dsm_owners.is_empty() {
+        host.read_all_mappings(&dsm_owners);
     }
 
     // Processes of other namespaces.
@@ -335,7 +378,6 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
     let mut leaked = 0u64;
     let mut leaked_bytes = 0u64;
     let mut unknown = 0u64;
-    let files = host.dsm_files(&opts.status.dev_shm);
     let usage = host.dsm_use(&files);
     for f in &files {
         let status = match usage.state(f, now) {
