@@ -121,11 +121,11 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         })
     };
 
-    // Every process once, by its owner (of /proc/PID, one stat). PostgreSQL
-    // refuses to run as root (`check_root` in src/backend/main/main.c), so
-    // root's processes are not PostgreSQL's; every other process is asked
-    // whether it is (executable, or command line), and PostgreSQL's have
-    // their maps read.
+    // Every process once: its owner (of /proc/PID, one stat) and its
+    // executable; for processes not root's, also its command line (a
+    // process title). PostgreSQL refuses to run as root (`check_root` in
+    // src/backend/main/main.c), so a root process is taken for one only by
+    // its executable's name. PostgreSQL's processes have their maps read.
     let pids = host.all_pids();
     let mut pg_procs: Vec<PgProc> = Vec::new();
     let mut others: Vec<i32> = Vec::new();
@@ -134,29 +134,29 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         if pid == my_pid {
             continue;
         }
-        match host.owner_uid(pid) {
-            None => continue, // vanished
-            Some(0) => {
-                root.push(pid);
-                continue;
-            }
-            Some(_) => {}
-        }
+        let Some(uid) = host.owner_uid(pid) else {
+            continue; // vanished
+        };
         let is_pg = procfs.exe(pid).map(|e| is_pg_exe(&e)).unwrap_or(false)
-            || fs::read(procfs.root().join(pid.to_string()).join("cmdline"))
-                .ok()
-                .and_then(|c| interlock_format::pgproc::pg_role(&c))
-                .is_some();
-        if is_pg {
-            let _ = host.mappings(pid);
-            pg_procs.push(PgProc {
-                pid,
-                cwd: procfs.cwd(pid).ok(),
-                cwd_id: host.cwd_id(pid),
-            });
-        } else {
-            others.push(pid);
+            || (uid != 0
+                && fs::read(procfs.root().join(pid.to_string()).join("cmdline"))
+                    .ok()
+                    .and_then(|c| interlock_format::pgproc::pg_role(&c))
+                    .is_some());
+        if !is_pg {
+            if uid == 0 {
+                root.push(pid);
+            } else {
+                others.push(pid);
+            }
+            continue;
         }
+        let _ = host.mappings(pid);
+        pg_procs.push(PgProc {
+            pid,
+            cwd: procfs.cwd(pid).ok(),
+            cwd_id: host.cwd_id(pid),
+        });
     }
     // The maps of the others only as far as needed: while the segment
     // table counts attachments the maps read do not show (anyone with
