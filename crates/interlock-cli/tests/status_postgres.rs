@@ -351,6 +351,94 @@ fn scan_maps_each_segment_to_its_data_directory() {
     stop_fast(&running.data, child);
 }
 
+/// What a diagnosis decides, without what is read at a moment (times,
+/// states of processes): to compare `scan`'s report of a directory with
+/// `status`'s.
+fn decision(r: &Value) -> Value {
+    let mut holders: Vec<(i64, i64)> = r["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["pid"].as_i64().unwrap(), h["shmid"].as_i64().unwrap()))
+        .collect();
+    holders.sort_unstable();
+    let mut segments: Vec<(i64, String)> = r["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["shmid"].as_i64().unwrap(), s["belongs"].to_string()))
+        .collect();
+    segments.sort();
+    let mut findings = codes(r);
+    findings.sort();
+    serde_json::json!({
+        "verdict": r["verdict"],
+        "postgres_would_say": r["postgres_would_say"],
+        "safe_to_start": r["safe_to_start"],
+        "lock_file": r["lock_file"]["identity"],
+        "holders": holders,
+        "segments": segments,
+        "findings": findings,
+    })
+}
+
+#[test]
+fn scan_reports_each_directory_as_status_does() {
+    // scan diagnoses every directory from one reading of the host: what
+    // one directory's diagnosis finds (holders, whose segments are whose)
+    // must not show in another's.
+    let bindir = require_postgres!();
+    let running = cluster(&bindir);
+    let orphaned = cluster(&bindir);
+    let mut c = Cleanup::for_dir(&running.data);
+    c.dirs.push(orphaned.data.clone());
+    let child = start(&bindir, &running.data, &mut c);
+    start(&bindir, &orphaned.data, &mut c);
+    let ckpt = kill_leaving_stopped_checkpointer(&orphaned.data, &mut c);
+    // The killed server's other children notice and leave.
+    wait_until("one holder left", || {
+        status(&orphaned.data)["holders"].as_array().unwrap().len() == 1
+    });
+
+    let out = Command::new(bin())
+        .args(["scan", "--json"])
+        .arg(&running.data)
+        .arg(&orphaned.data)
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scanned = |data: &Path| {
+        r["data_dirs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["data_dir"] == data.display().to_string())
+            .unwrap_or_else(|| panic!("{} not found in {r:#}", data.display()))
+            .clone()
+    };
+    for data in [&running.data, &orphaned.data] {
+        let alone = status(data);
+        let in_scan = scanned(data);
+        assert_eq!(
+            decision(&in_scan),
+            decision(&alone),
+            "{}: scan says\n{in_scan:#}\nstatus says\n{alone:#}",
+            data.display()
+        );
+    }
+    assert_eq!(scanned(&running.data)["verdict"], "running");
+    assert_eq!(scanned(&orphaned.data)["verdict"], "blocked");
+    let holders = scanned(&orphaned.data)["holders"].clone();
+    assert_eq!(holders.as_array().unwrap().len(), 1, "{holders:#}");
+    assert_eq!(holders[0]["pid"], ckpt);
+    assert!(!scanned(&running.data)["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["pid"] == ckpt));
+    stop_fast(&running.data, child);
+}
+
 #[test]
 fn postgres_option_asks_the_binary_and_catches_a_version_mismatch() {
     let bindir = require_postgres!();

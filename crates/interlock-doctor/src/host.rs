@@ -19,6 +19,13 @@
 //!
 //! A mapping seen in a process of another IPC namespace names a segment of
 //! that namespace, not ours, and is not counted.
+//!
+//! A [`Host`] is a snapshot read lazily and kept: the segment table once,
+//! then each process's maps, owner, working directory and IPC namespace,
+//! the PID list and the `/dev/shm` listing the first time they are asked
+//! for. Nothing in it belongs to one data directory, so `scan` diagnoses
+//! every directory from one `Host` (each `/proc/PID/maps` read once for the
+//! whole host), and `status` reads its own.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -70,6 +77,10 @@ pub(crate) struct Host {
     unreadable_uids: HashSet<u32>,
     pids: Option<Vec<i32>>,
     owner_uids: HashMap<i32, Option<u32>>,
+    cwd_ids: HashMap<i32, Option<(u64, u64)>>,
+    ipc_namespaces: HashMap<i32, Option<u64>>,
+    /// `/dev/shm` listings, by directory.
+    dsm: HashMap<PathBuf, Vec<DsmFile>>,
 }
 
 impl Host {
@@ -94,6 +105,9 @@ impl Host {
             unreadable_uids: HashSet::new(),
             pids: None,
             owner_uids: HashMap::new(),
+            cwd_ids: HashMap::new(),
+            ipc_namespaces: HashMap::new(),
+            dsm: HashMap::new(),
         }
     }
 
@@ -162,7 +176,8 @@ impl Host {
         self.pids.clone().unwrap_or_default()
     }
 
-    fn owner_uid(&mut self, pid: i32) -> Option<u32> {
+    /// The owner of `pid` (of its `/proc/PID`), cached.
+    pub fn owner_uid(&mut self, pid: i32) -> Option<u32> {
         if let Some(u) = self.owner_uids.get(&pid) {
             return *u;
         }
@@ -171,8 +186,57 @@ impl Host {
         u
     }
 
-    fn same_ipc_namespace(&self, pid: i32) -> bool {
-        match (self.my_ipc_ns, self.procfs.namespace(pid, "ipc").ok()) {
+    /// Attachments the segment table counts (`nattch`) that the maps read
+    /// so far, of processes in our IPC namespace, do not show.
+    pub fn unaccounted_attachments(&mut self) -> u64 {
+        let mut seen: HashMap<i32, u64> = HashMap::new();
+        let mapping: Vec<(i32, Vec<i32>)> = self
+            .mapped()
+            .filter(|(_, m)| !m.sysv.is_empty())
+            .map(|(pid, m)| (pid, m.sysv.iter().map(|s| s.shmid).collect()))
+            .collect();
+        for (pid, ids) in mapping {
+            if self.same_ipc_namespace(pid) {
+                for id in ids {
+                    *seen.entry(id).or_default() += 1;
+                }
+            }
+        }
+        self.shm
+            .iter()
+            .map(|e| {
+                e.nattch
+                    .saturating_sub(seen.get(&e.shmid).copied().unwrap_or(0))
+            })
+            .sum()
+    }
+
+    /// Device and inode of `pid`'s working directory, cached.
+    pub fn cwd_id(&mut self, pid: i32) -> Option<(u64, u64)> {
+        *self
+            .cwd_ids
+            .entry(pid)
+            .or_insert_with(|| self.procfs.cwd_id(pid).ok())
+    }
+
+    /// The inode of `pid`'s IPC namespace, cached.
+    pub fn ipc_namespace(&mut self, pid: i32) -> Option<u64> {
+        *self
+            .ipc_namespaces
+            .entry(pid)
+            .or_insert_with(|| self.procfs.namespace(pid, "ipc").ok())
+    }
+
+    /// The PostgreSQL DSM files in `dir` ([`dsm_files`]), read once.
+    pub fn dsm_files(&mut self, dir: &Path) -> Vec<DsmFile> {
+        self.dsm
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| dsm_files(dir))
+            .clone()
+    }
+
+    fn same_ipc_namespace(&mut self, pid: i32) -> bool {
+        match (self.my_ipc_ns, self.ipc_namespace(pid)) {
             (Some(mine), Some(theirs)) => mine == theirs,
             // Unknown: assume ours, as a kernel without namespaces has one.
             _ => true,
@@ -231,7 +295,7 @@ impl Host {
             }
             match self.owner_uid(pid) {
                 Some(u) if uids.contains(&u) => {
-                    if self.procfs.cwd_id(pid).ok() == Some(dir) {
+                    if self.cwd_id(pid) == Some(dir) {
                         visited.insert(pid);
                         self.examine(pid, &mut needed, &mut search);
                         if needed.is_empty() {
@@ -315,7 +379,7 @@ impl Host {
     pub fn working_in(&mut self, dir: (u64, u64)) -> Vec<i32> {
         let pids = self.all_pids();
         pids.into_iter()
-            .filter(|&p| p != self.my_pid && self.procfs.cwd_id(p).ok() == Some(dir))
+            .filter(|&p| p != self.my_pid && self.cwd_id(p) == Some(dir))
             .collect()
     }
 

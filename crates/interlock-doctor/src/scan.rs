@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::host::{dsm_files, now_epoch, DsmState, Host, GRACE_SECS};
+use super::host::{now_epoch, DsmState, Host, GRACE_SECS};
 use super::*;
 use interlock::process::ProcFs;
 
@@ -121,32 +121,75 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         })
     };
 
-    // Every process once: what it maps, whether it is PostgreSQL's.
+    // Every process once: its owner (of /proc/PID, one stat) and its
+    // executable; for processes not root's, also its command line (a
+    // process title). PostgreSQL refuses to run as root (`check_root` in
+    // src/backend/main/main.c), so a root process is taken for one only by
+    // its executable's name. PostgreSQL's processes have their maps read.
     let pids = host.all_pids();
     let mut pg_procs: Vec<PgProc> = Vec::new();
+    let mut others: Vec<i32> = Vec::new();
+    let mut root: Vec<i32> = Vec::new();
     for &pid in &pids {
         if pid == my_pid {
             continue;
         }
-        let _ = host.mappings(pid);
+        let Some(uid) = host.owner_uid(pid) else {
+            continue; // vanished
+        };
         let is_pg = procfs.exe(pid).map(|e| is_pg_exe(&e)).unwrap_or(false)
-            || fs::read(procfs.root().join(pid.to_string()).join("cmdline"))
-                .ok()
-                .and_then(|c| interlock_format::pgproc::pg_role(&c))
-                .is_some();
-        if is_pg {
-            pg_procs.push(PgProc {
-                pid,
-                cwd: procfs.cwd(pid).ok(),
-                cwd_id: procfs.cwd_id(pid).ok(),
-            });
+            || (uid != 0
+                && fs::read(procfs.root().join(pid.to_string()).join("cmdline"))
+                    .ok()
+                    .and_then(|c| interlock_format::pgproc::pg_role(&c))
+                    .is_some());
+        if !is_pg {
+            if uid == 0 {
+                root.push(pid);
+            } else {
+                others.push(pid);
+            }
+            continue;
         }
+        let _ = host.mappings(pid);
+        pg_procs.push(PgProc {
+            pid,
+            cwd: procfs.cwd(pid).ok(),
+            cwd_id: host.cwd_id(pid),
+        });
+    }
+    // The maps of the others only as far as needed: while the segment
+    // table counts attachments the maps read do not show (anyone with
+    // the permission may attach a segment, root to any), other users'
+    // processes, then root's; and, as `status` does for its directory,
+    // every process of a user who owns a /dev/shm/PostgreSQL.* file that
+    // no map read so far shows.
+    let mut missing = host.unaccounted_attachments();
+    for pid in others.into_iter().chain(root) {
+        if missing == 0 {
+            break;
+        }
+        if host.mappings(pid).is_some_and(|m| !m.sysv.is_empty()) {
+            missing = host.unaccounted_attachments();
+        }
+    }
+    let files = host.dsm_files(&opts.status.dev_shm);
+    let usage = host.dsm_use(&files);
+    let mut dsm_owners: Vec<u32> = files
+        .iter()
+        .filter(|f| !usage.is_mapped(f.handle))
+        .map(|f| f.uid)
+        .collect();
+    dsm_owners.sort_unstable();
+    dsm_owners.dedup();
+    if !dsm_owners.is_empty() {
+        host.read_all_mappings(&dsm_owners);
     }
 
     // Processes of other namespaces.
     let mut other_ns: Vec<String> = Vec::new();
     for PgProc { pid, cwd, .. } in &pg_procs {
-        let theirs = procfs.namespace(*pid, "ipc").ok();
+        let theirs = host.ipc_namespace(*pid);
         if host.my_ipc_ns.is_some() && theirs.is_some() && theirs != host.my_ipc_ns {
             if let Ok(info) = procfs.info(*pid) {
                 if info.role.as_deref() == Some("postmaster") {
@@ -210,10 +253,12 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         }
     }
 
-    // Diagnose each.
+    // Diagnose each, from the host as read above: every process's maps are
+    // in `host` already, and what each diagnosis reads more (working
+    // directories, the /dev/shm listing) is kept for the next.
     let mut data_dirs: Vec<HostDir> = Vec::new();
     for (path, found_by) in dirs.values() {
-        if let Ok(status) = super::status(path, &opts.status) {
+        if let Ok(status) = super::status::status_with_host(path, &opts.status, &mut host) {
             data_dirs.push(HostDir {
                 status,
                 found_by: found_by.clone(),
@@ -250,7 +295,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         .map(|(pid, m)| (pid, m.sysv.iter().map(|s| s.shmid).collect()))
         .collect();
     for (pid, ids) in mapped {
-        let same_ns = procfs.namespace(pid, "ipc").ok() == host.my_ipc_ns;
+        let same_ns = host.ipc_namespace(pid) == host.my_ipc_ns;
         if !same_ns {
             continue;
         }
@@ -333,7 +378,6 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
     let mut leaked = 0u64;
     let mut leaked_bytes = 0u64;
     let mut unknown = 0u64;
-    let files = dsm_files(&opts.status.dev_shm);
     let usage = host.dsm_use(&files);
     for f in &files {
         let status = match usage.state(f, now) {

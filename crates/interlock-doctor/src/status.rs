@@ -15,7 +15,7 @@ use interlock_format::shell;
 use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
 use interlock_format::sysvipc::ShmEntry;
 
-use super::host::{dsm_files, now_epoch, Attached, DsmState, Host};
+use super::host::{now_epoch, Attached, DsmState, Host};
 use super::version::{self, Algorithm, KeySeed};
 use super::*;
 use crate::Error;
@@ -119,7 +119,8 @@ struct Ctx<'a> {
     /// The directory's own owner, which `checkDataDir` compares with the
     /// server's user.
     dir_owner: u32,
-    host: Host,
+    /// The host as read so far: shared by the diagnoses of one `scan`.
+    host: &'a mut Host,
     findings: Vec<Finding>,
     belongs: BTreeMap<i32, Belongs>,
     /// The DSM control handle in the header of each segment of this
@@ -344,13 +345,36 @@ fn summary(host: &Host, pid: i32) -> Option<ProcessSummary> {
 /// Errors only when there is nothing to diagnose (no such directory, not a
 /// directory); everything else, unreadable parts included, is in the report.
 pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Error> {
+    status_from(data_dir, opts, None)
+}
+
+/// As [`status`], reading the host from `host`, a snapshot shared with the
+/// diagnoses of other directories (`scan`). Only the first look uses it:
+/// when a segment cannot be attributed, the looks again read the host
+/// afresh, as [`status`] does.
+pub(crate) fn status_with_host(
+    data_dir: &Path,
+    opts: &StatusOptions,
+    host: &mut Host,
+) -> Result<StatusReport, Error> {
+    status_from(data_dir, opts, Some(host))
+}
+
+fn status_from(
+    data_dir: &Path,
+    opts: &StatusOptions,
+    mut shared: Option<&mut Host>,
+) -> Result<StatusReport, Error> {
     // A segment that cannot be attributed makes the answer unknown; on a
     // busy host that is often a moment's state (a holder exiting or being
     // forked while its maps or memory are read), so look again twice
     // before saying so.
     let mut attempt = 0;
     loop {
-        let (report, undecided) = status_once(data_dir, opts)?;
+        let (report, undecided) = match shared.take() {
+            Some(host) => status_once(data_dir, opts, host)?,
+            None => status_once(data_dir, opts, &mut Host::read(opts.procfs.clone()))?,
+        };
         attempt += 1;
         if !undecided || attempt == 3 {
             return Ok(report);
@@ -361,8 +385,12 @@ pub fn status(data_dir: &Path, opts: &StatusOptions) -> Result<StatusReport, Err
 
 /// One diagnosis, and whether a segment with holders could not be
 /// attributed.
-fn status_once(data_dir: &Path, opts: &StatusOptions) -> Result<(StatusReport, bool), Error> {
-    let (mut cx, meta) = open(data_dir, opts)?;
+fn status_once(
+    data_dir: &Path,
+    opts: &StatusOptions,
+    host: &mut Host,
+) -> Result<(StatusReport, bool), Error> {
+    let (mut cx, meta) = open(data_dir, opts, host)?;
     if let Some(err) = cx.host.shm_error.clone() {
         cx.find(
             Code::PermissionDenied,
@@ -534,7 +562,11 @@ fn status_once(data_dir: &Path, opts: &StatusOptions) -> Result<(StatusReport, b
 }
 
 /// The directory to diagnose, and its metadata; errors as [`status`] does.
-fn open<'a>(data_dir: &Path, opts: &'a StatusOptions) -> Result<(Ctx<'a>, fs::Metadata), Error> {
+fn open<'a>(
+    data_dir: &Path,
+    opts: &'a StatusOptions,
+    host: &'a mut Host,
+) -> Result<(Ctx<'a>, fs::Metadata), Error> {
     let shown = std::path::absolute(data_dir)
         .map_err(|e| Error::sys(format!("absolute(\"{}\")", data_dir.display()), e))?;
     let meta = match fs::metadata(&shown) {
@@ -559,7 +591,7 @@ fn open<'a>(data_dir: &Path, opts: &'a StatusOptions) -> Result<(Ctx<'a>, fs::Me
         dir_owner: meta.uid(),
         shown,
         real,
-        host: Host::read(opts.procfs.clone()),
+        host,
         findings: Vec::new(),
         belongs: BTreeMap::new(),
         dsm_control: BTreeMap::new(),
@@ -687,7 +719,7 @@ fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
         let pids = cx.host.working_in(cx.dir_id);
         cx.workers = pids
             .into_iter()
-            .filter_map(|p| summary(&cx.host, p))
+            .filter_map(|p| summary(cx.host, p))
             .collect();
         if !cx.workers.is_empty() {
             let list = cx
@@ -938,7 +970,7 @@ fn socket_locks(
                 info.this_directory = dd == cx.real || dd == cx.shown;
                 let pid = r.other_pid();
                 info.pid = Some(pid);
-                info.process = summary(&cx.host, pid);
+                info.process = summary(cx.host, pid);
                 let identity = socket_lock_identity(cx, pid, &info, &r);
                 info.identity = Some(identity);
                 info.blocks = matches!(
@@ -1074,7 +1106,7 @@ fn attribute_segments(cx: &mut Ctx<'_>, line7_shmid: Option<i32>, parts: Option<
             if pid <= 0 {
                 continue;
             }
-            if let Some(a) = attachment(&mut cx.host, pid, e.shmid) {
+            if let Some(a) = attachment(cx.host, pid, e.shmid) {
                 if let Some(hdr) = cx.host.header_via(&a) {
                     decided = Some(cx.by_header(&hdr, e.shmid, pid));
                     break;
@@ -1625,7 +1657,7 @@ fn collect_holders(
         let mut found = 0u64;
         for a in cx.holders_of(e.shmid) {
             found += a.attaches;
-            if let Some(process) = summary(&cx.host, a.pid) {
+            if let Some(process) = summary(cx.host, a.pid) {
                 holders.push(Holder {
                     process,
                     shmid: a.shmid,
@@ -1692,7 +1724,7 @@ fn maintenance_hold(cx: &mut Ctx<'_>, holders: &[Holder]) -> bool {
         match cx.host.procfs.pidfd_targets(pid) {
             Ok(targets) => {
                 for t in targets.into_iter().filter(|t| *t > 0) {
-                    if let Some(cmd) = summary(&cx.host, t).filter(|c| c.state != "zombie") {
+                    if let Some(cmd) = summary(cx.host, t).filter(|c| c.state != "zombie") {
                         found.push(format!(
                             "keeper PID {pid} keeps PID {t} ({}, {}, started {}), which still runs",
                             cmd.cmdline,
@@ -2124,7 +2156,7 @@ fn judge_lock_owner(
         my_pid,
     );
     let facts = cx.host.procfs.info(pid).ok();
-    info.process = summary(&cx.host, pid);
+    info.process = summary(cx.host, pid);
     let lock_path = info.path.clone();
     let owner_uid = cx.owner.0;
     let same_user = facts
@@ -2156,7 +2188,7 @@ fn judge_lock_owner(
     let facts = Some(f);
     let (identity, stage) = match (&verdict, &facts) {
         (OwnerVerdict::Zombie, Some(f)) => {
-            let parent = summary(&cx.host, f.ppid)
+            let parent = summary(cx.host, f.ppid)
                 .map(|p| format!("PID {} ({})", p.pid, p.cmdline))
                 .unwrap_or_else(|| format!("PID {}", f.ppid));
             if same_user {
@@ -2365,7 +2397,7 @@ fn probe(
 /// The DSM files of this directory, and those leaked by a server of its
 /// owner.
 fn dsm_report(cx: &mut Ctx<'_>, holders: &[Holder], recycling: bool) -> Vec<DsmInfo> {
-    let files = dsm_files(&cx.opts.dev_shm);
+    let files = cx.host.dsm_files(&cx.opts.dev_shm);
     if files.is_empty() {
         return Vec::new();
     }
