@@ -448,6 +448,18 @@ fn a_holder_of_another_user_stops_the_plan() {
     let (_, shmid) = line7(&t.data);
     let ck = kill_leaving_stopped_checkpointer(&t.data, &mut c);
     let attachment = shm::attach(interlock::ShmId(shmid.parse().unwrap())).unwrap();
+    // The killed postmaster's other children leave on their own, each
+    // detaching: wait until only the checkpointer and this test are left,
+    // so that the attach counts compared below are settled.
+    wait_until("the other children to detach", || {
+        std::fs::read_to_string("/proc/sysvipc/shm")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.get(1) == Some(&shmid.as_str()) && f.get(6) == Some(&"2")
+            })
+    });
     let r = status(&t.data);
     let w = world(&t.data, &r);
     for yes in [false, true] {
