@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use interlock_format::pgconf::postmaster_opts_settings;
 use interlock_format::pgcontrol::{startup_refusal, ControlRefusal};
+use interlock_format::pgproc::is_postgres_executable;
 use interlock_format::pidfile::{PidFile, ServerReading, MAX_PIDFILE_SIZE};
 use interlock_format::shell;
 use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
@@ -245,8 +246,7 @@ impl Ctx<'_> {
                 .procfs
                 .exe(h.pid)
                 .ok()
-                .and_then(|p| p.file_name().map(|n| n == "postgres" || n == "postmaster"))
-                .unwrap_or(false);
+                .is_some_and(is_postgres_executable);
             elsewhere_postgres &= is_pg;
         }
         if elsewhere_postgres {
@@ -2223,10 +2223,6 @@ fn judge_lock_owner(
 }
 
 fn running_exe(cx: &Ctx<'_>, lock: &LockFileInfo) -> Option<PathBuf> {
-    let is_pg = |p: &Path| {
-        p.file_name()
-            .is_some_and(|n| n == "postgres" || n == "postmaster")
-    };
     let mut pids: Vec<i32> = Vec::new();
     if lock.identity == Some(Identity::Owner) {
         pids.extend(lock.pid.map(i32::abs));
@@ -2234,7 +2230,7 @@ fn running_exe(cx: &Ctx<'_>, lock: &LockFileInfo) -> Option<PathBuf> {
     pids.extend(cx.attached.iter().map(|a| a.pid));
     for pid in pids {
         if let Ok(exe) = cx.host.procfs.exe(pid) {
-            if is_pg(&exe) && exe.is_file() {
+            if is_postgres_executable(&exe) && exe.is_file() {
                 return Some(exe);
             }
         }
