@@ -603,7 +603,7 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
     })?;
     let mut problems = Vec::new();
     let major: Option<u32> = match interlock::safe_fs::pg_version(data_dir) {
-        Ok(v) => v.and_then(|v| v.parse().ok()),
+        Ok(v) => v.as_deref().and_then(interlock::pg::major_of),
         Err(e) => {
             problems.push(e.to_string());
             None

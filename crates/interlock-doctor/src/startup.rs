@@ -169,7 +169,7 @@ pub(crate) fn data_dir_lock_file(dir: &Path, user: &ServerUser, stale: bool) -> 
 /// with "could not create lock file" when the directory is missing, not a
 /// directory, on a read-only file system, or not writable.
 pub(crate) fn socket_dir(dir: &str, port: u16, user: &ServerUser) -> Step {
-    let lock = format!("{}/.s.PGSQL.{port}.lock", dir.trim_end_matches('/'));
+    let lock = interlock::pg::socket_lock_file(dir, port);
     let fails = |errno: &str, why: String| {
         Step::Fails(
             format!("could not create lock file \"{lock}\": {errno}"),

@@ -20,8 +20,9 @@ use super::host::{dsm_files, now_epoch, Attached, DsmState, Host};
 use super::version::{self, Algorithm, KeySeed};
 use super::*;
 use crate::Error;
+use interlock::pg;
 use interlock::process::{printable, state_name, OwnerVerdict};
-use interlock::segment::{self, key_for_inode, key_for_port, SegmentState};
+use interlock::segment::{self, SegmentState};
 use interlock::sys::proc::KEEPER_NAME;
 use interlock::sys::shm::{ShmId, ShmKey};
 
@@ -284,37 +285,25 @@ struct PidFileParts {
 type LockReadError = (bool, String);
 
 /// A lock file's first bytes (as much as PostgreSQL reads) and its real
-/// size. `Err((true, _))`: unreadable; `Err((false, _))`: not what
-/// PostgreSQL writes (a FIFO, a link, a device), refused without blocking.
+/// size, read by `pg::read_lock_file` as the lock reads them.
+/// `Err((true, _))`: unreadable; `Err((false, _))`: not what PostgreSQL
+/// writes (a FIFO, a link, a device), refused without blocking.
 fn read_lock_file(path: &Path) -> Result<Option<(Vec<u8>, u64)>, LockReadError> {
     use interlock::safe_fs::ReadError;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let name = path.file_name().map_or(path, Path::new);
-    // Links are refused whoever owns the directory: PostgreSQL writes a
-    // regular file there.
-    match rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink() => {
-            return Err((
-                false,
-                "is a symbolic link; PostgreSQL writes a regular file there".into(),
-            ));
-        }
-        _ => {}
-    }
-    match interlock::safe_fs::read_prefix(
-        Some(dir.unwrap_or(Path::new("."))),
-        name,
-        MAX_PIDFILE_SIZE as u64,
-    ) {
-        Ok(p) => Ok(Some((p.bytes, p.size))),
-        Err(ReadError::NotFound { .. }) => Ok(None),
-        Err(ReadError::NotRegular { kind, .. }) => {
-            Err((false, format!("is not a regular file: it is {kind}")))
-        }
-        Err(ReadError::Symlink { .. }) => Err((
+    match pg::read_lock_file(path) {
+        Ok(r) => Ok(r.map(|r| (r.bytes, r.size))),
+        // Links are refused whoever owns the directory: PostgreSQL writes a
+        // regular file there.
+        Err(ReadError::NotRegular {
+            kind: "a symbolic link",
+            ..
+        }) => Err((
             false,
             "is a symbolic link; PostgreSQL writes a regular file there".into(),
         )),
+        Err(ReadError::NotRegular { kind, .. }) => {
+            Err((false, format!("is not a regular file: it is {kind}")))
+        }
         Err(e @ ReadError::PermissionDenied { .. }) => Err((true, format!("cannot open it: {e}"))),
         Err(e) => Err((true, format!("cannot read it: {e}"))),
     }
@@ -862,7 +851,7 @@ fn socket_locks(
     }
     let mut out: Vec<SocketLockInfo> = Vec::new();
     for (dir, sure) in dirs {
-        let path = format!("{}/.s.PGSQL.{port}.lock", dir.trim_end_matches('/'));
+        let path = pg::socket_lock_file(&dir, port);
         if out.iter().any(|s| s.path == path) {
             continue;
         }
@@ -1192,7 +1181,7 @@ fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata)
         }
     }
     if let (Some(m), Some(server)) = (major, version.server.as_deref()) {
-        let server_major: Option<u32> = server.split('.').next().and_then(|s| s.parse().ok());
+        let server_major = pg::major_of(server);
         if datadir_fatal.is_none() && server_major.is_some_and(|s| s != m) {
             datadir_fatal = Some("database files are incompatible with server".into());
             cx.find(
@@ -2239,17 +2228,16 @@ fn running_exe(cx: &Ctx<'_>, lock: &LockFileInfo) -> Option<PathBuf> {
 }
 
 fn first_key(cx: &Ctx<'_>, v: &VersionInfo, start: &StartSettings) -> (Option<ShmKey>, String) {
-    match v.keys {
-        Some(KeySeed::Inode) => (
-            Some(key_for_inode(cx.dir_id.1)),
-            format!("the directory's inode {}", cx.dir_id.1),
-        ),
-        Some(KeySeed::Port) => (
-            Some(key_for_port(start.port)),
-            format!("port {} ({})", start.port, start.port_from),
-        ),
-        None => (None, "unknown".into()),
-    }
+    let Some(major) = v.major() else {
+        return (None, "unknown".into());
+    };
+    let key = pg::first_key(major, start.port, cx.dir_id.1);
+    let from = match pg::key_seed(major) {
+        Some(pg::KeySeed::Inode) => format!("the directory's inode {}", cx.dir_id.1),
+        Some(pg::KeySeed::Port) => format!("port {} ({})", start.port, start.port_from),
+        None => "unknown".into(),
+    };
+    (key, from)
 }
 
 /// Follow the server's probe loop from `start` over the host's segments.
@@ -2692,7 +2680,7 @@ mod tests {
         .unwrap();
         let m = fs::metadata(&data).unwrap();
         let uid = m.uid();
-        let key = key_for_inode(m.ino()).0;
+        let key = pg::key_for_inode(m.ino()).0;
         let shmid = 65538;
         fs::write(
             data.join("postmaster.pid"),
