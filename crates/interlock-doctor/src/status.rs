@@ -2405,16 +2405,6 @@ fn dsm_report(cx: &mut Ctx<'_>, holders: &[Holder], recycling: bool) -> Vec<DsmI
     out
 }
 
-fn human_bytes(n: u64) -> String {
-    if n >= 1 << 20 {
-        format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20))
-    } else if n >= 1 << 10 {
-        format!("{:.1} KiB", n as f64 / 1024.0)
-    } else {
-        format!("{n} bytes")
-    }
-}
-
 /// What to do, safest first.
 fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) -> Vec<String> {
     let mut steps = Vec::new();
