@@ -786,15 +786,19 @@ fn start_settings(
             p,
             "the last start's command line, postmaster.opts".to_string(),
         )
-    } else if let Some(p) = lock_info.port {
-        (p, "line 4 of postmaster.pid (the last start)".to_string())
     } else if let Some(p) = settings.port() {
+        // The configuration decides the next start's port (the `port`
+        // setting, `PostPortNumber` in `src/backend/postmaster/postmaster.c`);
+        // line 4 of an old lock file (a copied one, say) only says where
+        // the last start listened.
         let file = settings
             .values
             .get("port")
             .map(|s| s.file.display().to_string())
             .unwrap_or_default();
         (p, file)
+    } else if let Some(p) = lock_info.port {
+        (p, "line 4 of postmaster.pid (the last start)".to_string())
     } else if let Some(found) = segment_port() {
         found
     } else {
