@@ -154,11 +154,8 @@ fn find_postgres(given: Option<&Path>) -> Option<PathBuf> {
 
 /// uid and gid of `name` from /etc/passwd.
 fn user_ids(name: &str) -> Option<(u32, u32)> {
-    let text = fs::read_to_string("/etc/passwd").ok()?;
-    text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
-    })
+    let e = interlock::process::passwd_entry_at(Path::new("/"), |e| e.name == name)?;
+    Some((e.uid, e.gid?))
 }
 
 fn say(n: u32, text: &str) {

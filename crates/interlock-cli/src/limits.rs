@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use interlock_doctor::limits::{self, human_bytes as mib, LimitsOptions, LimitsReport};
+use interlock_doctor::limits::{self, human_limit as mib, LimitsOptions, LimitsReport};
 
 use crate::exit;
 use crate::status::{esc, paint, print, BOLD, DIM, GREEN, RED, YELLOW};

@@ -282,7 +282,7 @@ fn orphan_on_a_shifted_key() {
     let mut c = Cleanup::for_dir(&t.data);
     let by = bystander(&t.data, &mut c);
     let ino = std::fs::metadata(&t.data).unwrap().ino();
-    let first = interlock::segment::key_for_inode(ino);
+    let first = interlock::pg::key_for_inode(ino);
     let squatter = SegmentGuard(shm::create_exclusive(first, 4096).expect("the first key is free"));
     let _child = start(&bindir, &t.data, &mut c);
     psql(

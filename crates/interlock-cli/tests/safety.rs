@@ -411,7 +411,7 @@ fn a_forged_segment_of_another_user_is_named_not_killed() {
     let t = cluster(&bindir);
     let user = TestUser::new("frg", None);
     let mut c = Cleanup::for_dir(&t.data);
-    let key = interlock::segment::key_for_inode(std::fs::metadata(&t.data).unwrap().ino()).0;
+    let key = interlock::pg::key_for_inode(std::fs::metadata(&t.data).unwrap().ino()).0;
     let (shmid, worker) = forge_segment(&t.data, key, &user);
     c.pids.push(worker);
 

@@ -493,7 +493,7 @@ impl Join {
         if self.data_dir.is_none() {
             return Vec::new();
         }
-        let mb = super::limits::human_bytes;
+        let mb = super::limits::human_limit;
         let mut out = Vec::new();
         match code {
             FailureCode::SegmentInUse => {

@@ -45,6 +45,7 @@ use serde::Serialize;
 
 use super::{status, Code, Holder, Identity, StatusOptions, StatusReport, Verdict};
 use interlock_format::dsm::dsm_file_name;
+use interlock_format::pgproc::is_postgres_executable;
 
 use crate::Error;
 use interlock::process::{printable, ProcFs};
@@ -616,11 +617,7 @@ fn stop_of(h: &Holder, r: &StatusReport, start_ticks: u64) -> Option<StopProcess
             .cmdline
             .split_whitespace()
             .next()
-            .is_some_and(|c| {
-                c.rsplit('/')
-                    .next()
-                    .is_some_and(|n| n == "postgres" || n == "postmaster")
-            });
+            .is_some_and(is_postgres_executable);
     let (sig, why_signal) = match role.as_deref() {
         Some("postmaster") => (
             "SIGINT",

@@ -497,6 +497,21 @@ pub fn require_data_dir(path: &std::path::Path) -> Result<(), crate::Error> {
     }
 }
 
+/// A size for people, the one way every report writes one: GiB from
+/// 1 GiB when a whole number of MiB, else MiB from 1 MiB, KiB from 1 KiB,
+/// else bytes. (A size that is a limit: [`limits::human_limit`].)
+pub fn human_bytes(bytes: u64) -> String {
+    if bytes >= 1 << 30 && bytes % (1 << 20) == 0 {
+        format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+    } else if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    } else if bytes >= 1 << 10 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// `YYYY-MM-DD HH:MM:SS UTC` for epoch seconds.
 pub fn format_utc(epoch: i64) -> String {
     let days = epoch.div_euclid(86_400);
@@ -528,5 +543,17 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_bytes(0), "0 bytes");
+        assert_eq!(human_bytes(1023), "1023 bytes");
+        assert_eq!(human_bytes(8193), "8.0 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(human_bytes((1 << 30) + 1), "1024.0 MiB");
+        assert_eq!(limits::human_limit(u64::MAX), "no limit");
+        assert_eq!(limits::human_limit(2 << 20), "2.0 MiB");
     }
 }

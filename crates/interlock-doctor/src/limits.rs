@@ -603,7 +603,7 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
     })?;
     let mut problems = Vec::new();
     let major: Option<u32> = match interlock::safe_fs::pg_version(data_dir) {
-        Ok(v) => v.and_then(|v| v.parse().ok()),
+        Ok(v) => v.as_deref().and_then(interlock::pg::major_of),
         Err(e) => {
             problems.push(e.to_string());
             None
@@ -853,16 +853,14 @@ fn ask_server(
     }
 }
 
-/// A size for people: "no limit" past 2^60, MiB or GiB, else bytes.
-pub fn human_bytes(bytes: u64) -> String {
+/// A size that is a limit, for people: "no limit" past 2^60 (what the
+/// kernel's unlimited defaults and cgroup's "max" come to), else
+/// [`crate::human_bytes`].
+pub fn human_limit(bytes: u64) -> String {
     if bytes >= 1 << 60 {
         "no limit".into()
-    } else if bytes >= 1 << 30 && bytes % (1 << 20) == 0 {
-        format!("{:.1} GiB", bytes as f64 / f64::from(1 << 30))
-    } else if bytes >= 1 << 20 {
-        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
     } else {
-        format!("{bytes} bytes")
+        crate::human_bytes(bytes)
     }
 }
 
@@ -914,9 +912,9 @@ fn checks(h: &HostFacts, need: Option<&Need>, root: &Path) -> Vec<Check> {
             v.to_string(),
             Some(format!("{seg} bytes")),
             if v >= 1 << 60 {
-                format!("no limit on a segment's size; the server's System V segment is {}", human_bytes(seg))
+                format!("no limit on a segment's size; the server's System V segment is {}", human_limit(seg))
             } else {
-                format!("a segment may be {}; the server's System V segment is {}", human_bytes(v), human_bytes(seg))
+                format!("a segment may be {}; the server's System V segment is {}", human_limit(v), human_limit(seg))
             },
             vec![],
         ),
@@ -927,8 +925,8 @@ fn checks(h: &HostFacts, need: Option<&Need>, root: &Path) -> Vec<Check> {
             Some(format!("{seg} bytes")),
             format!(
                 "the server's System V segment ({}) is larger than a segment may be ({}): shmget fails with EINVAL",
-                human_bytes(seg),
-                human_bytes(v)
+                human_limit(seg),
+                human_limit(v)
             ),
             sysctl_fix("kernel.shmmax", &seg.next_power_of_two().to_string(), "30-postgresql-shm"),
         ),
@@ -1072,7 +1070,7 @@ fn huge_check(h: &HostFacts, need: Option<&Need>) -> Check {
     };
     let rsvd = h.huge_pages_reserved.unwrap_or(0);
     let avail = free.saturating_sub(rsvd);
-    let value = format!("{total} pages of {}, {avail} free", human_bytes(size));
+    let value = format!("{total} pages of {}, {avail} free", human_limit(size));
     let Some(n) = need else {
         return check(
             "huge pages",
@@ -1129,7 +1127,7 @@ fn huge_check(h: &HostFacts, need: Option<&Need>) -> Check {
             Some(format!("{needed} pages")),
             format!(
                 "huge_pages = on needs {needed} free huge pages of {}, {avail} are free: the server stops with \"could not map anonymous shared memory: Cannot allocate memory\"",
-                human_bytes(size)
+                human_limit(size)
             ),
             {
                 let mut f = fix;
@@ -1167,8 +1165,8 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
     let value = format!(
         "vm.overcommit_memory = {}, MemTotal {}, MemAvailable {}",
         mode.map_or("?".into(), |m| m.to_string()),
-        h.mem_total.map_or("?".into(), human_bytes),
-        h.mem_available.map_or("?".into(), human_bytes)
+        h.mem_total.map_or("?".into(), human_limit),
+        h.mem_available.map_or("?".into(), human_limit)
     );
     let Some(n) = need else {
         return check("memory", "info", value.clone(), None, value, vec![]);
@@ -1178,10 +1176,10 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
             "memory",
             "ok",
             value,
-            Some(human_bytes(n.shared_memory_size)),
+            Some(human_limit(n.shared_memory_size)),
             format!(
                 "the running server maps {}",
-                human_bytes(n.shared_memory_size)
+                human_limit(n.shared_memory_size)
             ),
             vec![],
         );
@@ -1199,11 +1197,11 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
                     "memory",
                     "ok",
                     value,
-                    Some(human_bytes(size)),
+                    Some(human_limit(size)),
                     format!(
                         "strict overcommit: {} of commit room left, {} needed",
-                        human_bytes(room),
-                        human_bytes(size)
+                        human_limit(room),
+                        human_limit(size)
                     ),
                     vec![],
                 )
@@ -1212,11 +1210,11 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
                     "memory",
                     "too_low",
                     value,
-                    Some(human_bytes(size)),
+                    Some(human_limit(size)),
                     format!(
                         "strict overcommit (mode 2): only {} can still be committed, the server needs {}: \"could not map anonymous shared memory: Cannot allocate memory\"",
-                        human_bytes(room),
-                        human_bytes(size)
+                        human_limit(room),
+                        human_limit(size)
                     ),
                     {
                         let mut f = sysctl_fix(
@@ -1237,11 +1235,11 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
                     "memory",
                     "too_low",
                     value,
-                    Some(human_bytes(size)),
+                    Some(human_limit(size)),
                     format!(
                         "{} of shared memory is more than memory and swap together ({}): the kernel refuses the mapping (\"could not map anonymous shared memory: Cannot allocate memory\")",
-                        human_bytes(size),
-                        human_bytes(total)
+                        human_limit(size),
+                        human_limit(total)
                     ),
                     vec![reduce.trim_start_matches("or ").to_string()],
                 )
@@ -1250,11 +1248,11 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
                     "memory",
                     "warning",
                     value,
-                    Some(human_bytes(size)),
+                    Some(human_limit(size)),
                     format!(
                         "{} of shared memory is more than is available now ({}): the server starts, then the OOM killer may stop it as the buffers fill",
-                        human_bytes(size),
-                        h.mem_available.map_or("?".into(), human_bytes)
+                        human_limit(size),
+                        h.mem_available.map_or("?".into(), human_limit)
                     ),
                     vec![reduce.trim_start_matches("or ").to_string()],
                 )
@@ -1263,8 +1261,8 @@ fn memory_check(h: &HostFacts, need: Option<&Need>) -> Check {
                     "memory",
                     "ok",
                     value,
-                    Some(human_bytes(size)),
-                    format!("{} of shared memory fits", human_bytes(size)),
+                    Some(human_limit(size)),
+                    format!("{} of shared memory fits", human_limit(size)),
                     vec![],
                 )
             }
@@ -1289,7 +1287,7 @@ fn cgroup_check(h: &HostFacts, need: Option<&Need>) -> Check {
     };
     let value = format!(
         "{} ({})",
-        human_bytes(limit),
+        human_limit(limit),
         h.cgroup_memory_file.as_deref().unwrap_or("?")
     );
     let Some(n) = need else {
@@ -1308,11 +1306,11 @@ fn cgroup_check(h: &HostFacts, need: Option<&Need>) -> Check {
             "cgroup memory",
             "too_low",
             value,
-            Some(human_bytes(size)),
+            Some(human_limit(size)),
             format!(
                 "the cgroup may use {}, the server's shared memory alone is {}: it is OOM-killed (SIGKILL) as its buffers fill, leaving its children attached",
-                human_bytes(limit),
-                human_bytes(size)
+                human_limit(limit),
+                human_limit(size)
             ),
             vec![
                 "raise the container's memory limit (docker --memory, Kubernetes resources.limits.memory)".into(),
@@ -1324,11 +1322,11 @@ fn cgroup_check(h: &HostFacts, need: Option<&Need>) -> Check {
             "cgroup memory",
             "warning",
             value,
-            Some(human_bytes(size)),
+            Some(human_limit(size)),
             format!(
                 "shared memory ({}) is over three quarters of the cgroup's limit ({}): little is left for backends' own memory",
-                human_bytes(size),
-                human_bytes(limit)
+                human_limit(size),
+                human_limit(limit)
             ),
             vec!["raise the memory limit or lower shared_buffers".into()],
         )
@@ -1337,8 +1335,8 @@ fn cgroup_check(h: &HostFacts, need: Option<&Need>) -> Check {
             "cgroup memory",
             "ok",
             value,
-            Some(human_bytes(size)),
-            format!("{} of {} limit", human_bytes(size), human_bytes(limit)),
+            Some(human_limit(size)),
+            format!("{} of {} limit", human_limit(size), human_limit(limit)),
             vec![],
         )
     }
@@ -1348,7 +1346,7 @@ fn dev_shm_check(h: &HostFacts, need: Option<&Need>) -> Check {
     let (Some(size), Some(free)) = (h.dev_shm_size, h.dev_shm_free) else {
         return unknown("/dev/shm", "/dev/shm");
     };
-    let value = format!("{} size, {} free", human_bytes(size), human_bytes(free));
+    let value = format!("{} size, {} free", human_limit(size), human_limit(free));
     if need.is_some_and(|n| n.dynamic_shared_memory_type != "posix") {
         return check(
             "/dev/shm",
@@ -1368,10 +1366,10 @@ fn dev_shm_check(h: &HostFacts, need: Option<&Need>) -> Check {
             "/dev/shm",
             "warning",
             value,
-            Some(format!("{} free", human_bytes(WANT))),
+            Some(format!("{} free", human_limit(WANT))),
             format!(
                 "{} free in /dev/shm: parallel queries fail with \"could not resize shared memory segment … No space left on device\" once their shared state outgrows it",
-                human_bytes(free)
+                human_limit(free)
             ),
             vec![
                 "Docker: --shm-size=1g; Kubernetes: an emptyDir with medium: Memory mounted at /dev/shm".into(),
@@ -1384,7 +1382,7 @@ fn dev_shm_check(h: &HostFacts, need: Option<&Need>) -> Check {
             "ok",
             value,
             None,
-            format!("{} free for dynamic shared memory", human_bytes(free)),
+            format!("{} free for dynamic shared memory", human_limit(free)),
             vec![],
         )
     }
@@ -1463,13 +1461,7 @@ fn remove_ipc_check(h: &HostFacts, need: Option<&Need>, root: &Path) -> Check {
 }
 
 fn uid_of(root: &Path, user: &str) -> Option<u32> {
-    fs::read_to_string(at(root, "/etc/passwd"))
-        .ok()?
-        .lines()
-        .find_map(|l| {
-            let mut f = l.split(':');
-            (f.next()? == user).then(|| f.nth(1)?.parse().ok())?
-        })
+    interlock::process::passwd_entry_at(root, |e| e.name == user).map(|e| e.uid)
 }
 
 #[cfg(test)]

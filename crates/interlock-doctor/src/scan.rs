@@ -102,8 +102,7 @@ struct PgProc {
 }
 
 fn is_pg_exe(p: &Path) -> bool {
-    p.file_name()
-        .is_some_and(|n| n == "postgres" || n == "postmaster")
+    interlock_format::pgproc::is_postgres_executable(p)
 }
 
 /// Scan the host.

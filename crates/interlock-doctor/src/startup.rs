@@ -39,18 +39,10 @@ impl ServerUser {
     /// The data directory's owner (`dir_gid`: the directory's group, which
     /// counts when the user's groups cannot be read).
     pub fn of(uid: u32, dir_gid: u32) -> ServerUser {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let mut name = None;
         let mut gids = vec![dir_gid];
-        for l in passwd.lines() {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() > 3 && f[2].parse() == Ok(uid) {
-                name = Some(f[0].to_string());
-                gids.extend(f[3].parse::<u32>().ok());
-                break;
-            }
-        }
-        if let Some(name) = name {
+        let entry = interlock::process::passwd_entry_at(Path::new("/"), |e| e.uid == uid);
+        gids.extend(entry.as_ref().and_then(|e| e.gid));
+        if let Some(name) = entry.map(|e| e.name) {
             let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
             for l in group.lines() {
                 let f: Vec<&str> = l.split(':').collect();
@@ -169,7 +161,7 @@ pub(crate) fn data_dir_lock_file(dir: &Path, user: &ServerUser, stale: bool) -> 
 /// with "could not create lock file" when the directory is missing, not a
 /// directory, on a read-only file system, or not writable.
 pub(crate) fn socket_dir(dir: &str, port: u16, user: &ServerUser) -> Step {
-    let lock = format!("{}/.s.PGSQL.{port}.lock", dir.trim_end_matches('/'));
+    let lock = interlock::pg::socket_lock_file(dir, port);
     let fails = |errno: &str, why: String| {
         Step::Fails(
             format!("could not create lock file \"{lock}\": {errno}"),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use interlock_format::pgconf::postmaster_opts_settings;
 use interlock_format::pgcontrol::{startup_refusal, ControlRefusal};
+use interlock_format::pgproc::is_postgres_executable;
 use interlock_format::pidfile::{PidFile, ServerReading, MAX_PIDFILE_SIZE};
 use interlock_format::shell;
 use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
@@ -19,8 +20,9 @@ use super::host::{now_epoch, Attached, DsmState, Host};
 use super::version::{self, Algorithm, KeySeed};
 use super::*;
 use crate::Error;
+use interlock::pg;
 use interlock::process::{printable, state_name, OwnerVerdict};
-use interlock::segment::{self, key_for_inode, key_for_port, SegmentState};
+use interlock::segment::{self, SegmentState};
 use interlock::sys::proc::KEEPER_NAME;
 use interlock::sys::shm::{ShmId, ShmKey};
 
@@ -246,8 +248,7 @@ impl Ctx<'_> {
                 .procfs
                 .exe(h.pid)
                 .ok()
-                .and_then(|p| p.file_name().map(|n| n == "postgres" || n == "postmaster"))
-                .unwrap_or(false);
+                .is_some_and(is_postgres_executable);
             elsewhere_postgres &= is_pg;
         }
         if elsewhere_postgres {
@@ -285,37 +286,25 @@ struct PidFileParts {
 type LockReadError = (bool, String);
 
 /// A lock file's first bytes (as much as PostgreSQL reads) and its real
-/// size. `Err((true, _))`: unreadable; `Err((false, _))`: not what
-/// PostgreSQL writes (a FIFO, a link, a device), refused without blocking.
+/// size, read by `pg::read_lock_file` as the lock reads them.
+/// `Err((true, _))`: unreadable; `Err((false, _))`: not what PostgreSQL
+/// writes (a FIFO, a link, a device), refused without blocking.
 fn read_lock_file(path: &Path) -> Result<Option<(Vec<u8>, u64)>, LockReadError> {
     use interlock::safe_fs::ReadError;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let name = path.file_name().map_or(path, Path::new);
-    // Links are refused whoever owns the directory: PostgreSQL writes a
-    // regular file there.
-    match rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink() => {
-            return Err((
-                false,
-                "is a symbolic link; PostgreSQL writes a regular file there".into(),
-            ));
-        }
-        _ => {}
-    }
-    match interlock::safe_fs::read_prefix(
-        Some(dir.unwrap_or(Path::new("."))),
-        name,
-        MAX_PIDFILE_SIZE as u64,
-    ) {
-        Ok(p) => Ok(Some((p.bytes, p.size))),
-        Err(ReadError::NotFound { .. }) => Ok(None),
-        Err(ReadError::NotRegular { kind, .. }) => {
-            Err((false, format!("is not a regular file: it is {kind}")))
-        }
-        Err(ReadError::Symlink { .. }) => Err((
+    match pg::read_lock_file(path) {
+        Ok(r) => Ok(r.map(|r| (r.bytes, r.size))),
+        // Links are refused whoever owns the directory: PostgreSQL writes a
+        // regular file there.
+        Err(ReadError::NotRegular {
+            kind: "a symbolic link",
+            ..
+        }) => Err((
             false,
             "is a symbolic link; PostgreSQL writes a regular file there".into(),
         )),
+        Err(ReadError::NotRegular { kind, .. }) => {
+            Err((false, format!("is not a regular file: it is {kind}")))
+        }
         Err(e @ ReadError::PermissionDenied { .. }) => Err((true, format!("cannot open it: {e}"))),
         Err(e) => Err((true, format!("cannot read it: {e}"))),
     }
@@ -849,6 +838,10 @@ fn start_settings(
     } else if let Some(p) = lock_info.port.filter(|_| lock_is_ours) {
         (p, "line 4 of postmaster.pid (the last start)".to_string())
     } else if let Some(p) = settings.port() {
+        // The configuration (the `port` setting, `PostPortNumber` in
+        // src/backend/postmaster/postmaster.c), when the last start's
+        // command line and lock file do not say, or are another
+        // directory's (a copied cluster's).
         let file = settings
             .values
             .get("port")
@@ -912,7 +905,7 @@ fn socket_locks(
     }
     let mut out: Vec<SocketLockInfo> = Vec::new();
     for (dir, sure) in dirs {
-        let path = format!("{}/.s.PGSQL.{port}.lock", dir.trim_end_matches('/'));
+        let path = pg::socket_lock_file(&dir, port);
         if out.iter().any(|s| s.path == path) {
             continue;
         }
@@ -1242,7 +1235,7 @@ fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata)
         }
     }
     if let (Some(m), Some(server)) = (major, version.server.as_deref()) {
-        let server_major: Option<u32> = server.split('.').next().and_then(|s| s.parse().ok());
+        let server_major = pg::major_of(server);
         if datadir_fatal.is_none() && server_major.is_some_and(|s| s != m) {
             datadir_fatal = Some("database files are incompatible with server".into());
             cx.find(
@@ -2273,10 +2266,6 @@ fn judge_lock_owner(
 }
 
 fn running_exe(cx: &Ctx<'_>, lock: &LockFileInfo) -> Option<PathBuf> {
-    let is_pg = |p: &Path| {
-        p.file_name()
-            .is_some_and(|n| n == "postgres" || n == "postmaster")
-    };
     let mut pids: Vec<i32> = Vec::new();
     if lock.identity == Some(Identity::Owner) {
         pids.extend(lock.pid.map(i32::abs));
@@ -2284,7 +2273,7 @@ fn running_exe(cx: &Ctx<'_>, lock: &LockFileInfo) -> Option<PathBuf> {
     pids.extend(cx.attached.iter().map(|a| a.pid));
     for pid in pids {
         if let Ok(exe) = cx.host.procfs.exe(pid) {
-            if is_pg(&exe) && exe.is_file() {
+            if is_postgres_executable(&exe) && exe.is_file() {
                 return Some(exe);
             }
         }
@@ -2293,17 +2282,16 @@ fn running_exe(cx: &Ctx<'_>, lock: &LockFileInfo) -> Option<PathBuf> {
 }
 
 fn first_key(cx: &Ctx<'_>, v: &VersionInfo, start: &StartSettings) -> (Option<ShmKey>, String) {
-    match v.keys {
-        Some(KeySeed::Inode) => (
-            Some(key_for_inode(cx.dir_id.1)),
-            format!("the directory's inode {}", cx.dir_id.1),
-        ),
-        Some(KeySeed::Port) => (
-            Some(key_for_port(start.port)),
-            format!("port {} ({})", start.port, start.port_from),
-        ),
-        None => (None, "unknown".into()),
-    }
+    let Some(major) = v.major() else {
+        return (None, "unknown".into());
+    };
+    let key = pg::first_key(major, start.port, cx.dir_id.1);
+    let from = match pg::key_seed(major) {
+        Some(pg::KeySeed::Inode) => format!("the directory's inode {}", cx.dir_id.1),
+        Some(pg::KeySeed::Port) => format!("port {} ({})", start.port, start.port_from),
+        None => "unknown".into(),
+    };
+    (key, from)
 }
 
 /// Follow the server's probe loop from `start` over the host's segments.
@@ -2469,16 +2457,6 @@ fn dsm_report(cx: &mut Ctx<'_>, holders: &[Holder], recycling: bool) -> Vec<DsmI
         );
     }
     out
-}
-
-fn human_bytes(n: u64) -> String {
-    if n >= 1 << 20 {
-        format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20))
-    } else if n >= 1 << 10 {
-        format!("{:.1} KiB", n as f64 / 1024.0)
-    } else {
-        format!("{n} bytes")
-    }
 }
 
 /// What to do, safest first.
@@ -2746,7 +2724,7 @@ mod tests {
         .unwrap();
         let m = fs::metadata(&data).unwrap();
         let uid = m.uid();
-        let key = key_for_inode(m.ino()).0;
+        let key = pg::key_for_inode(m.ino()).0;
         let shmid = 65538;
         fs::write(
             data.join("postmaster.pid"),

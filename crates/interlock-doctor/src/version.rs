@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use interlock::pg::major_of;
 use serde::Serialize;
 
 /// The interlock algorithm a server version runs (facts sheet §0).
@@ -34,7 +35,8 @@ pub enum Algorithm {
     Old,
 }
 
-/// Where the keys PostgreSQL probes start.
+/// Where the keys PostgreSQL probes start: `interlock::pg::KeySeed`, as
+/// reports show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeySeed {
@@ -42,6 +44,15 @@ pub enum KeySeed {
     Port,
     /// The data directory's inode (13+).
     Inode,
+}
+
+impl From<interlock::pg::KeySeed> for KeySeed {
+    fn from(k: interlock::pg::KeySeed) -> Self {
+        match k {
+            interlock::pg::KeySeed::Port => KeySeed::Port,
+            interlock::pg::KeySeed::Inode => KeySeed::Inode,
+        }
+    }
 }
 
 /// What is known about the server version.
@@ -72,11 +83,6 @@ impl VersionInfo {
     }
 }
 
-/// `"15"` → 15, `"15.18"` → 15, `"9.6"` → 9.
-fn major_of(v: &str) -> Option<u32> {
-    v.split('.').next()?.trim().parse().ok()
-}
-
 /// `"10.7"` → 7; `None` for a release without a minor (`"15devel"`).
 fn minor_of(v: &str) -> Option<u32> {
     let rest = v.split('.').nth(1)?;
@@ -86,11 +92,7 @@ fn minor_of(v: &str) -> Option<u32> {
 
 /// The key seed and algorithm of a major (and, for 10 and 11, minor) version.
 pub fn algorithm_of(major: u32, server: Option<&str>) -> (Option<KeySeed>, Option<Algorithm>) {
-    let keys = match major {
-        10..=12 => Some(KeySeed::Port),
-        13.. => Some(KeySeed::Inode),
-        _ => None,
-    };
+    let keys = interlock::pg::key_seed(major).map(KeySeed::from);
     let server_minor = server
         .filter(|v| major_of(v) == Some(major))
         .and_then(minor_of);

@@ -63,16 +63,52 @@ pub fn pg_role(cmdline: &[u8]) -> Option<String> {
         return Some("client backend".to_string());
     }
     let argv0 = text.split(' ').next().unwrap_or("");
-    let base = argv0.rsplit('/').next().unwrap_or(argv0);
-    if base == "postgres" || base == "postmaster" {
+    if is_postgres_executable(argv0) {
         return Some("postmaster".to_string());
     }
     None
 }
 
+/// Whether `name_or_path` (an executable's path, an `argv[0]` or a bare
+/// file name) names the PostgreSQL server: its last component is
+/// `postgres`, or `postmaster`, the link to it that releases before 16
+/// install (`install-postmaster-symlink` in `src/backend/Makefile`) and
+/// under which the server still starts (`main` in `src/backend/main/main.c`
+/// runs the postmaster for any `argv[0]` but the subprogram options).
+pub fn is_postgres_executable(name_or_path: impl AsRef<std::ffi::OsStr>) -> bool {
+    let bytes = name_or_path.as_ref().as_encoded_bytes();
+    let base = bytes.rsplit(|&b| b == b'/').next().unwrap_or(bytes);
+    base == b"postgres" || base == b"postmaster"
+}
+
 #[cfg(test)]
 mod tests {
-    use super::pg_role;
+    use super::{is_postgres_executable, pg_role};
+
+    #[test]
+    fn postgres_executables_by_last_component() {
+        for yes in [
+            "postgres",
+            "postmaster",
+            "/usr/lib/postgresql/15/bin/postgres",
+            "./postmaster",
+        ] {
+            assert!(is_postgres_executable(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "pg_ctl",
+            "/usr/bin/postgres-wrapper",
+            "/usr/lib/postgresql/15/bin/postgres (deleted)",
+            "postgres/",
+            "postgres:",
+        ] {
+            assert!(!is_postgres_executable(no), "{no}");
+        }
+        assert!(is_postgres_executable(std::path::Path::new(
+            "/opt/pg/bin/postgres"
+        )));
+    }
 
     fn role(s: &str) -> Option<String> {
         pg_role(s.as_bytes())

@@ -314,9 +314,9 @@ impl<'e> Cell<'e> {
     /// The first key PostgreSQL probes for this cluster.
     pub fn first_key(&self, c: &Cluster) -> R<i32> {
         Ok(if self.major() <= 12 {
-            segment::key_for_port(c.port).0
+            interlock::pg::key_for_port(c.port).0
         } else {
-            segment::key_for_inode(inode(&c.data)?).0
+            interlock::pg::key_for_inode(inode(&c.data)?).0
         })
     }
 

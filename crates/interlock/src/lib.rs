@@ -61,6 +61,9 @@
 //! # Modules
 //!
 //! * [`lock`]: acquire / hold / release, and the order of the steps.
+//! * [`pg`]: the one model of PostgreSQL's startup rules (the first key,
+//!   the major version, reading `postmaster.pid`, lock file names), used
+//!   by the lock and by the operator tooling alike.
 //!
 //! With the `tooling` feature (used by `interlock-doctor`, the operator
 //! tooling; off by default), the mechanism is public too: `segment` (keys,
@@ -105,6 +108,7 @@ mod datadir;
 mod error;
 pub mod lock;
 mod lockfile;
+pub mod pg;
 tooling_mod!(
     /// Facts from `/proc` and the owner identity test.
     process
@@ -127,7 +131,7 @@ pub use datadir::act_as_owner;
 pub use error::Error;
 pub use interlock_format::pidfile::{PidFile, PmStatus};
 pub use lock::{DataDirLock, ForwardedSignals, KeptChild, LockOptions, Released};
-pub use lockfile::LOCK_FILE_NAME;
+pub use pg::LOCK_FILE_NAME;
 pub use process::Holder;
 pub use sys::shm::{ShmId, ShmKey};
 

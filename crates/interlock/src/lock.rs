@@ -57,6 +57,7 @@ use interlock_format::pidfile::{PidFile, PmStatus, ShmemLine};
 
 use crate::datadir::DataDir;
 use crate::lockfile::{self, Existing, FileId};
+use crate::pg;
 use crate::process::{OwnerVerdict, ProcFs};
 use crate::segment::{self, SegmentState};
 use crate::sys;
@@ -754,18 +755,18 @@ fn check_existing(
     Ok(if lock_file { Some(id) } else { None })
 }
 
-/// The first key to probe: PostgreSQL's for the directory's version (the
-/// port for 10–12, when known; the inode otherwise), so that a server of
-/// that version probing for its own segment finds ours.
+/// The first key to probe: PostgreSQL's for the directory's version
+/// (`pg::first_key`), so that a server of that version probing for its own
+/// segment finds ours; the inode when the version is unknown, or is 10–12
+/// and the port is not (0).
 fn first_key(dir: &DataDir, port: u16) -> ShmKey {
     // Bounded, and neither a FIFO nor a link in another user's directory
     // (safe_fs): a hostile PG_VERSION must not hang or exhaust `hold`.
-    let major = crate::safe_fs::pg_version(&dir.path)
+    crate::safe_fs::pg_version(&dir.path)
         .ok()
         .flatten()
-        .and_then(|v| v.split('.').next()?.parse::<u32>().ok());
-    match major {
-        Some(10..=12) if port != 0 => segment::key_for_port(port),
-        _ => segment::key_for_inode(dir.ino),
-    }
+        .and_then(|v| pg::major_of(&v))
+        .filter(|&m| port != 0 || pg::key_seed(m) != Some(pg::KeySeed::Port))
+        .and_then(|m| pg::first_key(m, port, dir.ino))
+        .unwrap_or_else(|| pg::key_for_inode(dir.ino))
 }

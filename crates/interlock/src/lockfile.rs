@@ -10,7 +10,7 @@
 //! before unlinking, so we never delete a lock file another starter created
 //! in the meantime — PostgreSQL's `UnlinkLockFiles` removes by name only.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -20,8 +20,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use crate::datadir::DataDir;
 use crate::Error;
 
-/// The lock file's name inside the data directory.
-pub const LOCK_FILE_NAME: &str = "postmaster.pid";
+use crate::pg::LOCK_FILE_NAME;
 
 /// Device and inode of a lock file, to recognise it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,41 +42,41 @@ pub(crate) fn path(dir: &DataDir) -> PathBuf {
 
 /// Read and parse the lock file. Empty, corrupt, oversized, symlinked or
 /// non-regular files are errors that name the file; nothing is removed.
+/// The bytes are read by `pg::read_lock_file_at`, as `interlock status`
+/// reads them; this is the strict reading of them.
 pub(crate) fn read(dir: &DataDir) -> Result<Existing, Error> {
+    use crate::safe_fs::ReadError;
     let p = path(dir);
-    let fd = match rustix::fs::openat(
-        &dir.fd,
-        LOCK_FILE_NAME,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Ok(Existing::Absent),
-        Err(rustix::io::Errno::LOOP) => {
+    let read = match crate::pg::read_lock_file_at(&dir.fd, LOCK_FILE_NAME.as_ref(), &p) {
+        Ok(None) => return Ok(Existing::Absent),
+        Ok(Some(r)) => r,
+        Err(ReadError::NotRegular {
+            kind: "a symbolic link",
+            ..
+        }) => {
             return Err(Error::LockFileUnsafe {
                 path: p,
                 reason: "is a symbolic link; PostgreSQL writes a regular file there".into(),
             })
         }
-        Err(e) => return Err(Error::sys(format!("open(\"{}\")", p.display()), e.into())),
+        Err(ReadError::NotRegular { kind, .. }) => {
+            return Err(Error::LockFileUnsafe {
+                path: p,
+                reason: format!("is not a regular file: it is {kind}"),
+            })
+        }
+        Err(ReadError::PermissionDenied { .. }) => {
+            return Err(Error::sys(
+                format!("open(\"{}\")", p.display()),
+                io::Error::from_raw_os_error(libc::EACCES),
+            ))
+        }
+        Err(ReadError::Io { op, source, .. }) => {
+            return Err(Error::sys(format!("{op}(\"{}\")", p.display()), source))
+        }
+        Err(e) => return Err(Error::sys(e.to_string(), io::Error::other(e.reason()))),
     };
-    let st = rustix::fs::fstat(&fd)
-        .map_err(|e| Error::sys(format!("fstat(\"{}\")", p.display()), e.into()))?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(Error::LockFileUnsafe {
-            path: p,
-            reason: format!(
-                "is not a regular file: it is {}",
-                crate::safe_fs::kind_of(st.st_mode)
-            ),
-        });
-    }
-    let mut bytes = Vec::with_capacity(1024);
-    let mut file = std::fs::File::from(fd);
-    (&mut file)
-        .take(MAX_PIDFILE_SIZE as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::sys(format!("read(\"{}\")", p.display()), e))?;
+    let bytes = read.bytes;
     if bytes.len() > MAX_PIDFILE_SIZE {
         return Err(Error::LockFileUnsafe {
             path: p,
@@ -85,9 +84,7 @@ pub(crate) fn read(dir: &DataDir) -> Result<Existing, Error> {
             // MAX_PIDFILE_SIZE + 1 bytes are.
             reason: format!(
                 "is {} bytes, larger than the {MAX_PIDFILE_SIZE} bytes any PostgreSQL writes",
-                u64::try_from(st.st_size)
-                    .unwrap_or(0)
-                    .max(bytes.len() as u64)
+                read.size
             ),
         });
     }
@@ -99,8 +96,8 @@ pub(crate) fn read(dir: &DataDir) -> Result<Existing, Error> {
     Ok(Existing::Parsed(
         parsed,
         FileId {
-            dev: st.st_dev,
-            ino: st.st_ino,
+            dev: read.dev,
+            ino: read.ino,
         },
     ))
 }

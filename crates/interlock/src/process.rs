@@ -218,19 +218,38 @@ impl OwnerVerdict {
     }
 }
 
+/// One line of `/etc/passwd` (`name:password:uid:gid:…`, `passwd(5)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswdEntry {
+    /// The user name.
+    pub name: String,
+    /// The uid.
+    pub uid: u32,
+    /// The primary gid, if the line has a valid one.
+    pub gid: Option<u32>,
+}
+
+/// The first entry of `ROOT/etc/passwd` that `wanted` accepts, as
+/// `getpwuid`/`getpwnam` take the first match; `root` is `/` but for
+/// fixture trees. Lines without a valid uid are skipped; an unreadable
+/// file has no entries. The one reader of the password file.
+pub fn passwd_entry_at(root: &Path, wanted: impl Fn(&PasswdEntry) -> bool) -> Option<PasswdEntry> {
+    let text = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?.to_string();
+            let uid = f.nth(1)?.parse().ok()?;
+            let gid = f.next().and_then(|g| g.parse().ok());
+            Some(PasswdEntry { name, uid, gid })
+        })
+        .find(|e| wanted(e))
+}
+
 /// The user name of `uid` from `/etc/passwd`, or "uid N".
 pub fn user_name(uid: u32) -> String {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                let id: u32 = f.nth(1)?.parse().ok()?;
-                (id == uid).then(|| name.to_string())
-            })
-        })
-        .unwrap_or_else(|| format!("uid {uid}"))
+    passwd_entry_at(Path::new("/"), |e| e.uid == uid)
+        .map_or_else(|| format!("uid {uid}"), |e| e.name)
 }
 
 impl ProcFs {

@@ -180,6 +180,8 @@ pub struct Opened {
     pub mtime: i64,
     /// `st_ino`.
     pub ino: u64,
+    /// `st_dev`.
+    pub dev: u64,
 }
 
 /// "a FIFO (named pipe)", "a directory"… for an `st_mode`.
@@ -423,6 +425,7 @@ pub fn open_regular(base: Option<&Path>, path: &Path) -> Result<Opened, ReadErro
         uid: st.st_uid,
         mtime: st.st_mtime,
         ino: st.st_ino,
+        dev: st.st_dev,
     })
 }
 
@@ -467,6 +470,7 @@ pub fn open_regular_at(dir: impl AsFd, name: &OsStr, shown: &Path) -> Result<Ope
         uid: st.st_uid,
         mtime: st.st_mtime,
         ino: st.st_ino,
+        dev: st.st_dev,
     })
 }
 

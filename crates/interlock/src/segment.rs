@@ -34,17 +34,6 @@ use interlock_format::sysvipc::parse_shm_table;
 use crate::sys::shm::{self, Attachment, ShmId, ShmKey};
 use crate::Error;
 
-/// The key PostgreSQL 13+ probes first: the data directory's inode, its low
-/// 32 bits reinterpreted as a signed `key_t`.
-pub fn key_for_inode(ino: u64) -> ShmKey {
-    ShmKey(ino as u32 as i32)
-}
-
-/// The key PostgreSQL 10–12 probes first: `port * 1000 + 1`.
-pub fn key_for_port(port: u16) -> ShmKey {
-    ShmKey(i32::from(port) * 1000 + 1)
-}
-
 /// PostgreSQL's `IpcMemoryState` for one segment id.
 #[derive(Debug)]
 pub enum SegmentState {
@@ -349,22 +338,6 @@ pub(crate) fn remove_if_unattached(shmid: ShmId, data_dir: &Path, uid: u32) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn inode_keys_truncate_like_postgres() {
-        assert_eq!(key_for_inode(4096), ShmKey(4096));
-        // facts sheet 1.11: inode 0x180000001 -> key_t -2147483647
-        assert_eq!(key_for_inode(0x1_8000_0001), ShmKey(-2147483647));
-        assert_eq!(
-            key_for_inode(0x1_8000_0001).to_string(),
-            "18446744071562067969"
-        );
-    }
-
-    #[test]
-    fn port_keys_start_at_port_times_1000_plus_1() {
-        assert_eq!(key_for_port(5432), ShmKey(5432001));
-    }
 
     #[test]
     fn dsm_cleanup_removes_listed_segments_and_control() {

@@ -46,7 +46,7 @@ fn lock_file_is_postgres_format_with_our_identity() {
     assert_eq!(st.mode & 0o777, 0o600);
     assert_eq!(
         lock.key(),
-        interlock::segment::key_for_inode(std::fs::metadata(dir.path()).unwrap().ino())
+        interlock::pg::key_for_inode(std::fs::metadata(dir.path()).unwrap().ino())
     );
 }
 

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use interlock::segment::key_for_inode;
+use interlock::pg::key_for_inode;
 use rustix::process::Signal;
 
 fn inode(dir: &std::path::Path) -> u64 {
