@@ -55,6 +55,8 @@
 //!   process it names).
 //! * [`PidFile`], [`PmStatus`], [`LOCK_FILE_NAME`]: the lock file's format.
 //! * [`ShmKey`], [`ShmId`]: the System V segment's key and id.
+//! * [`pg`]: the model of PostgreSQL's startup rules (first key, lock
+//!   file reading), and [`ReadError`], why one of its files was not read.
 //! * [`act_as_owner`]: run as the data directory's owner when started as
 //!   root, as PostgreSQL requires.
 //!
@@ -133,6 +135,7 @@ pub use interlock_format::pidfile::{PidFile, PmStatus};
 pub use lock::{DataDirLock, ForwardedSignals, KeptChild, LockOptions, Released};
 pub use pg::LOCK_FILE_NAME;
 pub use process::Holder;
+pub use safe_fs::ReadError;
 pub use sys::shm::{ShmId, ShmKey};
 
 /// Kill this process with SIGKILL if `INTERLOCK_FAILPOINT` names `step`

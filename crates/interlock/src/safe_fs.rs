@@ -97,7 +97,7 @@ pub enum ReadError {
         /// The owner of the directory holding it.
         owner: String,
     },
-    /// More than [`MAX_LINKS`] links.
+    /// More than `MAX_LINKS` (40) links.
     #[error("{}: more than {MAX_LINKS} symbolic links", path.display())]
     TooManyLinks {
         /// The path.
