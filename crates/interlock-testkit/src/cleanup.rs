@@ -47,7 +47,9 @@ pub fn remove_segments_naming(dirs: &[PathBuf], attached: bool) {
     for (id, _) in shm_table() {
         for dir in dirs {
             let mut state = analyze(ShmId(id), dir);
-            for _ in 0..50 {
+            // A killed postmaster's children notice and leave on their
+            // own; on a loaded machine that takes a while.
+            for _ in 0..250 {
                 if !matches!(state, SegmentState::Attached { .. }) {
                     break;
                 }
@@ -61,7 +63,12 @@ pub fn remove_segments_naming(dirs: &[PathBuf], attached: bool) {
                     let _ = interlock::sys::shm::remove(ShmId(id));
                     break;
                 }
-                SegmentState::Attached { .. } if attached => {
+                SegmentState::Attached { header, .. } if attached => {
+                    // Its last holders are this test's; the DSM files they
+                    // still map go with the segment (unlinking takes no
+                    // mapping away), or nothing would ever remove them.
+                    let uid = std::fs::metadata(dir).map(|m| m.uid()).unwrap_or(0);
+                    cleanup_dsm(header.dsm_control, uid);
                     let _ = interlock::sys::shm::remove(ShmId(id));
                     break;
                 }
