@@ -43,6 +43,16 @@ pub fn segments_of(dir: &Path) -> Vec<i32> {
 /// recycles a segment (`interlock::segment::cleanup_dsm`). One still
 /// attached after that is marked for removal (IPC_RMID: the kernel frees
 /// it at the last detach) if `attached`, else left alone.
+/// The user the directory's server ran as: the owner of `PG_VERSION`
+/// (initdb writes it as that user), else of the directory, which a test may
+/// have given to root (wrong ownership).
+fn server_uid(dir: &Path) -> u32 {
+    std::fs::metadata(dir.join("PG_VERSION"))
+        .or_else(|_| std::fs::metadata(dir))
+        .map(|m| m.uid())
+        .unwrap_or(0)
+}
+
 pub fn remove_segments_naming(dirs: &[PathBuf], attached: bool) {
     for (id, _) in shm_table() {
         for dir in dirs {
@@ -58,7 +68,7 @@ pub fn remove_segments_naming(dirs: &[PathBuf], attached: bool) {
             }
             match state {
                 SegmentState::Unattached { header } => {
-                    let uid = std::fs::metadata(dir).map(|m| m.uid()).unwrap_or(0);
+                    let uid = server_uid(dir);
                     cleanup_dsm(header.dsm_control, uid);
                     let _ = interlock::sys::shm::remove(ShmId(id));
                     break;
@@ -67,7 +77,7 @@ pub fn remove_segments_naming(dirs: &[PathBuf], attached: bool) {
                     // Its last holders are this test's; the DSM files they
                     // still map go with the segment (unlinking takes no
                     // mapping away), or nothing would ever remove them.
-                    let uid = std::fs::metadata(dir).map(|m| m.uid()).unwrap_or(0);
+                    let uid = server_uid(dir);
                     cleanup_dsm(header.dsm_control, uid);
                     let _ = interlock::sys::shm::remove(ShmId(id));
                     break;
