@@ -88,6 +88,41 @@ fn running_with_rows(bindir: &Path) -> (TestDir, Cleanup, Child, i32) {
     (t, c, child, by)
 }
 
+/// Wait until the attach counts of `data`'s segments have stopped changing
+/// (for 300 ms, at most 10 s): a killed postmaster's other children leave
+/// on their own, each detaching, and "the plan changed nothing" compares
+/// attach counts.
+fn settle_attachments(data: &Path) {
+    let counts = || -> Vec<(i32, String)> {
+        let ids = segments_of(data);
+        let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+        ids.into_iter()
+            .map(|id| {
+                let n = table
+                    .lines()
+                    .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                    .find(|f| f.get(1) == Some(&id.to_string().as_str()))
+                    .and_then(|f| f.get(6).map(|s| s.to_string()))
+                    .unwrap_or_default();
+                (id, n)
+            })
+            .collect()
+    };
+    let start = std::time::Instant::now();
+    let mut last = counts();
+    let mut since = std::time::Instant::now();
+    while since.elapsed() < std::time::Duration::from_millis(300)
+        && start.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = counts();
+        if now != last {
+            last = now;
+            since = std::time::Instant::now();
+        }
+    }
+}
+
 /// The acceptance for a blocked or unsafe directory: the plan changes
 /// nothing; `fix --yes` stops exactly `holders` and leaves it ready; the
 /// server starts with every row; the bystander lives. Returns the outcome.
@@ -98,6 +133,7 @@ fn fixes_and_starts(
     by: i32,
     holders: &[i32],
 ) -> Value {
+    settle_attachments(&t.data);
     let before = status(&t.data);
     assert!(
         before["verdict"] == "blocked"
