@@ -21,19 +21,7 @@ const ROWS: &str = "1000";
 
 /// `interlock fix --json [--yes] DATA`: the report and the exit code.
 fn fix(data: &Path, yes: bool) -> (Value, i32) {
-    let mut cmd = Command::new(bin());
-    cmd.args(["fix", "--json", "--timeout", "5"]);
-    if yes {
-        cmd.arg("--yes");
-    }
-    let out = cmd.arg(data).stdin(Stdio::null()).output().unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}); stderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (v, out.status.code().unwrap_or(-1))
+    fix_json(data, yes, "5")
 }
 
 /// What a plan must leave as it was: the lock file's bytes, the attach

@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -83,46 +81,15 @@ fn remedy_text(r: &Value) -> String {
 /// data` as postgres, until ready or exited. `Ok(child)` when it runs,
 /// `Err(log)` when it stopped.
 fn start_on(bindir: &Path, data: &Path, port: &str, c: &mut Cleanup) -> Result<Child, String> {
-    let log = data.parent().unwrap().join(format!(
-        "postgres-{port}-{}.log",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let logfile = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new("runuser")
-        .args(["-u", PG_USER, "--"])
-        .arg(bindir.join("postgres"))
-        .arg("-D")
-        .arg(data)
-        .args(["-p", port, "-c", "listen_addresses=", "-k"])
-        .arg(data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(logfile)
-        .spawn()
-        .unwrap();
-    c.pids.push(child.id() as i32);
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("ready to accept connections") {
-            if let Some(pm) = postmaster_pid(data) {
-                c.pids.push(pm);
-            }
-            return Ok(child);
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            let mut s = String::new();
-            let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut s));
-            return Err(s);
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "postgres neither started nor exited:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    let k = data.display().to_string();
+    match start_postgres_with(
+        bindir,
+        data,
+        &["-p", port, "-c", "listen_addresses=", "-k", &k],
+        c,
+    ) {
+        Start::Running(child) => Ok(child),
+        Start::Exited(log) => Err(log),
     }
 }
 

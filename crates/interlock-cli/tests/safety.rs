@@ -20,19 +20,7 @@ use serde_json::Value;
 
 /// `interlock fix --json [--yes] DATA`: the report and the exit code.
 fn fix(data: &Path, yes: bool) -> (Value, i32) {
-    let mut cmd = Command::new(bin());
-    cmd.args(["fix", "--json", "--timeout", "3"]);
-    if yes {
-        cmd.arg("--yes");
-    }
-    let out = cmd.arg(data).stdin(Stdio::null()).output().unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}); stderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (v, out.status.code().unwrap_or(-1))
+    fix_json(data, yes, "3")
 }
 
 fn refusal_codes(fix: &Value) -> Vec<String> {

@@ -121,3 +121,21 @@ pub fn run(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
 /// The name `running` had here before the test kit: in the process table
 /// and not a zombie.
 pub use interlock_testkit::running as pid_alive;
+
+/// `interlock fix --json --timeout SECS [--yes] DATA`: the report and the
+/// exit code.
+pub fn fix_json(data: &Path, yes: bool, timeout_secs: &str) -> (Value, i32) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["fix", "--json", "--timeout", timeout_secs]);
+    if yes {
+        cmd.arg("--yes");
+    }
+    let out = cmd.arg(data).stdin(Stdio::null()).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (v, out.status.code().unwrap_or(-1))
+}
