@@ -529,7 +529,7 @@ impl Demo {
             let attached: u64 = r
                 .segments
                 .iter()
-                .filter(|s| s.belongs == "this_directory")
+                .filter(|s| s.belongs == interlock_doctor::Whose::ThisDirectory)
                 .map(|s| s.nattch)
                 .sum();
             if attached <= n || start.elapsed() > Duration::from_secs(10) {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use interlock_doctor::fix::{Outcome, Plan, RefusalCode, StepResult};
+use interlock_doctor::fix::{Outcome, Plan, RefusalCode, StepResult, StopSignal};
 use interlock_doctor::{FixOptions, StatusOptions, Verdict};
 use serde::Serialize;
 
@@ -152,7 +152,7 @@ fn render(r: &Report<'_>, yes: bool) -> String {
             s += &format!(
                 "    {n}. stop PID {} ({}), {}, started {}\n",
                 st.pid,
-                esc(st.role.as_deref().unwrap_or(&st.cmdline)),
+                esc(st.role.map_or(st.cmdline.as_str(), |r| r.name())),
                 st.state,
                 interlock_doctor::format_utc(st.start_time)
             );
@@ -162,8 +162,8 @@ fn render(r: &Report<'_>, yes: bool) -> String {
                 paint(DIM, "signals: "),
                 st.signals
                     .iter()
-                    .filter(|x| **x != "SIGKILL")
-                    .copied()
+                    .filter(|x| **x != StopSignal::Kill)
+                    .map(|x| x.name())
                     .collect::<Vec<_>>()
                     .join(", "),
                 st.why_signal

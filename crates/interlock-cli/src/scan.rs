@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use interlock_doctor::{user_name, ScanOptions, ScanReport, Severity, Verdict};
+use interlock_doctor::{user_name, DsmStatus, ScanOptions, ScanReport, Severity, Verdict};
 
 use crate::exit;
 use crate::status::{esc, paint, BOLD, DIM, GREEN, RED, YELLOW};
@@ -144,7 +144,11 @@ pub fn render(r: &ScanReport) -> String {
             );
         }
     }
-    let leaked: Vec<_> = r.dsm.iter().filter(|d| d.status == "leaked").collect();
+    let leaked: Vec<_> = r
+        .dsm
+        .iter()
+        .filter(|d| d.status == DsmStatus::Leaked)
+        .collect();
     if !leaked.is_empty() {
         s += &format!("\n  {}\n", paint(BOLD, "leaked dynamic shared memory"));
         for d in leaked {

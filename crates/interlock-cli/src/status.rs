@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anstyle::{AnsiColor, Style};
 use interlock_doctor::{
-    self, format_utc, user_name, Severity, StatusOptions, StatusReport, Verdict,
+    self, format_utc, user_name, DsmStatus, LockState, Severity, StatusOptions, StatusReport,
+    Verdict, Whose,
 };
 
 use crate::exit;
@@ -134,18 +135,14 @@ pub fn render(r: &StatusReport) -> String {
     // Lock file.
     let l = &r.lock_file;
     let lock_line = match l.state {
-        "absent" => "none".to_string(),
-        "present" => {
+        LockState::Absent => "none".to_string(),
+        LockState::Present => {
             let mut parts = Vec::new();
             let pid = l.pid.unwrap_or(0);
             let who = match l.identity {
                 Some(interlock_doctor::Identity::Owner) => "alive, this directory's",
                 Some(interlock_doctor::Identity::Zombie) => "a zombie",
-                Some(interlock_doctor::Identity::Reused)
-                    if l.evidence
-                        .as_deref()
-                        .is_some_and(|e| e.starts_with("another data directory's")) =>
-                {
+                Some(interlock_doctor::Identity::Reused) if l.serves_elsewhere => {
                     "another data directory's server"
                 }
                 Some(interlock_doctor::Identity::Reused) => "reused by another process",
@@ -185,7 +182,7 @@ pub fn render(r: &StatusReport) -> String {
             "socket",
             esc(&sl.path),
             match (sl.state, sl.pid) {
-                ("present", Some(pid)) => format!(
+                (LockState::Present, Some(pid)) => format!(
                     "PID {pid} ({}), of {}",
                     match sl.identity {
                         Some(interlock_doctor::Identity::Owner) => "alive, this directory's",
@@ -211,9 +208,9 @@ pub fn render(r: &StatusReport) -> String {
             seg.nattch,
             if seg.removed { " (removed)" } else { "" },
             match seg.belongs {
-                "this_directory" => "this directory's",
-                "foreign" => "not this directory's",
-                _ => "owner unknown",
+                Whose::ThisDirectory => "this directory's",
+                Whose::Foreign => "not this directory's",
+                Whose::Unknown => "owner unknown",
             },
             esc(&seg.evidence)
         );
@@ -234,7 +231,7 @@ pub fn render(r: &StatusReport) -> String {
         );
         for h in &r.holders {
             let p = &h.process;
-            let state = if p.state == "stopped" || p.state == "zombie" {
+            let state = if p.state.is_stopped() || p.state.is_gone() {
                 paint(YELLOW, &format!("{:<10}", p.state))
             } else {
                 format!("{:<10}", p.state)
@@ -245,7 +242,7 @@ pub fn render(r: &StatusReport) -> String {
                 p.ppid,
                 state,
                 format_utc(p.start_time),
-                p.role.as_deref().unwrap_or("-"),
+                p.role.map_or("-", |r| r.name()),
                 truncate(&esc(&p.cmdline), 60)
             );
         }
@@ -259,9 +256,9 @@ pub fn render(r: &StatusReport) -> String {
                 d.size,
                 user_name(d.uid),
                 if d.control { ", control segment" } else { "" },
-                if d.status == "leaked" {
+                if d.status == DsmStatus::Leaked {
                     paint(YELLOW, "leaked: no process maps it")
-                } else if d.status == "unknown" {
+                } else if d.status == DsmStatus::Unknown {
                     paint(
                         YELLOW,
                         "mapped by no process readable here; others could not be read",

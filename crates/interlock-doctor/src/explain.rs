@@ -14,7 +14,9 @@ use interlock_format::shell;
 use serde::Serialize;
 
 use super::limits::{host_facts, HostFacts};
-use super::{control, status, user_name, StatusOptions, StatusReport, Verdict};
+use super::{
+    control, status, user_name, LockState, ProcState, StatusOptions, StatusReport, Verdict,
+};
 use crate::config::read_settings;
 use crate::Error;
 
@@ -517,10 +519,13 @@ impl Join {
                                         format!(
                                             "PID {} ({}{})",
                                             h.process.pid,
-                                            h.process.role.as_deref().unwrap_or(&h.process.cmdline),
-                                            if h.process.state == "running"
-                                                || h.process.state == "sleeping"
-                                            {
+                                            h.process
+                                                .role
+                                                .map_or(h.process.cmdline.as_str(), |r| r.name()),
+                                            if matches!(
+                                                h.process.state,
+                                                ProcState::Running | ProcState::Sleeping
+                                            ) {
                                                 String::new()
                                             } else {
                                                 format!(", {}", h.process.state)
@@ -551,8 +556,8 @@ impl Join {
                     let l = &s.lock_file;
                     let named = r.pid;
                     match (l.state, l.pid) {
-                        ("absent", _) => out.push("postmaster.pid is gone now".into()),
-                        ("empty", _) => out.push("postmaster.pid is still empty".into()),
+                        (LockState::Absent, _) => out.push("postmaster.pid is gone now".into()),
+                        (LockState::Empty, _) => out.push("postmaster.pid is still empty".into()),
                         (_, Some(pid)) if named.is_some_and(|n| n != i64::from(pid)) => {
                             out.push(format!(
                                 "postmaster.pid now names PID {} (the log: {})",

@@ -43,9 +43,11 @@ use std::time::{Duration, Instant};
 use rustix::process::{pidfd_open, pidfd_send_signal, PidfdFlags, Signal};
 use serde::Serialize;
 
-use super::{status, Code, Holder, Identity, StatusOptions, StatusReport, Verdict};
+use super::{
+    status, Code, DsmStatus, Holder, Identity, Listed, LockState, PgRole, ProcState, StatusOptions,
+    StatusReport, Verdict, Whose,
+};
 use interlock_format::dsm::dsm_file_name;
-use interlock_format::pgproc::is_postgres_executable;
 
 use crate::Error;
 use interlock::process::{printable, ProcFs};
@@ -73,6 +75,97 @@ impl Default for FixOptions {
     }
 }
 
+/// A signal `fix` sends. These five and no other: a name that is not one
+/// of them cannot be planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StopSignal {
+    /// Continue a stopped process, so that it acts on the next signal.
+    #[serde(rename = "SIGCONT")]
+    Cont,
+    /// A postmaster's fast shutdown.
+    #[serde(rename = "SIGINT")]
+    Int,
+    /// What a postmaster sends its children after a crash: exit at once.
+    #[serde(rename = "SIGQUIT")]
+    Quit,
+    /// The usual request to exit.
+    #[serde(rename = "SIGTERM")]
+    Term,
+    /// The last resort, after the grace period.
+    #[serde(rename = "SIGKILL")]
+    Kill,
+}
+
+impl StopSignal {
+    /// Its name, `SIGINT`…
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::Cont => "SIGCONT",
+            StopSignal::Int => "SIGINT",
+            StopSignal::Quit => "SIGQUIT",
+            StopSignal::Term => "SIGTERM",
+            StopSignal::Kill => "SIGKILL",
+        }
+    }
+
+    fn signal(self) -> Signal {
+        match self {
+            StopSignal::Cont => Signal::CONT,
+            StopSignal::Int => Signal::INT,
+            StopSignal::Quit => Signal::QUIT,
+            StopSignal::Term => Signal::TERM,
+            StopSignal::Kill => Signal::KILL,
+        }
+    }
+}
+
+impl std::fmt::Display for StopSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a process to stop is: it decides the shutdown signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopKind {
+    /// A postmaster (or standalone backend): SIGINT, a fast shutdown that
+    /// stops its children too.
+    Postmaster,
+    /// Another PostgreSQL process (a backend, an auxiliary process):
+    /// SIGQUIT, as its postmaster would after a crash.
+    Postgres,
+    /// Not PostgreSQL's (an `interlock hold`, a tool attached to the
+    /// segment): SIGTERM.
+    Other,
+}
+
+impl StopKind {
+    /// The kind of a process with PostgreSQL role `role`.
+    pub fn of(role: Option<PgRole>) -> StopKind {
+        match role {
+            Some(PgRole::Postmaster) => StopKind::Postmaster,
+            Some(_) => StopKind::Postgres,
+            None => StopKind::Other,
+        }
+    }
+
+    /// The signal that asks it to exit, and why that one.
+    pub fn shutdown(self) -> (StopSignal, &'static str) {
+        match self {
+            StopKind::Postmaster => (
+                StopSignal::Int,
+                "SIGINT: a postmaster's fast shutdown, which stops its children too",
+            ),
+            StopKind::Postgres => (
+                StopSignal::Quit,
+                "SIGQUIT: what a postmaster sends its children after a crash; they exit at once without writing to the data files",
+            ),
+            StopKind::Other => (StopSignal::Term, "SIGTERM: the usual request to exit"),
+        }
+    }
+}
+
 /// A process the plan stops.
 #[derive(Debug, Clone, Serialize)]
 pub struct StopProcess {
@@ -88,15 +181,22 @@ pub struct StopProcess {
     /// Command line.
     pub cmdline: String,
     /// PostgreSQL role, if any.
-    pub role: Option<String>,
-    /// State when planned (`stopped`, `sleeping`…).
-    pub state: String,
+    #[serde(serialize_with = "super::ser::role")]
+    pub role: Option<PgRole>,
+    /// What it is, which decides its shutdown signal.
+    pub kind: StopKind,
+    /// State when planned (`stopped`, `sleeping`…): a stopped one is
+    /// continued first.
+    #[serde(serialize_with = "super::ser::proc_state")]
+    pub state: ProcState,
     /// The segment of this directory it is attached to.
     pub shmid: i32,
     /// Why it holds this directory.
     pub evidence: String,
     /// The signals it gets, in order (`SIGCONT`, `SIGQUIT`, `SIGKILL`).
-    pub signals: Vec<&'static str>,
+    pub signals: Vec<StopSignal>,
+    /// The one that asks it to exit (SIGINT, SIGQUIT or SIGTERM).
+    pub shutdown: StopSignal,
     /// Why that shutdown signal.
     pub why_signal: &'static str,
 }
@@ -297,12 +397,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
         ),
         Verdict::Blocked => {
             let msg = r.postgres_would_say.as_deref().unwrap_or("");
-            let interlock = [
-                "pre-existing shared memory block",
-                "lock file \"",
-                "bogus data in lock file",
-            ];
-            if !interlock.iter().any(|m| msg.starts_with(m)) {
+            if !r.stops_at.is_some_and(super::Stage::is_interlock) {
                 refuse(
                     RefusalCode::NotInterlock,
                     None,
@@ -342,7 +437,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
     if has(Code::PermissionDenied) && r.verdict != Verdict::Unknown {
         refuse(RefusalCode::Unknown, None, problems(r));
     }
-    if matches!(r.lock_file.state, "empty" | "bogus")
+    if matches!(r.lock_file.state, LockState::Empty | LockState::Bogus)
         && r.findings.iter().any(|f| f.code == Code::PostmasterRunning)
     {
         refuse(
@@ -369,10 +464,10 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
         }
         seen.push(pid);
         let what = format!("PID {pid} ({})", h.process.cmdline);
-        if h.process.state == "zombie" {
+        if h.process.state.is_gone() {
             continue;
         }
-        if h.process.state == "disk sleep" {
+        if h.process.state == ProcState::DiskSleep {
             refuse(
                 RefusalCode::Uninterruptible,
                 Some(pid),
@@ -421,15 +516,15 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
     }
     // A postmaster first: its fast shutdown stops its children too.
     p.stop
-        .sort_by_key(|s| (s.role.as_deref() != Some("postmaster"), s.pid));
+        .sort_by_key(|s| (s.kind != StopKind::Postmaster, s.pid));
 
     // --- the lock file -----------------------------------------------------
     let lock = &r.lock_file;
     let stale_because = match (lock.state, lock.identity) {
-        ("empty", _) => Some("it is empty: PostgreSQL never removes it by itself"),
-        ("bogus", _) => Some("it does not start with a PID: PostgreSQL never removes it by itself"),
-        ("present", Some(Identity::Zombie)) => Some("its PID is a zombie, which holds nothing, yet the server's kill(pid, 0) sees it alive"),
-        ("present", Some(Identity::Reused)) => Some("its PID now belongs to another process, not to a server of this directory, yet the server's kill(pid, 0) sees it alive"),
+        (LockState::Empty, _) => Some("it is empty: PostgreSQL never removes it by itself"),
+        (LockState::Bogus, _) => Some("it does not start with a PID: PostgreSQL never removes it by itself"),
+        (LockState::Present, Some(Identity::Zombie)) => Some("its PID is a zombie, which holds nothing, yet the server's kill(pid, 0) sees it alive"),
+        (LockState::Present, Some(Identity::Reused)) => Some("its PID now belongs to another process, not to a server of this directory, yet the server's kill(pid, 0) sees it alive"),
         _ => None,
     };
     match stale_because {
@@ -476,7 +571,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
         let postmaster = sl
             .process
             .as_ref()
-            .is_some_and(|p| p.role.as_deref() == Some("postmaster"));
+            .is_some_and(|p| p.role == Some(PgRole::Postmaster));
         let same_pid = sl.pid.is_some() && sl.pid == lock.pid;
         let stale = match sl.identity {
             Some(Identity::Zombie) if sl.this_directory || same_pid => {
@@ -520,13 +615,17 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
     }
 
     // --- segments ------------------------------------------------------------
-    for s in r.segments.iter().filter(|s| s.belongs == "this_directory") {
+    for s in r
+        .segments
+        .iter()
+        .filter(|s| s.belongs == Whose::ThisDirectory)
+    {
         if s.removed {
             p.left_to_server.push(format!(
                 "segment ID {}: already removed (ipcrm); the kernel frees it when its last holder exits",
                 s.shmid
             ));
-        } else if s.why.contains(&"probe") {
+        } else if s.why.contains(&Listed::Probe) {
             p.left_to_server.push(format!(
                 "segment ID {} (key {}): the server finds it when it starts and removes it once nobody is attached, with the DSM files it lists",
                 s.shmid, s.key_hex
@@ -552,7 +651,11 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
     // them (a control segment, and with it the segments it lists) ----------
     let dev_shm = &opts.status.dev_shm;
     let mut ours: Vec<String> = Vec::new();
-    for s in r.segments.iter().filter(|s| s.belongs == "this_directory") {
+    for s in r
+        .segments
+        .iter()
+        .filter(|s| s.belongs == Whose::ThisDirectory)
+    {
         let Some(h) = s.dsm_control else { continue };
         let path = dev_shm.join(dsm_file_name(h));
         if !path.exists() {
@@ -569,7 +672,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
                     s.shmid
                 ),
             });
-        } else if s.why.contains(&"probe") {
+        } else if s.why.contains(&Listed::Probe) {
             p.left_to_server.push(format!(
                 "{shown} and the DSM segments it lists: the server removes them when it recycles segment ID {}",
                 s.shmid
@@ -580,7 +683,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
     let others: Vec<&str> = r
         .dsm
         .iter()
-        .filter(|d| d.status == "leaked" && !ours.contains(&d.path))
+        .filter(|d| d.status == DsmStatus::Leaked && !ours.contains(&d.path))
         .map(|d| d.path.as_str())
         .collect();
     if !others.is_empty() {
@@ -611,44 +714,30 @@ fn problems(r: &StatusReport) -> String {
 /// The stop step for holder `h`.
 fn stop_of(h: &Holder, r: &StatusReport, start_ticks: u64) -> Option<StopProcess> {
     let seg = r.segments.iter().find(|s| s.shmid == h.shmid)?;
-    let role = h.process.role.clone();
-    let is_postgres = role.is_some()
-        || h.process
-            .cmdline
-            .split_whitespace()
-            .next()
-            .is_some_and(is_postgres_executable);
-    let (sig, why_signal) = match role.as_deref() {
-        Some("postmaster") => (
-            "SIGINT",
-            "SIGINT: a postmaster's fast shutdown, which stops its children too",
-        ),
-        _ if is_postgres => (
-            "SIGQUIT",
-            "SIGQUIT: what a postmaster sends its children after a crash; they exit at once without writing to the data files",
-        ),
-        _ => ("SIGTERM", "SIGTERM: the usual request to exit"),
-    };
+    let kind = StopKind::of(h.process.role);
+    let (shutdown, why_signal) = kind.shutdown();
     let mut signals = Vec::new();
-    if h.process.state == "stopped" || h.process.state == "tracing stop" {
-        signals.push("SIGCONT");
+    if h.process.state.is_stopped() {
+        signals.push(StopSignal::Cont);
     }
-    signals.push(sig);
-    signals.push("SIGKILL");
+    signals.push(shutdown);
+    signals.push(StopSignal::Kill);
     Some(StopProcess {
         pid: h.process.pid,
         start_time: h.process.start_time,
         start_ticks,
         uid: h.process.uid,
         cmdline: h.process.cmdline.clone(),
-        role,
-        state: h.process.state.clone(),
+        role: h.process.role,
+        kind,
+        state: h.process.state,
         shmid: h.shmid,
         evidence: format!(
             "attached to segment ID {} of this directory ({})",
             h.shmid, seg.evidence
         ),
         signals,
+        shutdown,
         why_signal,
     })
 }
@@ -668,21 +757,11 @@ fn read_exact_file(path: &Path) -> io::Result<(u64, Vec<u8>)> {
     Ok((o.ino, bytes))
 }
 
-fn signal_named(name: &str) -> Signal {
-    match name {
-        "SIGCONT" => Signal::CONT,
-        "SIGINT" => Signal::INT,
-        "SIGQUIT" => Signal::QUIT,
-        "SIGTERM" => Signal::TERM,
-        _ => Signal::KILL,
-    }
-}
-
 /// A planned process, pinned by a pidfd after its identity was re-checked.
 struct Pinned<'a> {
     stop: &'a StopProcess,
     fd: OwnedFd,
-    sent: Vec<&'static str>,
+    sent: Vec<StopSignal>,
 }
 
 /// Open a pidfd for `s`, then check through `/proc` that the process it
@@ -752,10 +831,10 @@ fn pin<'a>(procfs: &ProcFs, s: &'a StopProcess) -> Result<Pinned<'a>, (StepResul
 }
 
 impl Pinned<'_> {
-    fn send(&mut self, name: &'static str) -> io::Result<()> {
-        match pidfd_send_signal(&self.fd, signal_named(name)) {
+    fn send(&mut self, sig: StopSignal) -> io::Result<()> {
+        match pidfd_send_signal(&self.fd, sig.signal()) {
             Ok(()) => {
-                self.sent.push(name);
+                self.sent.push(sig);
                 Ok(())
             }
             // It exited meanwhile: the pidfd never reaches another process.
@@ -812,28 +891,21 @@ fn stop_processes(plan: &Plan, opts: &FixOptions, steps: &mut Vec<Step>) {
     // Continue the stopped ones first, so that each gets its shutdown
     // signal while able to act on it.
     for p in pinned.iter_mut() {
-        if p.stop.signals.contains(&"SIGCONT") {
-            if let Err(e) = p.send("SIGCONT") {
+        if p.stop.signals.contains(&StopSignal::Cont) {
+            if let Err(e) = p.send(StopSignal::Cont) {
                 failed.push((p.stop.pid, format!("SIGCONT: {e}")));
             }
         }
     }
     for p in pinned.iter_mut() {
-        let sig = p
-            .stop
-            .signals
-            .iter()
-            .copied()
-            .find(|s| *s != "SIGCONT" && *s != "SIGKILL");
-        if let Some(sig) = sig {
-            if let Err(e) = p.send(sig) {
-                failed.push((p.stop.pid, format!("{sig}: {e}")));
-            }
+        let sig = p.stop.shutdown;
+        if let Err(e) = p.send(sig) {
+            failed.push((p.stop.pid, format!("{sig}: {e}")));
         }
     }
     wait_all(&pinned, opts.grace);
     for p in pinned.iter_mut().filter(|p| !p.exited()) {
-        if let Err(e) = p.send("SIGKILL") {
+        if let Err(e) = p.send(StopSignal::Kill) {
             failed.push((p.stop.pid, format!("SIGKILL: {e}")));
         }
     }
@@ -845,7 +917,12 @@ fn stop_processes(plan: &Plan, opts: &FixOptions, steps: &mut Vec<Step>) {
             .map(|(_, e)| e.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        let sent = p.sent.join(", ");
+        let sent = p
+            .sent
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ");
         let (result, detail) = if p.exited() {
             (StepResult::Done, format!("sent {sent}; it exited"))
         } else if !error.is_empty() {
@@ -858,7 +935,7 @@ fn stop_processes(plan: &Plan, opts: &FixOptions, steps: &mut Vec<Step>) {
                     (opts.grace + opts.kill_wait).as_secs(),
                     procfs
                         .stat(p.stop.pid)
-                        .map(|s| interlock::process::state_name(s.state))
+                        .map(|s| s.proc_state().name())
                         .unwrap_or("unknown")
                 ),
             )
@@ -867,7 +944,7 @@ fn stop_processes(plan: &Plan, opts: &FixOptions, steps: &mut Vec<Step>) {
             what: format!(
                 "stop PID {} ({})",
                 p.stop.pid,
-                p.stop.role.as_deref().unwrap_or(&p.stop.cmdline)
+                p.stop.role.map_or(p.stop.cmdline.as_str(), |r| r.name())
             ),
             result,
             detail,
@@ -1064,6 +1141,31 @@ fn remove_segment(dir: &Path, shmid: i32) -> (StepResult, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_gets_its_own_shutdown_signal_never_sigkill_first() {
+        use super::{StopKind, StopSignal};
+        use crate::PgRole;
+        let of = |role| StopKind::of(role).shutdown().0;
+        assert_eq!(of(Some(PgRole::Postmaster)), StopSignal::Int);
+        assert_eq!(
+            of(Some(PgRole::Auxiliary("checkpointer"))),
+            StopSignal::Quit
+        );
+        assert_eq!(of(Some(PgRole::ClientBackend)), StopSignal::Quit);
+        assert_eq!(of(None), StopSignal::Term);
+        // The report names them as the kernel does.
+        for (sig, name) in [
+            (StopSignal::Cont, "SIGCONT"),
+            (StopSignal::Int, "SIGINT"),
+            (StopSignal::Quit, "SIGQUIT"),
+            (StopSignal::Term, "SIGTERM"),
+            (StopSignal::Kill, "SIGKILL"),
+        ] {
+            assert_eq!(serde_json::to_value(sig).unwrap(), name);
+            assert_eq!(sig.name(), name);
+        }
+    }
 
     /// Issue 12, item 8: a lock file swapped for a FIFO between the plan
     /// and the removal is neither waited on nor left renamed aside.

@@ -414,7 +414,7 @@ pub(crate) struct DsmFile {
 
 impl DsmFile {
     /// The file as reports show it.
-    pub fn info(&self, mapped_by: Vec<i32>, status: &'static str) -> super::DsmInfo {
+    pub fn info(&self, mapped_by: Vec<i32>, status: super::DsmStatus) -> super::DsmInfo {
         super::DsmInfo {
             path: self.path.display().to_string(),
             handle: self.handle,

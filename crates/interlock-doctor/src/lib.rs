@@ -46,6 +46,8 @@ use serde::Serialize;
 
 pub use interlock::process::user_name;
 use interlock::process::ProcFs;
+pub use interlock_format::pgproc::PgRole;
+pub use interlock_format::procstat::ProcState;
 
 pub use control::{control, ControlReport};
 pub use error::Error;
@@ -121,6 +123,174 @@ pub enum Severity {
     Problem,
     /// Starting the server now would put two servers on one directory.
     Danger,
+}
+
+/// The startup step at which the server would stop: which of its checks
+/// `postgres_would_say` comes from (facts sheet §0.1's order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// `checkDataDir`: missing, not a directory, wrong owner or mode,
+    /// `PG_VERSION`.
+    DataDirectory,
+    /// An existing `postmaster.pid`: empty, bogus, or naming a live PID.
+    LockFile,
+    /// Creating or writing `postmaster.pid` (read-only or full file
+    /// system, no write permission).
+    LockFileCreate,
+    /// `global/pg_control` read at startup.
+    ControlFile,
+    /// Binding the TCP port.
+    Port,
+    /// An existing Unix-socket lock file (`.s.PGSQL.PORT.lock`).
+    SocketLockFile,
+    /// The System V segment: line 7's, or one the key probe finds.
+    SharedMemory,
+}
+
+impl Stage {
+    /// Whether it is the interlock that stops the server there (a lock
+    /// file or a segment of an earlier server), which `fix` may clear, as
+    /// opposed to the directory, its files or the network.
+    pub fn is_interlock(self) -> bool {
+        matches!(
+            self,
+            Stage::LockFile | Stage::SocketLockFile | Stage::SharedMemory
+        )
+    }
+}
+
+/// What a lock file is, as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockState {
+    /// There is none.
+    Absent,
+    /// It starts with a PID.
+    Present,
+    /// It is empty.
+    Empty,
+    /// It does not start with a PID.
+    Bogus,
+    /// It could not be read (permission, I/O).
+    Unreadable,
+    /// It is not a file the server wrote (a FIFO, a link, far too large).
+    Unusable,
+}
+
+impl LockState {
+    /// The word reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockState::Absent => "absent",
+            LockState::Present => "present",
+            LockState::Empty => "empty",
+            LockState::Bogus => "bogus",
+            LockState::Unreadable => "unreadable",
+            LockState::Unusable => "unusable",
+        }
+    }
+}
+
+impl std::fmt::Display for LockState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a segment is listed in a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Listed {
+    /// Line 7 of `postmaster.pid` names it.
+    #[serde(rename = "line 7")]
+    LineSeven,
+    /// The server's key probe reaches it.
+    #[serde(rename = "probe")]
+    Probe,
+    /// It is this directory's and processes are attached to it.
+    #[serde(rename = "attached")]
+    Attached,
+}
+
+/// Whose a segment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Whose {
+    /// This data directory's: its header names it, or other evidence does.
+    ThisDirectory,
+    /// Another directory's, or not PostgreSQL's.
+    Foreign,
+    /// Cannot be told.
+    Unknown,
+}
+
+impl Whose {
+    /// The word reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Whose::ThisDirectory => "this_directory",
+            Whose::Foreign => "foreign",
+            Whose::Unknown => "unknown",
+        }
+    }
+}
+
+/// The state PostgreSQL's analysis of a segment would give it
+/// (`IpcMemoryState` in `src/backend/port/sysv_shmem.c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryState {
+    /// This directory's, with processes attached.
+    Attached,
+    /// This directory's, nobody attached.
+    Unattached,
+    /// Not this directory's.
+    Foreign,
+    /// Cannot be told without attaching.
+    Unknown,
+}
+
+/// Whether a `/dev/shm/PostgreSQL.*` file is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DsmStatus {
+    /// Mapped by this directory's processes.
+    InUse,
+    /// Nobody maps it.
+    Leaked,
+    /// Nobody readable maps it, but some of its owner's processes could
+    /// not be read.
+    Unknown,
+}
+
+impl DsmStatus {
+    /// The word reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DsmStatus::InUse => "in_use",
+            DsmStatus::Leaked => "leaked",
+            DsmStatus::Unknown => "unknown",
+        }
+    }
+}
+
+/// Serialisers for the types of `interlock_format` that reports show by
+/// name.
+mod ser {
+    use serde::Serializer;
+
+    use super::{PgRole, ProcState};
+
+    pub fn proc_state<S: Serializer>(s: &ProcState, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.name())
+    }
+
+    pub fn role<S: Serializer>(r: &Option<PgRole>, ser: S) -> Result<S::Ok, S::Error> {
+        match r {
+            Some(r) => ser.serialize_some(r.name()),
+            None => ser.serialize_none(),
+        }
+    }
 }
 
 /// Stable finding codes (the JSON `code`).
@@ -221,13 +391,15 @@ pub struct ProcessSummary {
     /// Parent PID.
     pub ppid: i32,
     /// `running`, `sleeping`, `stopped`, `zombie`, `disk sleep`…
-    pub state: String,
+    #[serde(serialize_with = "ser::proc_state")]
+    pub state: ProcState,
     /// Command line (or name in brackets when it has none).
     pub cmdline: String,
     /// Start time, epoch seconds.
     pub start_time: i64,
     /// PostgreSQL role, e.g. `checkpointer`.
-    pub role: Option<String>,
+    #[serde(serialize_with = "ser::role")]
+    pub role: Option<PgRole>,
     /// Real uid.
     pub uid: u32,
     /// PIDs in nested PID namespaces, ours first (more than one: it runs
@@ -275,7 +447,7 @@ pub struct LockFileInfo {
     /// Its path.
     pub path: String,
     /// `absent`, `present`, `empty`, `bogus`, `unreadable`, `unusable`.
-    pub state: &'static str,
+    pub state: LockState,
     /// Line 1 as the server reads it (negative: standalone).
     pub pid: Option<i32>,
     /// Line 2: the data directory of the server that wrote it (another
@@ -295,6 +467,10 @@ pub struct LockFileInfo {
     pub identity: Option<Identity>,
     /// Why we think so.
     pub evidence: Option<String>,
+    /// The PID is proven to be another data directory's server (this
+    /// directory is a copy of a running cluster's): identity `reused`, and
+    /// that server is left running.
+    pub serves_elsewhere: bool,
     /// The process now at that PID.
     pub process: Option<ProcessSummary>,
     /// Why the file could not be read, or what is wrong with it.
@@ -310,7 +486,7 @@ pub struct SocketLockInfo {
     /// Its path, as the server names it.
     pub path: String,
     /// `present`, `empty`, `bogus` or `unreadable`.
-    pub state: &'static str,
+    pub state: LockState,
     /// Line 1 as the server reads it.
     pub pid: Option<i32>,
     /// Line 2: the data directory of the server that wrote it.
@@ -349,13 +525,13 @@ pub struct SegmentInfo {
     /// Marked for removal (`ipcrm` while attached: its key reads 0).
     pub removed: bool,
     /// Why it is listed: `line 7`, `probe`, `attached`.
-    pub why: Vec<&'static str>,
+    pub why: Vec<Listed>,
     /// `this_directory`, `foreign` or `unknown`.
-    pub belongs: &'static str,
+    pub belongs: Whose,
     /// The state PostgreSQL's analysis would give it (`IpcMemoryState`):
     /// `attached`, `unattached`, `foreign`, or `unknown` when that cannot
     /// be told without attaching.
-    pub state: &'static str,
+    pub state: MemoryState,
     /// The evidence for `belongs`.
     pub evidence: String,
     /// The handle of the DSM control segment its header names, when the
@@ -381,7 +557,7 @@ pub struct DsmInfo {
     /// `in_use` (mapped by this directory's processes), `leaked`, or
     /// `unknown` (nobody readable maps it, but some of its owner's
     /// processes could not be read).
-    pub status: &'static str,
+    pub status: DsmStatus,
 }
 
 /// The key probe.
@@ -409,6 +585,9 @@ pub struct StatusReport {
     pub verdict: Verdict,
     /// The FATAL primary message it would log, without `FATAL:  `.
     pub postgres_would_say: Option<String>,
+    /// The startup step that message comes from, when it would stop (or
+    /// when a live server's lock file would stop a second one).
+    pub stops_at: Option<Stage>,
     /// Whether starting a server now is safe: it would start, and no
     /// process of an earlier one is attached anywhere.
     pub safe_to_start: bool,
@@ -537,6 +716,67 @@ pub fn format_utc(epoch: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_interlock_stages_are_for_fix() {
+        let all = [
+            Stage::DataDirectory,
+            Stage::LockFile,
+            Stage::LockFileCreate,
+            Stage::ControlFile,
+            Stage::Port,
+            Stage::SocketLockFile,
+            Stage::SharedMemory,
+        ];
+        let interlock: Vec<Stage> = all.into_iter().filter(|s| s.is_interlock()).collect();
+        assert_eq!(
+            interlock,
+            [Stage::LockFile, Stage::SocketLockFile, Stage::SharedMemory]
+        );
+    }
+
+    #[test]
+    fn report_words_stay_as_they_were() {
+        let json = |v: serde_json::Value| v.as_str().unwrap().to_string();
+        assert_eq!(
+            json(serde_json::to_value(Whose::ThisDirectory).unwrap()),
+            "this_directory"
+        );
+        assert_eq!(
+            json(serde_json::to_value(Listed::LineSeven).unwrap()),
+            "line 7"
+        );
+        assert_eq!(
+            json(serde_json::to_value(DsmStatus::InUse).unwrap()),
+            "in_use"
+        );
+        assert_eq!(
+            json(serde_json::to_value(LockState::Unusable).unwrap()),
+            "unusable"
+        );
+        assert_eq!(
+            json(serde_json::to_value(MemoryState::Unattached).unwrap()),
+            "unattached"
+        );
+        assert_eq!(
+            json(serde_json::to_value(Stage::LockFileCreate).unwrap()),
+            "lock_file_create"
+        );
+        for l in [
+            LockState::Absent,
+            LockState::Present,
+            LockState::Empty,
+            LockState::Bogus,
+        ] {
+            assert_eq!(json(serde_json::to_value(l).unwrap()), l.as_str());
+        }
+        for w in [Whose::ThisDirectory, Whose::Foreign, Whose::Unknown] {
+            assert_eq!(json(serde_json::to_value(w).unwrap()), w.as_str());
+        }
+        for d in [DsmStatus::InUse, DsmStatus::Leaked, DsmStatus::Unknown] {
+            assert_eq!(json(serde_json::to_value(d).unwrap()), d.as_str());
+        }
+    }
 
     #[test]
     fn utc_formatting() {

@@ -665,7 +665,7 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
         r.verdict == Verdict::WillStart
             && r.safe_to_start
             && r.holders.is_empty()
-            && r.lock_file.state == "absent"
+            && r.lock_file.state == crate::LockState::Absent
     });
     if size.is_none() && opts.ask_server && m >= 15 && quiet {
         let found = super::version::detect_binary(

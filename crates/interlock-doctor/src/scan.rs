@@ -191,7 +191,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         let theirs = host.ipc_namespace(*pid);
         if host.my_ipc_ns.is_some() && theirs.is_some() && theirs != host.my_ipc_ns {
             if let Ok(info) = procfs.info(*pid) {
-                if info.role.as_deref() == Some("postmaster") {
+                if info.role == Some(PgRole::Postmaster) {
                     other_ns.push(format!(
                         "{pid} ({}, in {}{})",
                         info.cmdline,
@@ -318,7 +318,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         let mut evidence = String::new();
         for d in &data_dirs {
             if let Some(s) = d.status.segments.iter().find(|s| s.shmid == e.shmid) {
-                if s.belongs == "this_directory" {
+                if s.belongs == Whose::ThisDirectory {
                     data_dir = Some(d.status.data_dir.clone());
                     evidence = s.evidence.clone();
                     break;
@@ -383,13 +383,13 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
             DsmState::Unused => {
                 leaked += 1;
                 leaked_bytes += f.size;
-                "leaked"
+                DsmStatus::Leaked
             }
             DsmState::Unknown => {
                 unknown += 1;
-                "unknown"
+                DsmStatus::Unknown
             }
-            DsmState::InUse => "in_use",
+            DsmState::InUse => DsmStatus::InUse,
         };
         dsm.push(f.info(usage.mapped_by(f.handle), status));
     }

@@ -21,7 +21,7 @@ use super::version::{self, Algorithm, KeySeed};
 use super::*;
 use crate::Error;
 use interlock::pg;
-use interlock::process::{printable, state_name, OwnerVerdict};
+use interlock::process::{printable, OwnerVerdict};
 use interlock::segment::{self, SegmentState};
 use interlock::sys::proc::KEEPER_NAME;
 use interlock::sys::shm::{ShmId, ShmKey};
@@ -61,11 +61,11 @@ enum Belongs {
 }
 
 impl Belongs {
-    fn word(&self) -> &'static str {
+    fn whose(&self) -> Whose {
         match self {
-            Belongs::This(_) => "this_directory",
-            Belongs::Foreign(_) => "foreign",
-            Belongs::Unknown(_) => "unknown",
+            Belongs::This(_) => Whose::ThisDirectory,
+            Belongs::Foreign(_) => Whose::Foreign,
+            Belongs::Unknown(_) => Whose::Unknown,
         }
     }
     fn evidence(&self) -> &str {
@@ -320,7 +320,7 @@ fn summary(host: &Host, pid: i32) -> Option<ProcessSummary> {
     Some(ProcessSummary {
         pid,
         ppid: info.ppid,
-        state: state_name(info.state).to_string(),
+        state: info.state,
         cmdline,
         start_time: info.start_time,
         role: info.role,
@@ -449,7 +449,7 @@ fn status_once(
                 Severity::Problem,
                 format!("{why}; the server would stop there when it opens its sockets"),
             );
-            Some(msg)
+            Some((Stage::Port, msg))
         }
         startup::Step::Unknown(why) => {
             cx.find(
@@ -462,7 +462,7 @@ fn status_once(
     };
     let (socket_locks, unix_block) =
         socket_locks(&mut cx, &lock_info, reading.as_ref(), &start, &user);
-    let socket_block = tcp_block.or(unix_block);
+    let socket_block = tcp_block.or(unix_block.map(|m| (Stage::SocketLockFile, m)));
 
     // --- verdict ------------------------------------------------------------
     let owner_alive = matches!(stage, LockStage::Live(Identity::Owner));
@@ -470,7 +470,7 @@ fn status_once(
     let control_stage = control_stage(&cx, &version);
 
     let line7_undecided = line7_unknown.is_some();
-    let (verdict, would_say) = decide_verdict(
+    let (verdict, stop) = decide_verdict(
         &mut cx,
         datadir_fatal,
         &stage,
@@ -481,6 +481,7 @@ fn status_once(
         &control_stage,
         &probe_end,
     );
+    let (stops_at, would_say) = stop.unzip();
     let (verdict, undecided) =
         unattributed_segments(&mut cx, verdict, line7_shmid.filter(|_| line7_undecided));
 
@@ -508,7 +509,7 @@ fn status_once(
         (owner_alive, creator, maintenance),
         verdict,
     );
-    unseen_segments(&mut cx, &play, held, verdict, &would_say, seed_key);
+    unseen_segments(&mut cx, &play, held, verdict, stops_at, seed_key);
     let safe_to_start = verdict == Verdict::WillStart && play.ours_attached.is_empty();
 
     // --- leaked segments ----------------------------------------------------
@@ -530,6 +531,7 @@ fn status_once(
         data_dir: cx.shown.display().to_string(),
         verdict,
         postgres_would_say: would_say,
+        stops_at,
         safe_to_start,
         version,
         lock_file: lock_info,
@@ -623,7 +625,7 @@ fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
     let lock_path = cx.shown.join(interlock::LOCK_FILE_NAME);
     let mut lock_info = LockFileInfo {
         path: lock_path.display().to_string(),
-        state: "absent",
+        state: LockState::Absent,
         pid: None,
         data_dir: None,
         start_time: None,
@@ -633,6 +635,7 @@ fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
         shmem_id: None,
         identity: None,
         evidence: None,
+        serves_elsewhere: false,
         process: None,
         problem: None,
     };
@@ -641,17 +644,17 @@ fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
     let stage = match read_lock_file(&lock_path) {
         Ok(None) => LockStage::Absent,
         Err((true, why)) => {
-            lock_info.state = "unreadable";
+            lock_info.state = LockState::Unreadable;
             lock_info.problem = Some(why.clone());
             LockStage::Unreadable(why)
         }
         Err((false, why)) => {
-            lock_info.state = "unusable";
+            lock_info.state = LockState::Unusable;
             lock_info.problem = Some(why.clone());
             LockStage::Unusable(why)
         }
         Ok(Some((bytes, _))) if bytes.is_empty() => {
-            lock_info.state = "empty";
+            lock_info.state = LockState::Empty;
             LockStage::Empty
         }
         Ok(Some((bytes, size))) => {
@@ -688,10 +691,10 @@ fn read_lock(cx: &mut Ctx<'_>) -> LockRead {
             lock_info.shmem_key = r.shmem.map(|s| s.0);
             lock_info.shmem_id = r.shmem.map(|s| s.1);
             let stage = if r.is_bogus() {
-                lock_info.state = "bogus";
+                lock_info.state = LockState::Bogus;
                 LockStage::Bogus(String::from_utf8_lossy(&r.buffer).into_owned())
             } else {
-                lock_info.state = "present";
+                lock_info.state = LockState::Present;
                 let pid = r.other_pid();
                 parts = Some(PidFileParts {
                     pid,
@@ -934,7 +937,7 @@ fn socket_locks(
         };
         let mut info = SocketLockInfo {
             path: path.clone(),
-            state: "present",
+            state: LockState::Present,
             pid: None,
             data_dir: None,
             this_directory: false,
@@ -944,13 +947,13 @@ fn socket_locks(
             would_say: None,
         };
         if bytes.is_empty() {
-            info.state = "empty";
+            info.state = LockState::Empty;
             info.blocks = sure;
             info.would_say = Some(format!("lock file \"{path}\" is empty"));
         } else {
             let r = ServerReading::of(&bytes);
             if r.is_bogus() {
-                info.state = "bogus";
+                info.state = LockState::Bogus;
                 info.blocks = sure;
                 info.would_say = Some(format!(
                     "bogus data in lock file \"{path}\": \"{}\"",
@@ -997,8 +1000,8 @@ fn socket_locks(
             );
         } else if info.blocks {
             let what = match (info.state, info.identity) {
-                ("empty", _) => "is empty".to_string(),
-                ("bogus", _) => "does not start with a PID".to_string(),
+                (LockState::Empty, _) => "is empty".to_string(),
+                (LockState::Bogus, _) => "does not start with a PID".to_string(),
                 (_, Some(Identity::Zombie)) => format!(
                     "names PID {}, a zombie that PostgreSQL's kill(pid, 0) still finds",
                     info.pid.unwrap_or(0)
@@ -1050,7 +1053,7 @@ fn socket_lock_identity(
     if f.uid != owner_uid && f.suid != owner_uid {
         return Identity::OtherUser;
     }
-    if f.state == b'Z' {
+    if f.state == ProcState::Zombie {
         return Identity::Zombie;
     }
     let _ = r;
@@ -1443,10 +1446,10 @@ fn decide_verdict(
     line7_blocks: Option<String>,
     line7_unknown: Option<String>,
     lock_create: startup::Step,
-    (socket_block, sockets_first): (Option<String>, bool),
+    (socket_block, sockets_first): (Option<(Stage, String)>, bool),
     control: &ControlStage,
     probe_end: &ProbeEnd,
-) -> (Verdict, Option<String>) {
+) -> (Verdict, Option<(Stage, String)>) {
     let control_path = cx.shown.join("global/pg_control");
     let control_refuses = |cx: &mut Ctx<'_>, r: &ControlRefusal| {
         cx.find(
@@ -1458,11 +1461,14 @@ fn decide_verdict(
                 r.why
             ),
         );
-        (Verdict::Blocked, r.message.clone())
+        (
+            Verdict::Blocked,
+            r.message.clone().map(|m| (Stage::ControlFile, m)),
+        )
     };
     let lock_path = cx.shown.join(interlock::LOCK_FILE_NAME);
     if let Some(msg) = datadir_fatal {
-        (Verdict::Blocked, Some(msg))
+        (Verdict::Blocked, Some((Stage::DataDirectory, msg)))
     } else {
         match stage {
             LockStage::Unreadable(why) => {
@@ -1492,7 +1498,10 @@ fn decide_verdict(
                 );
                 (
                     Verdict::Blocked,
-                    Some("lock file \"postmaster.pid\" is empty".into()),
+                    Some((
+                        Stage::LockFile,
+                        "lock file \"postmaster.pid\" is empty".into(),
+                    )),
                 )
             }
             LockStage::Bogus(buffer) => {
@@ -1506,24 +1515,31 @@ fn decide_verdict(
                 );
                 (
                     Verdict::Blocked,
-                    Some(format!(
-                        "bogus data in lock file \"postmaster.pid\": \"{buffer}\""
+                    Some((
+                        Stage::LockFile,
+                        format!("bogus data in lock file \"postmaster.pid\": \"{buffer}\""),
                     )),
                 )
             }
             LockStage::Live(Identity::Owner) => (
                 Verdict::Running,
-                Some("lock file \"postmaster.pid\" already exists".into()),
+                Some((
+                    Stage::LockFile,
+                    "lock file \"postmaster.pid\" already exists".into(),
+                )),
             ),
             // Running, or blocked by another process: cannot be told.
             LockStage::Live(Identity::Unknown) => (Verdict::Unknown, None),
             LockStage::Live(_) => (
                 Verdict::Blocked,
-                Some("lock file \"postmaster.pid\" already exists".into()),
+                Some((
+                    Stage::LockFile,
+                    "lock file \"postmaster.pid\" already exists".into(),
+                )),
             ),
             LockStage::Absent | LockStage::Dead => {
                 if let Some(msg) = line7_blocks {
-                    (Verdict::Blocked, Some(msg))
+                    (Verdict::Blocked, Some((Stage::SharedMemory, msg)))
                 } else if let Some(why) = line7_unknown {
                     cx.find(Code::PermissionDenied, Severity::Problem, why);
                     (Verdict::Unknown, None)
@@ -1533,7 +1549,7 @@ fn decide_verdict(
                         Severity::Problem,
                         format!("{why}; the server would stop there"),
                     );
-                    (Verdict::Blocked, Some(msg))
+                    (Verdict::Blocked, Some((Stage::LockFileCreate, msg)))
                 } else if let startup::Step::Unknown(why) = lock_create {
                     cx.find(Code::LockFileNotCreatable, Severity::Problem, why);
                     (Verdict::Unknown, None)
@@ -1550,10 +1566,10 @@ fn decide_verdict(
                         format!("{why}: the server reads it at startup, and whether it accepts it cannot be told"),
                     );
                     (Verdict::Unknown, None)
-                } else if let Some(msg) = socket_block
+                } else if let Some(block) = socket_block
                     .filter(|_| sockets_first || matches!(probe_end, ProbeEnd::Creates { .. }))
                 {
-                    (Verdict::Blocked, Some(msg))
+                    (Verdict::Blocked, Some(block))
                 } else {
                     match probe_end {
                         ProbeEnd::Creates { .. } => match control {
@@ -1571,9 +1587,12 @@ fn decide_verdict(
                         },
                         ProbeEnd::Blocked { key, shmid } => (
                             Verdict::Blocked,
-                            Some(format!(
-                                "pre-existing shared memory block (key {}, ID {shmid}) is still in use",
-                                key_u64(*key)
+                            Some((
+                                Stage::SharedMemory,
+                                format!(
+                                    "pre-existing shared memory block (key {}, ID {shmid}) is still in use",
+                                    key_u64(*key)
+                                ),
                             )),
                         ),
                         ProbeEnd::Unknown(why) => {
@@ -1717,7 +1736,8 @@ fn maintenance_hold(cx: &mut Ctx<'_>, holders: &[Holder]) -> bool {
         match cx.host.procfs.pidfd_targets(pid) {
             Ok(targets) => {
                 for t in targets.into_iter().filter(|t| *t > 0) {
-                    if let Some(cmd) = summary(cx.host, t).filter(|c| c.state != "zombie") {
+                    if let Some(cmd) = summary(cx.host, t).filter(|c| c.state != ProcState::Zombie)
+                    {
                         found.push(format!(
                             "keeper PID {pid} keeps PID {t} ({}, {}, started {}), which still runs",
                             cmd.cmdline,
@@ -1836,7 +1856,7 @@ fn owner_or_orphans(
                 c.process.pid,
                 c.process.cmdline,
                 c.shmid,
-                if lock_info.state == "absent" {
+                if lock_info.state == LockState::Absent {
                     "an `interlock hold --no-lock-file`, or a server whose postmaster.pid was removed"
                 } else {
                     "the lock file names another process"
@@ -1869,7 +1889,7 @@ fn owner_or_orphans(
     } else if !orphans.is_empty() {
         let stopped = orphans
             .iter()
-            .filter(|h| h.process.state == "stopped")
+            .filter(|h| h.process.state == ProcState::Stopped)
             .count();
         cx.find(
             Code::OrphanedHolders,
@@ -1887,7 +1907,9 @@ fn owner_or_orphans(
                     .map(|h| format!(
                         "{} ({})",
                         h.process.pid,
-                        h.process.role.as_deref().unwrap_or(&h.process.cmdline)
+                        h.process
+                            .role
+                            .map_or(h.process.cmdline.as_str(), |r| r.name())
                     ))
                     .collect::<Vec<_>>()
                     .join(", "),
@@ -1907,7 +1929,7 @@ fn unseen_segments(
     play: &InPlay,
     owner_alive: bool,
     verdict: Verdict,
-    would_say: &Option<String>,
+    stops_at: Option<Stage>,
     seed_key: Option<ShmKey>,
 ) {
     let InPlay {
@@ -1921,7 +1943,9 @@ fn unseen_segments(
         }
         let removed = e.is_marked_for_removal() || e.key == 0;
         let what_blocks = Some(e.shmid) == blocked_shmid
-            || Some(e.shmid) == line7_shmid && line7_blocks_is(&verdict, would_say);
+            || Some(e.shmid) == line7_shmid
+                && verdict == Verdict::Blocked
+                && stops_at == Some(Stage::SharedMemory);
         if what_blocks && !removed {
             continue;
         }
@@ -2029,16 +2053,16 @@ fn segments_to_show(
         };
         let mut why = Vec::new();
         if Some(id) == line7_shmid {
-            why.push("line 7");
+            why.push(Listed::LineSeven);
         }
         if seed_key.is_some_and(|k| cx.host.by_key(k.0).map(|x| x.shmid) == Some(id))
             || blocked_shmid == Some(id)
             || recycled == Some(id)
         {
-            why.push("probe");
+            why.push(Listed::Probe);
         }
         if e.nattch > 0 && b.is_this() {
-            why.push("attached");
+            why.push(Listed::Attached);
         }
         segments.push(SegmentInfo {
             key: key_u64(e.key),
@@ -2051,12 +2075,12 @@ fn segments_to_show(
             lpid: e.lpid,
             removed: e.is_marked_for_removal(),
             why,
-            belongs: b.word(),
+            belongs: b.whose(),
             state: match (&b, e.nattch) {
-                (Belongs::This(_), 0) => "unattached",
-                (Belongs::This(_), _) => "attached",
-                (Belongs::Foreign(_), _) => "foreign",
-                (Belongs::Unknown(_), _) => "unknown",
+                (Belongs::This(_), 0) => MemoryState::Unattached,
+                (Belongs::This(_), _) => MemoryState::Attached,
+                (Belongs::Foreign(_), _) => MemoryState::Foreign,
+                (Belongs::Unknown(_), _) => MemoryState::Unknown,
             },
             evidence: b.evidence().to_string(),
             dsm_control: cx.dsm_control.get(&id).copied().filter(|&h| h != 0),
@@ -2101,13 +2125,6 @@ fn describe_probe(
             _ => None,
         },
     }
-}
-
-fn line7_blocks_is(verdict: &Verdict, would_say: &Option<String>) -> bool {
-    *verdict == Verdict::Blocked
-        && would_say
-            .as_deref()
-            .is_some_and(|m| m.starts_with("pre-existing shared memory block"))
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -2213,6 +2230,7 @@ fn judge_lock_owner(
             // Identity `reused`: the PID is not this directory's server,
             // and fix removes such a lock file without signalling anyone.
             info.evidence = Some(format!("another data directory's: {because}"));
+            info.serves_elsewhere = true;
             cx.find(
                 Code::PidReused,
                 Severity::Problem,
@@ -2408,18 +2426,18 @@ fn dsm_report(cx: &mut Ctx<'_>, holders: &[Holder], recycling: bool) -> Vec<DsmI
     for f in files {
         let by = usage.mapped_by(f.handle);
         let status = if by.iter().any(|p| holder_pids.contains(p)) {
-            "in_use"
+            DsmStatus::InUse
         } else if f.uid != owner {
             continue;
         } else {
             match usage.state(&f, now) {
                 DsmState::Unused => {
                     leaked.push((f.path.display().to_string(), f.size));
-                    "leaked"
+                    DsmStatus::Leaked
                 }
                 DsmState::Unknown => {
                     unknown += 1;
-                    "unknown"
+                    DsmStatus::Unknown
                 }
                 DsmState::InUse => continue,
             }
@@ -2560,7 +2578,7 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
         };
         let stopped: Vec<String> = leftovers
             .iter()
-            .filter(|h| h.process.state == "stopped")
+            .filter(|h| h.process.state == ProcState::Stopped)
             .map(|h| h.process.pid.to_string())
             .collect();
         if r.verdict == Verdict::WillStart {
@@ -2590,11 +2608,7 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
         LockStage::Live(Identity::Zombie) | LockStage::Live(Identity::Reused)
             if nobody_attached =>
         {
-            let elsewhere = r
-                .lock_file
-                .evidence
-                .as_deref()
-                .is_some_and(|e| e.starts_with("another data directory's"));
+            let elsewhere = r.lock_file.serves_elsewhere;
             let what = if matches!(stage, LockStage::Live(Identity::Zombie)) {
                 "a zombie holds nothing"
             } else if elsewhere {
@@ -2641,7 +2655,7 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
         let postmaster = s
             .process
             .as_ref()
-            .is_some_and(|p| p.role.as_deref() == Some("postmaster"));
+            .is_some_and(|p| p.role == Some(PgRole::Postmaster));
         match s.identity {
             Some(Identity::Owner) => {}
             Some(Identity::Reused) if postmaster => steps.push(format!(
@@ -2661,7 +2675,7 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
         }
     }
     for s in &r.segments {
-        if s.nattch == 0 && s.belongs == "this_directory" && has(Code::LeakedSegment) {
+        if s.nattch == 0 && s.belongs == Whose::ThisDirectory && has(Code::LeakedSegment) {
             steps.push(format!(
                 "Remove the leftover segment, which nothing is attached to: ipcrm -m {}",
                 s.shmid
@@ -2671,7 +2685,7 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
     let leaked: Vec<std::borrow::Cow<'_, str>> = r
         .dsm
         .iter()
-        .filter(|d| d.status == "leaked")
+        .filter(|d| d.status == DsmStatus::Leaked)
         .map(|d| shell::quote(&d.path))
         .collect();
     if !leaked.is_empty() && !recycling {
@@ -2835,15 +2849,15 @@ mod tests {
         assert_eq!(r.lock_file.identity, Some(Identity::Gone));
         assert_eq!(r.holders.len(), 1);
         let h = &r.holders[0].process;
-        assert_eq!((h.pid, h.state.as_str()), (4242, "stopped"));
-        assert_eq!(h.role.as_deref(), Some("checkpointer"));
+        assert_eq!((h.pid, h.state), (4242, ProcState::Stopped));
+        assert_eq!(h.role.map(|r| r.name()), Some("checkpointer"));
         assert_eq!(h.start_time, BTIME + 100);
         let codes: Vec<Code> = r.findings.iter().map(|f| f.code).collect();
         assert!(codes.contains(&Code::OrphanedHolders), "{codes:?}");
         assert!(codes.contains(&Code::StaleLockFile), "{codes:?}");
         assert!(codes.contains(&Code::LeakedDsm), "{codes:?}");
         // Attributed without attaching: the holder works in this directory.
-        assert_eq!(r.segments[0].belongs, "this_directory");
+        assert_eq!(r.segments[0].belongs, Whose::ThisDirectory);
         assert!(r.segments[0].evidence.contains("works in this directory"));
         assert!(
             r.remedy.iter().any(|s| s.contains("kill -CONT 4242")),

@@ -36,12 +36,42 @@ const AUXILIARY: &[&str] = &[
     "dead-end",
 ];
 
-/// The role of a process from its `/proc/PID/cmdline` bytes: `postmaster`
-/// for a `postgres`/`postmaster` executable that kept its argv, the title's
-/// kind for an auxiliary process (`checkpointer`, `walwriter`, …),
-/// `client backend` for any other `postgres: ` title, `None` for a process
-/// that is not PostgreSQL's.
-pub fn pg_role(cmdline: &[u8]) -> Option<String> {
+/// What a PostgreSQL process is, by its command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PgRole {
+    /// A `postgres`/`postmaster` executable that kept its argv: a
+    /// postmaster, or a standalone backend (`postgres --single`).
+    Postmaster,
+    /// An auxiliary process, by the kind its title names (`checkpointer`,
+    /// `walwriter`, …; PostgreSQL 10's `wal writer` is `walwriter`).
+    Auxiliary(&'static str),
+    /// Any other `postgres: ` title: a client backend.
+    ClientBackend,
+}
+
+impl PgRole {
+    /// The role in a word or two, as reports show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PgRole::Postmaster => "postmaster",
+            PgRole::Auxiliary(kind) => kind,
+            PgRole::ClientBackend => "client backend",
+        }
+    }
+}
+
+impl std::fmt::Display for PgRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The role of a process from its `/proc/PID/cmdline` bytes:
+/// [`PgRole::Postmaster`] for a `postgres`/`postmaster` executable that kept
+/// its argv, the title's kind for an auxiliary process, a client backend
+/// for any other `postgres: ` title, `None` for a process that is not
+/// PostgreSQL's.
+pub fn pg_role(cmdline: &[u8]) -> Option<PgRole> {
     let text: String = String::from_utf8_lossy(cmdline).replace('\0', " ");
     let text = text.trim();
     if let Some(title) = text
@@ -54,17 +84,17 @@ pub fn pg_role(cmdline: &[u8]) -> Option<String> {
             std::iter::once(title).chain(title.match_indices(": ").map(|(i, _)| &title[i + 2..]))
         {
             if let Some(kind) = AUXILIARY.iter().find(|k| part.starts_with(*k)) {
-                return Some(match *kind {
-                    "wal writer" => "walwriter".to_string(),
-                    other => other.to_string(),
-                });
+                return Some(PgRole::Auxiliary(match *kind {
+                    "wal writer" => "walwriter",
+                    other => other,
+                }));
             }
         }
-        return Some("client backend".to_string());
+        return Some(PgRole::ClientBackend);
     }
     let argv0 = text.split(' ').next().unwrap_or("");
     if is_postgres_executable(argv0) {
-        return Some("postmaster".to_string());
+        return Some(PgRole::Postmaster);
     }
     None
 }
@@ -110,53 +140,47 @@ mod tests {
         )));
     }
 
-    fn role(s: &str) -> Option<String> {
-        pg_role(s.as_bytes())
+    fn role(s: &str) -> Option<&'static str> {
+        pg_role(s.as_bytes()).map(super::PgRole::name)
     }
 
     #[test]
     fn postmaster_keeps_its_argv() {
         assert_eq!(
-            role("/usr/lib/postgresql/15/bin/postgres\0-D\0/data\0").as_deref(),
+            role("/usr/lib/postgresql/15/bin/postgres\0-D\0/data\0"),
             Some("postmaster")
         );
-        assert_eq!(role("postmaster -D /data").as_deref(), Some("postmaster"));
+        assert_eq!(role("postmaster -D /data"), Some("postmaster"));
     }
 
     #[test]
     fn auxiliary_processes_by_title() {
+        assert_eq!(role("postgres: checkpointer "), Some("checkpointer"));
         assert_eq!(
-            role("postgres: checkpointer ").as_deref(),
-            Some("checkpointer")
-        );
-        assert_eq!(
-            role("postgres: 15/main: walwriter   \0\0\0").as_deref(),
+            role("postgres: 15/main: walwriter   \0\0\0"),
             Some("walwriter")
         );
+        assert_eq!(role("postgres: wal writer process   "), Some("walwriter"));
         assert_eq!(
-            role("postgres: wal writer process   ").as_deref(),
-            Some("walwriter")
-        );
-        assert_eq!(
-            role("postgres: autovacuum launcher").as_deref(),
+            role("postgres: autovacuum launcher"),
             Some("autovacuum launcher")
         );
-        assert_eq!(role("postgres: logger ").as_deref(), Some("logger"));
+        assert_eq!(role("postgres: logger "), Some("logger"));
         assert_eq!(
-            role("postgres: parallel worker for PID 4242").as_deref(),
+            role("postgres: parallel worker for PID 4242"),
             Some("parallel worker")
         );
-        assert_eq!(role("postgres: io worker 2").as_deref(), Some("io worker"));
+        assert_eq!(role("postgres: io worker 2"), Some("io worker"));
     }
 
     #[test]
     fn anything_else_titled_is_a_client_backend() {
         assert_eq!(
-            role("postgres: alice shop [local] idle").as_deref(),
+            role("postgres: alice shop [local] idle"),
             Some("client backend")
         );
         assert_eq!(
-            role("postgres: main: bob db 10.0.0.1(5432) SELECT").as_deref(),
+            role("postgres: main: bob db 10.0.0.1(5432) SELECT"),
             Some("client backend")
         );
     }

@@ -41,11 +41,97 @@ pub struct ProcStat {
     pub num_threads: i64,
 }
 
+/// What a process is doing: the state letter of `/proc/PID/stat` field 3
+/// (`task_state_array` in the kernel's `fs/proc/array.c`), by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProcState {
+    /// `R`.
+    Running,
+    /// `S`: interruptible sleep.
+    Sleeping,
+    /// `D`: uninterruptible sleep; no signal takes effect until it leaves it.
+    DiskSleep,
+    /// `Z`: exited, not yet reaped; holds nothing.
+    Zombie,
+    /// `T`: stopped by a signal (SIGSTOP, SIGTSTP).
+    Stopped,
+    /// `t`: stopped by a tracer.
+    TracingStop,
+    /// `X` (or `x`): dead.
+    Dead,
+    /// `I`: an idle kernel thread.
+    Idle,
+    /// `W`: paging (kernels before 2.6) or waking.
+    Paging,
+    /// `P`: parked.
+    Parked,
+    /// Any other letter.
+    Unknown,
+}
+
+impl ProcState {
+    /// The state of letter `letter`.
+    pub fn from_letter(letter: u8) -> ProcState {
+        match letter {
+            b'R' => ProcState::Running,
+            b'S' => ProcState::Sleeping,
+            b'D' => ProcState::DiskSleep,
+            b'Z' => ProcState::Zombie,
+            b'T' => ProcState::Stopped,
+            b't' => ProcState::TracingStop,
+            b'X' | b'x' => ProcState::Dead,
+            b'I' => ProcState::Idle,
+            b'W' => ProcState::Paging,
+            b'P' => ProcState::Parked,
+            _ => ProcState::Unknown,
+        }
+    }
+
+    /// Its name, as `ps` writes it in words.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcState::Running => "running",
+            ProcState::Sleeping => "sleeping",
+            ProcState::DiskSleep => "disk sleep",
+            ProcState::Zombie => "zombie",
+            ProcState::Stopped => "stopped",
+            ProcState::TracingStop => "tracing stop",
+            ProcState::Dead => "dead",
+            ProcState::Idle => "idle",
+            ProcState::Paging => "paging",
+            ProcState::Parked => "parked",
+            ProcState::Unknown => "unknown",
+        }
+    }
+
+    /// Stopped, by a signal or a tracer: it acts on no signal but SIGKILL
+    /// until continued.
+    pub fn is_stopped(self) -> bool {
+        matches!(self, ProcState::Stopped | ProcState::TracingStop)
+    }
+
+    /// A zombie or dead: it holds nothing and never runs again.
+    pub fn is_gone(self) -> bool {
+        matches!(self, ProcState::Zombie | ProcState::Dead)
+    }
+}
+
+impl std::fmt::Display for ProcState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl ProcStat {
     /// True for a zombie (`Z`) or dead (`X`) process: it holds no resources and will never run
     /// again, whatever `kill(pid, 0)` says.
     pub fn is_zombie(&self) -> bool {
-        matches!(self.state, b'Z' | b'X')
+        self.proc_state().is_gone()
+    }
+
+    /// Field 3 by name.
+    pub fn proc_state(&self) -> ProcState {
+        ProcState::from_letter(self.state)
     }
 }
 
@@ -473,5 +559,28 @@ mod tests {
         let e = parse_boot_time(b"cpu 1\n").unwrap_err();
         assert_eq!(e.line, None);
         assert!(parse_boot_time(b"").is_err());
+    }
+
+    #[test]
+    fn state_letters_by_name() {
+        use super::ProcState;
+        for (letter, name) in [
+            (b'R', "running"),
+            (b'S', "sleeping"),
+            (b'D', "disk sleep"),
+            (b'Z', "zombie"),
+            (b'T', "stopped"),
+            (b't', "tracing stop"),
+            (b'X', "dead"),
+            (b'x', "dead"),
+            (b'I', "idle"),
+            (b'?', "unknown"),
+        ] {
+            assert_eq!(ProcState::from_letter(letter).name(), name);
+        }
+        assert!(ProcState::from_letter(b't').is_stopped());
+        assert!(!ProcState::from_letter(b'S').is_stopped());
+        assert!(ProcState::from_letter(b'X').is_gone());
+        assert!(!ProcState::from_letter(b'D').is_gone());
     }
 }

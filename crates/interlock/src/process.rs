@@ -38,9 +38,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use interlock_format::maps::{maps_mentions_shmid, shared_mappings, SharedMappings};
-use interlock_format::pgproc::pg_role;
+use interlock_format::pgproc::{pg_role, PgRole};
 use interlock_format::pidfile::PidFile;
-use interlock_format::procstat::{parse_boot_time, parse_proc_stat, parse_proc_status, ProcStat};
+use interlock_format::procstat::{
+    parse_boot_time, parse_proc_stat, parse_proc_status, ProcStat, ProcState,
+};
 use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
 
 use crate::sys::shm::ShmId;
@@ -76,23 +78,6 @@ pub struct Holder {
     pub cmdline: String,
 }
 
-/// What a process is doing, as `ps` names its state letter.
-pub fn state_name(state: u8) -> &'static str {
-    match state {
-        b'R' => "running",
-        b'S' => "sleeping",
-        b'D' => "disk sleep",
-        b'Z' => "zombie",
-        b'T' => "stopped",
-        b't' => "tracing stop",
-        b'X' | b'x' => "dead",
-        b'I' => "idle",
-        b'W' => "paging",
-        b'P' => "parked",
-        _ => "unknown",
-    }
-}
-
 /// Facts about one process, for reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
@@ -100,8 +85,8 @@ pub struct ProcessInfo {
     pub pid: i32,
     /// Its parent.
     pub ppid: i32,
-    /// Its state letter (`S`, `T`, `Z`, `D`, …); see [`state_name`].
-    pub state: u8,
+    /// Its state (`/proc/PID/stat` field 3).
+    pub state: ProcState,
     /// Its name (`comm`), printable.
     pub name: String,
     /// Its command line, NULs as spaces, printable; empty for kernel
@@ -117,8 +102,8 @@ pub struct ProcessInfo {
     /// Its PID in each nested PID namespace, ours first (`NSpid`); more
     /// than one entry means it lives in a child namespace.
     pub nspid: Vec<i32>,
-    /// Its PostgreSQL role (`postmaster`, `checkpointer`, `client backend`…).
-    pub role: Option<String>,
+    /// Its PostgreSQL role (a postmaster, `checkpointer`, a client backend…).
+    pub role: Option<PgRole>,
 }
 
 /// Why we believe the process named in a lock file is its owner: each ties
@@ -327,7 +312,7 @@ impl ProcFs {
         Ok(ProcessInfo {
             pid,
             ppid: stat.ppid,
-            state: stat.state,
+            state: stat.proc_state(),
             name: printable(&stat.comm),
             start_time: self.start_time(&stat)?,
             uid: status.uid[0],
@@ -816,12 +801,12 @@ mod tests {
         let (_root, procfs, started) = fixture('T');
         let info = procfs.info(4242).unwrap();
         assert_eq!(info.name, "postgres: bob (x) ");
-        assert_eq!(state_name(info.state), "stopped");
+        assert_eq!(info.state, ProcState::Stopped);
         assert_eq!(info.ppid, 1);
         assert_eq!(info.uid, 100_000);
         assert_eq!(info.nspid, vec![4242, 7]);
         assert_eq!(info.cmdline, "postgres: checkpointer");
-        assert_eq!(info.role.as_deref(), Some("checkpointer"));
+        assert_eq!(info.role.map(PgRole::name), Some("checkpointer"));
         assert_eq!(info.start_time, started);
     }
 
