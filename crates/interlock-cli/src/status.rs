@@ -3,11 +3,10 @@
 use std::path::PathBuf;
 
 use anstyle::{AnsiColor, Style};
-use interlock_doctor::{
-    self, format_utc, user_name, Severity, StatusOptions, StatusReport, Verdict,
-};
+use interlock_doctor::{self, format_utc, Severity, StatusOptions, StatusReport, Verdict};
 
 use crate::exit;
+use crate::user_name;
 
 /// Arguments of `interlock status`.
 #[derive(Debug, clap::Args)]
@@ -40,7 +39,7 @@ pub fn run(args: &StatusArgs) -> u8 {
         postgres: args.postgres.clone(),
         port: args.port,
         attach: args.attach,
-        ..StatusOptions::default()
+        root: crate::host_root().clone(),
     };
     let report = match interlock_doctor::status(&args.datadir, &opts) {
         Ok(r) => r,

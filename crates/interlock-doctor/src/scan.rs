@@ -107,8 +107,8 @@ fn is_pg_exe(p: &Path) -> bool {
 
 /// Scan the host.
 pub fn scan(opts: &ScanOptions) -> ScanReport {
-    let procfs: ProcFs = opts.status.procfs.clone();
-    let mut host = Host::read(procfs.clone());
+    let procfs: ProcFs = opts.status.root.procfs().clone();
+    let mut host = Host::read(&opts.status.root);
     let my_pid = host.my_pid;
     let pid_ns = procfs.namespace(my_pid, "pid").ok();
     let mut findings: Vec<Finding> = Vec::new();
@@ -129,19 +129,16 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
     let mut pg_procs: Vec<PgProc> = Vec::new();
     let mut others: Vec<i32> = Vec::new();
     let mut root: Vec<i32> = Vec::new();
-    for &pid in &pids {
-        if pid == my_pid {
-            continue;
-        }
-        let Some(uid) = host.owner_uid(pid) else {
-            continue; // vanished
-        };
-        let is_pg = procfs.exe(pid).map(|e| is_pg_exe(&e)).unwrap_or(false)
+    let candidates: Vec<i32> = pids.iter().copied().filter(|&p| p != my_pid).collect();
+    let seen = host.owners_and(&candidates, |procfs, pid, uid| {
+        procfs.exe(pid).map(|e| is_pg_exe(&e)).unwrap_or(false)
             || (uid != 0
                 && fs::read(procfs.root().join(pid.to_string()).join("cmdline"))
                     .ok()
                     .and_then(|c| interlock_format::pgproc::pg_role(&c))
-                    .is_some());
+                    .is_some())
+    });
+    for (pid, uid, is_pg) in seen {
         if !is_pg {
             if uid == 0 {
                 root.push(pid);
@@ -172,7 +169,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
             missing = host.unaccounted_attachments();
         }
     }
-    let files = host.dsm_files(&opts.status.dev_shm);
+    let files = host.dsm_files(&opts.status.root.dev_shm());
     let usage = host.dsm_use(&files);
     let mut dsm_owners: Vec<u32> = files
         .iter()
@@ -349,7 +346,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
                         e.shmid,
                         key_hex(e.key),
                         e.size,
-                        user_name(e.uid),
+                        host.user_name(e.uid),
                         e.cpid,
                         format_utc(e.ctime),
                         e.shmid
