@@ -36,7 +36,11 @@ pub fn run(args: &ControlArgs) -> u8 {
     };
     // A running server's pg_control says "in production": say so rather
     // than announce a crash recovery.
-    let running_pid = interlock_doctor::status(&args.datadir, &StatusOptions::default())
+    let status_opts = StatusOptions {
+        root: crate::host_root().clone(),
+        ..StatusOptions::default()
+    };
+    let running_pid = interlock_doctor::status(&args.datadir, &status_opts)
         .ok()
         .filter(|s| s.verdict == Verdict::Running)
         .and_then(|s| s.lock_file.pid.map(i32::abs));

@@ -69,7 +69,7 @@ pub fn run(args: &ExplainArgs) -> u8 {
     let input = match (&args.logfile, &args.data_dir) {
         (Some(p), _) if p.as_os_str() == "-" => Input::Stdin,
         (Some(p), _) => Input::Named(p.clone()),
-        (None, Some(d)) => match newest_log(d) {
+        (None, Some(d)) => match newest_log(d, crate::host_root()) {
             Ok((p, o)) => Input::Found(p, o.file),
             Err(why) => {
                 eprintln!("interlock: {why}");
@@ -91,7 +91,10 @@ pub fn run(args: &ExplainArgs) -> u8 {
     }
     let opts = ExplainOptions {
         data_dir: args.data_dir.clone(),
-        status: StatusOptions::default(),
+        status: StatusOptions {
+            root: crate::host_root().clone(),
+            ..StatusOptions::default()
+        },
     };
     let report = match explain(&input, &source, &opts) {
         Ok(r) => r,

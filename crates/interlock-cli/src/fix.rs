@@ -44,11 +44,18 @@ pub fn run(args: &FixArgs) -> u8 {
         status: StatusOptions {
             postgres: args.postgres.clone(),
             port: args.port,
+            root: crate::host_root().clone(),
             ..StatusOptions::default()
         },
         grace: Duration::from_secs(args.timeout),
         ..FixOptions::default()
     };
+    if args.yes && !opts.status.root.is_host() {
+        eprintln!(
+            "interlock: fix --yes acts on this host's processes and segments: not with --root"
+        );
+        return exit::UNKNOWN;
+    }
     let plan = match interlock_doctor::plan(&args.datadir, &opts) {
         Ok(p) => p,
         Err(e) => return exit::error(&e),

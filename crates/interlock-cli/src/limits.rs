@@ -31,8 +31,14 @@ pub struct LimitsArgs {
 }
 
 pub fn run(args: &LimitsArgs) -> u8 {
+    // `limits --root DIR`, else the global hidden `--root`.
+    let root = if args.root.as_os_str() == "/" {
+        crate::host_root().clone()
+    } else {
+        interlock_doctor::HostRoot::new(&args.root)
+    };
     let opts = LimitsOptions {
-        root: args.root.clone(),
+        root,
         postgres: args.postgres.clone(),
         ask_server: !args.no_server,
     };

@@ -18,15 +18,27 @@ mod out;
 mod scan;
 mod status;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::{Parser, Subcommand};
+use interlock_doctor::HostRoot;
 
 /// Will PostgreSQL start on this data directory? If not, why not — and hold
 /// a data directory for a maintenance command.
 #[derive(Debug, Parser)]
 #[command(name = "interlock", version, about, long_about = None, after_help = exit::EXIT_CODES_HELP)]
 struct Args {
+    /// For developers and tests, hidden from --help: read the host's files
+    /// (/proc, /dev/shm, /etc, /sys) under DIR instead of / — a fixture
+    /// tree laid out as DIR/proc, DIR/dev/shm, DIR/etc, DIR/sys. Every
+    /// command that reads the host honours it (`interlock --root DIR status
+    /// DATADIR`); whether a PID runs then comes from DIR/proc/PID alone,
+    /// never from kill(pid, 0). `fix --yes` refuses it: signals and
+    /// removals would reach the real host.
+    #[arg(long, value_name = "DIR", hide = true, default_value = "/")]
+    root: PathBuf,
     /// What to do [default: scan].
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -133,8 +145,21 @@ enum Cmd {
     Hold(hold::HoldArgs),
 }
 
+static ROOT: OnceLock<HostRoot> = OnceLock::new();
+
+/// Where the host's files are read (`--root`, default `/`).
+pub(crate) fn host_root() -> &'static HostRoot {
+    ROOT.get_or_init(HostRoot::default)
+}
+
+/// The user name of `uid`, from the root's `/etc/passwd`.
+pub(crate) fn user_name(uid: u32) -> String {
+    host_root().user_name(uid)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    let _ = ROOT.set(HostRoot::new(&args.root));
     let code = match args.command {
         Some(Cmd::Hold(hold)) => hold::run(&hold),
         Some(Cmd::Status(st)) => status::run(&st),

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use interlock_doctor::{user_name, DsmStatus, ScanOptions, ScanReport, Severity, Verdict};
+use crate::user_name;
+use interlock_doctor::{DsmStatus, ScanOptions, ScanReport, Severity, StatusOptions, Verdict};
 
 use crate::exit;
 use crate::status::{esc, paint, BOLD, DIM, GREEN, RED, YELLOW};
@@ -26,9 +27,14 @@ pub fn run(args: &ScanArgs) -> u8 {
             return exit::error(&e);
         }
     }
+    let root = crate::host_root();
     let opts = ScanOptions {
         dirs: args.dirs.clone(),
-        ..ScanOptions::default()
+        status: StatusOptions {
+            root: root.clone(),
+            ..StatusOptions::default()
+        },
+        debian_root: root.at(ScanOptions::default().debian_root),
     };
     let report = interlock_doctor::scan(&opts);
     if crate::status::print(args.json, &report, render).is_err() {

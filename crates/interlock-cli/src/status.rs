@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use anstyle::{AnsiColor, Style};
 use interlock_doctor::{
-    self, format_utc, user_name, DsmStatus, LockState, Severity, StatusOptions, StatusReport,
-    Verdict, Whose,
+    self, format_utc, DsmStatus, LockState, Severity, StatusOptions, StatusReport, Verdict, Whose,
 };
 
 use crate::exit;
+use crate::user_name;
 
 /// Arguments of `interlock status`.
 #[derive(Debug, clap::Args)]
@@ -41,7 +41,7 @@ pub fn run(args: &StatusArgs) -> u8 {
         postgres: args.postgres.clone(),
         port: args.port,
         attach: args.attach,
-        ..StatusOptions::default()
+        root: crate::host_root().clone(),
     };
     let report = match interlock_doctor::status(&args.datadir, &opts) {
         Ok(r) => r,

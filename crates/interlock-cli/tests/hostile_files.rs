@@ -404,16 +404,21 @@ fn the_version_probe_is_time_limited_and_killed() {
 /// `global/pg_control` is a FIFO must not make it hang.
 #[test]
 fn scan_survives_a_postgres_process_beside_a_fifo() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let (root, data, _log) = hostile_cluster("global/pg_control", Kind::Fifo);
     let fake = root.path().join("postgres");
     std::fs::copy("/bin/sleep", &fake).unwrap();
-    // A process named postgres, our own child, working in that directory.
-    let mut child = Command::new(&fake)
-        .arg("600")
-        .current_dir(&data)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A process named postgres, our own child, working in that directory,
+    // as the directory's owner: PostgreSQL never runs as root, so scan
+    // takes no root process for one of its servers.
+    let owner = std::fs::metadata(&data).unwrap();
+    let mut cmd = Command::new(&fake);
+    cmd.arg("600").current_dir(&data).stdin(Stdio::null());
+    if is_root() {
+        cmd.uid(owner.uid()).gid(owner.gid());
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut c = Cleanup::for_dir(&data);
     c.pids.push(child.id() as i32);
     for args in [os(&[&"scan", &"--json"]), Vec::new()] {

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::limits::{host_facts, HostFacts};
 use super::{
-    control, status, user_name, LockState, ProcState, StatusOptions, StatusReport, Verdict,
+    control, status, HostRoot, LockState, ProcState, StatusOptions, StatusReport, Verdict,
 };
 use crate::config::read_settings;
 use crate::Error;
@@ -460,7 +460,8 @@ impl Join {
     }
 
     fn host(&mut self) -> &HostFacts {
-        self.host.get_or_insert_with(|| host_facts(Path::new("/")))
+        let root = self.status_opts.root.root();
+        self.host.get_or_insert_with(|| host_facts(root))
     }
 
     fn huge_pages_on(&mut self) -> bool {
@@ -500,7 +501,8 @@ impl Join {
         match code {
             FailureCode::SegmentInUse => {
                 let Some(id) = r.shmid else { return out };
-                let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+                let table = std::fs::read_to_string(self.status_opts.root.at("/proc/sysvipc/shm"))
+                    .unwrap_or_default();
                 let exists = interlock_format::sysvipc::parse_shm_table(&table)
                     .ok()
                     .and_then(|t| t.into_iter().find(|e| e.shmid as u64 == id));
@@ -666,7 +668,7 @@ impl Join {
                         },
                         owner.map_or("?".into(), |u| format!(
                             "{} (uid {u}) is {}a system user (SYS_UID_MAX {})",
-                            user_name(u),
+                            self.status_opts.root.user_name(u),
                             if u <= h.sys_uid_max { "" } else { "not " },
                             h.sys_uid_max
                         ))
@@ -723,7 +725,10 @@ pub const MAX_READ: u64 = 256 << 20;
 /// so as root its `log_directory` may name any directory (`/etc`): files of
 /// other owners are not read, nor links in directories the owner controls,
 /// nor FIFOs (see `interlock::safe_fs`).
-pub fn newest_log(data_dir: &Path) -> Result<(PathBuf, interlock::safe_fs::Opened), String> {
+pub fn newest_log(
+    data_dir: &Path,
+    root: &HostRoot,
+) -> Result<(PathBuf, interlock::safe_fs::Opened), String> {
     use interlock::safe_fs;
     use rustix::fs::{AtFlags, Dir, FileType};
     use std::os::unix::ffi::OsStrExt;
@@ -763,7 +768,7 @@ pub fn newest_log(data_dir: &Path) -> Result<(PathBuf, interlock::safe_fs::Opene
             "no log file found in {}'s log_directory {} (only regular files owned by {} are read)",
             data_dir.display(),
             shown.display(),
-            user_name(owner)
+            root.user_name(owner)
         ));
     };
     let path = shown.join(&name);
@@ -773,7 +778,7 @@ pub fn newest_log(data_dir: &Path) -> Result<(PathBuf, interlock::safe_fs::Opene
         return Err(format!(
             "{} is not owned by {}: not read",
             path.display(),
-            user_name(owner)
+            root.user_name(owner)
         ));
     }
     Ok((path, opened))

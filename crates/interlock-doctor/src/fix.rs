@@ -370,7 +370,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
     let owner = fs::metadata(data_dir)
         .map(|m| m.uid())
         .map_err(|e| Error::sys(format!("stat(\"{}\")", data_dir.display()), e))?;
-    let procfs = &opts.status.procfs;
+    let procfs = opts.status.root.procfs();
     let mut p = Plan {
         data_dir: before.data_dir.clone(),
         stop: Vec::new(),
@@ -481,8 +481,8 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
                 Some(pid),
                 format!(
                     "{what} runs as {}, not as {}, the directory's owner: it is not a server of this directory; find out what it is before stopping it",
-                    super::user_name(h.process.uid),
-                    super::user_name(owner)
+                    opts.status.root.user_name(h.process.uid),
+                    opts.status.root.user_name(owner)
                 ),
             );
             continue;
@@ -502,7 +502,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
                 Some(pid),
                 format!(
                     "{what} may only be signalled by root or {}: run this as one of them",
-                    super::user_name(h.process.uid)
+                    opts.status.root.user_name(h.process.uid)
                 ),
             );
             continue;
@@ -649,7 +649,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
 
     // --- DSM files: only this directory's, as its segments' headers name
     // them (a control segment, and with it the segments it lists) ----------
-    let dev_shm = &opts.status.dev_shm;
+    let dev_shm = &opts.status.root.dev_shm();
     let mut ours: Vec<String> = Vec::new();
     for s in r
         .segments
@@ -690,7 +690,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
         p.left_alone.push(format!(
             "{}: leaked DSM files of {}, but not proven this directory's (no segment of it names them); `interlock scan` lists what they may belong to",
             others.join(" "),
-            super::user_name(owner)
+            opts.status.root.user_name(owner)
         ));
     }
     Ok(p)
@@ -875,7 +875,7 @@ pub fn carry_out(plan: &Plan, opts: &FixOptions) -> Result<Outcome, Error> {
 }
 
 fn stop_processes(plan: &Plan, opts: &FixOptions, steps: &mut Vec<Step>) {
-    let procfs = &opts.status.procfs;
+    let procfs = opts.status.root.procfs();
     let mut pinned: Vec<Pinned<'_>> = Vec::new();
     for s in &plan.stop {
         match pin(procfs, s) {
@@ -1019,7 +1019,8 @@ fn remove_leftovers(
                     _ => {
                         // Only files of the directory's owner are touched.
                         let uid = fs::metadata(dir).map(|m| m.uid()).unwrap_or(u32::MAX);
-                        let gone = segment::cleanup_dsm_in(&opts.status.dev_shm, *handle, uid);
+                        let gone =
+                            segment::cleanup_dsm_in(&opts.status.root.dev_shm(), *handle, uid);
                         if gone.iter().any(|p| p == Path::new(path)) {
                             let listed: String = gone
                                 .iter()

@@ -36,7 +36,12 @@ use interlock_format::maps::SharedMappings;
 use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
 use interlock_format::sysvipc::{parse_shm_table, ShmEntry};
 
-use interlock::process::ProcFs;
+use std::cell::{OnceCell, RefCell};
+
+use interlock::process::{ProcFs, ProcessInfo};
+
+use super::root::{user_name_in, HostRoot};
+use super::startup::NetTcp;
 
 /// A process found attached to a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +70,7 @@ pub(crate) struct Search {
 /// The host's segments, and a cache of what each process maps.
 #[derive(Debug)]
 pub(crate) struct Host {
+    pub root: HostRoot,
     pub procfs: ProcFs,
     pub shm: Vec<ShmEntry>,
     /// Why `/proc/sysvipc/shm` could not be read, if it could not.
@@ -81,10 +87,19 @@ pub(crate) struct Host {
     ipc_namespaces: HashMap<i32, Option<u64>>,
     /// `/dev/shm` listings, by directory.
     dsm: HashMap<PathBuf, Vec<DsmFile>>,
+    /// What [`ProcFs::info`] says of each process asked about.
+    infos: RefCell<HashMap<i32, Option<ProcessInfo>>>,
+    /// `/proc/stat`'s boot time, read once.
+    boot_time: OnceCell<Option<i64>>,
+    /// `/etc/passwd`, read once.
+    passwd: OnceCell<Option<String>>,
+    /// `/proc/net/tcp*`, read once.
+    net: RefCell<NetTcp>,
 }
 
 impl Host {
-    pub fn read(procfs: ProcFs) -> Host {
+    pub fn read(root: &HostRoot) -> Host {
+        let procfs = root.procfs().clone();
         let table_path = procfs.root().join("sysvipc/shm");
         let (shm, shm_error) = match fs::read_to_string(&table_path) {
             Ok(text) => match parse_shm_table(&text) {
@@ -96,6 +111,8 @@ impl Host {
         let my_pid = std::process::id() as i32;
         let my_ipc_ns = procfs.namespace(my_pid, "ipc").ok();
         Host {
+            root: root.clone(),
+            net: RefCell::new(NetTcp::new(&root.proc_net())),
             procfs,
             shm,
             shm_error,
@@ -108,7 +125,43 @@ impl Host {
             cwd_ids: HashMap::new(),
             ipc_namespaces: HashMap::new(),
             dsm: HashMap::new(),
+            infos: RefCell::new(HashMap::new()),
+            boot_time: OnceCell::new(),
+            passwd: OnceCell::new(),
         }
+    }
+
+    /// [`ProcFs::info`] of `pid`, read once (with `/proc/stat` read once
+    /// for every process); `None` if it cannot be read.
+    pub fn info(&self, pid: i32) -> Option<ProcessInfo> {
+        if let Some(i) = self.infos.borrow().get(&pid) {
+            return i.clone();
+        }
+        let info = self
+            .procfs
+            .info_with_boot_time(pid, || {
+                self.boot_time
+                    .get_or_init(|| self.procfs.boot_time().ok())
+                    .ok_or_else(|| std::io::Error::other("no boot time in /proc/stat"))
+            })
+            .ok();
+        self.infos.borrow_mut().insert(pid, info.clone());
+        info
+    }
+
+    /// The user name of `uid` from the root's `/etc/passwd` (read once),
+    /// or "uid N".
+    pub fn user_name(&self, uid: u32) -> String {
+        user_name_in(
+            self.passwd.get_or_init(|| self.root.passwd()).as_deref(),
+            uid,
+        )
+    }
+
+    /// The TCP step of a start ([`super::startup::tcp`]), beside the
+    /// sockets of `/proc/net/tcp*` (read once).
+    pub fn tcp(&self, listen: &str, port: u16) -> super::startup::Step {
+        super::startup::tcp(listen, port, &mut self.net.borrow_mut())
     }
 
     pub fn by_shmid(&self, shmid: i32) -> Option<&ShmEntry> {
@@ -184,6 +237,54 @@ impl Host {
         let u = self.procfs.owner_uid(pid).ok();
         self.owner_uids.insert(pid, u);
         u
+    }
+
+    /// The owner of each of `pids` (as [`Host::owner_uid`], and kept as
+    /// it keeps them) and what `f` says of each process that has one;
+    /// vanished processes are left out. Read on a few threads: on a host of
+    /// thousands of processes this one pass over `/proc` is most of a
+    /// scan's time, nearly all of it system calls.
+    pub fn owners_and<T: Send>(
+        &mut self,
+        pids: &[i32],
+        f: impl Fn(&ProcFs, i32, u32) -> T + Sync,
+    ) -> Vec<(i32, u32, T)> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let chunk = pids.len().div_ceil(threads).max(512);
+        let procfs = &self.procfs;
+        let f = &f;
+        let read = |c: &[i32]| -> Vec<(i32, Option<(u32, T)>)> {
+            c.iter()
+                .map(|&pid| {
+                    let seen = procfs.owner_uid(pid).ok().map(|u| (u, f(procfs, pid, u)));
+                    (pid, seen)
+                })
+                .collect()
+        };
+        let parts: Vec<Vec<_>> = if pids.len() <= chunk {
+            vec![read(pids)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = pids
+                    .chunks(chunk)
+                    .map(|c| s.spawn(move || read(c)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
+        };
+        let mut out = Vec::with_capacity(pids.len());
+        for (pid, seen) in parts.into_iter().flatten() {
+            self.owner_uids
+                .entry(pid)
+                .or_insert(seen.as_ref().map(|(u, _)| *u));
+            if let Some((u, t)) = seen {
+                out.push((pid, u, t));
+            }
+        }
+        out
     }
 
     /// Attachments the segment table counts (`nattch`) that the maps read

@@ -35,6 +35,7 @@ pub mod explain;
 pub mod fix;
 mod host;
 pub mod limits;
+mod root;
 pub mod scan;
 mod startup;
 mod status;
@@ -45,19 +46,19 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use interlock::process::user_name;
-use interlock::process::ProcFs;
 pub use interlock_format::pgproc::PgRole;
 pub use interlock_format::procstat::ProcState;
 
 pub use control::{control, ControlReport};
 pub use error::Error;
 pub use fix::{carry_out, plan, FixOptions, Outcome, Plan};
+pub use root::HostRoot;
 pub use scan::{scan, ScanOptions, ScanReport};
 pub use status::status;
 pub use version::VersionInfo;
 
 /// What to look at, and how.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StatusOptions {
     /// The server binary to ask for its version (`--postgres`).
     pub postgres: Option<PathBuf>,
@@ -67,22 +68,9 @@ pub struct StatusOptions {
     /// Attach to segments that already have holders when their header
     /// cannot be read through a holder's memory (see the module doc).
     pub attach: bool,
-    /// Where `/proc` is.
-    pub procfs: ProcFs,
-    /// Where POSIX shared memory lives.
-    pub dev_shm: PathBuf,
-}
-
-impl Default for StatusOptions {
-    fn default() -> Self {
-        StatusOptions {
-            postgres: None,
-            port: None,
-            attach: false,
-            procfs: ProcFs::default(),
-            dev_shm: PathBuf::from("/dev/shm"),
-        }
-    }
+    /// Where the host's files are (`/proc`, `/dev/shm`, `/etc`, `/sys`):
+    /// `/`, or a fixture tree.
+    pub root: HostRoot,
 }
 
 /// What the server would do if started now.

@@ -33,7 +33,7 @@ use interlock_format::sysctl::{
 use interlock_format::sysvipc::parse_shm_table;
 use serde::Serialize;
 
-use super::{status, user_name, StatusOptions, Verdict};
+use super::{status, HostRoot, StatusOptions, Verdict};
 use crate::config::{read_settings, Settings};
 use crate::Error;
 
@@ -41,7 +41,7 @@ use crate::Error;
 #[derive(Debug, Clone)]
 pub struct LimitsOptions {
     /// The host's root (`/`); a fixture tree in tests.
-    pub root: PathBuf,
+    pub root: HostRoot,
     /// The server binary to ask (`postgres -C`), as `status --postgres`.
     pub postgres: Option<PathBuf>,
     /// Whether `postgres -C` may be run (15+, nothing running).
@@ -51,7 +51,7 @@ pub struct LimitsOptions {
 impl Default for LimitsOptions {
     fn default() -> Self {
         LimitsOptions {
-            root: PathBuf::from("/"),
+            root: HostRoot::default(),
             postgres: None,
             ask_server: true,
         }
@@ -580,12 +580,12 @@ fn coefficients(major: u32) -> (u64, u64, u64, u64) {
 /// # Errors
 /// A data directory that does not exist or cannot be read.
 pub fn limits(data_dir: Option<&Path>, opts: &LimitsOptions) -> Result<LimitsReport, Error> {
-    let host = host_facts(&opts.root);
+    let host = host_facts(opts.root.root());
     let need = match data_dir {
         Some(d) => Some(need(d, opts, &host)?),
         None => None,
     };
-    let checks = checks(&host, need.as_ref(), &opts.root);
+    let checks = checks(&host, need.as_ref(), opts.root.root());
     Ok(LimitsReport { host, need, checks })
 }
 
@@ -645,6 +645,7 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
         data_dir,
         &StatusOptions {
             postgres: opts.postgres.clone(),
+            root: opts.root.clone(),
             ..StatusOptions::default()
         },
     )
@@ -652,7 +653,9 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
     if let Some(r) = &st {
         if r.verdict == Verdict::Running {
             if let Some(pid) = r.lock_file.pid.map(i32::abs) {
-                if let Some(bytes) = mapped_size(&opts.root, pid, shared_memory_type == "sysv") {
+                if let Some(bytes) =
+                    mapped_size(opts.root.root(), pid, shared_memory_type == "sysv")
+                {
                     size = Some(bytes);
                     server_running = true;
                     source = format!("what the running server (PID {pid}) maps");
@@ -781,7 +784,7 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
             .get("dynamic_shared_memory_type")
             .unwrap_or("posix")
             .to_string(),
-        owner: user_name(meta.uid()),
+        owner: opts.root.user_name(meta.uid()),
         owner_is_system_user: meta.uid() <= host.sys_uid_max,
         settings: used,
         problems,

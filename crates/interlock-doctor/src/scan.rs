@@ -107,8 +107,8 @@ fn is_pg_exe(p: &Path) -> bool {
 
 /// Scan the host.
 pub fn scan(opts: &ScanOptions) -> ScanReport {
-    let procfs: ProcFs = opts.status.procfs.clone();
-    let mut host = Host::read(procfs.clone());
+    let procfs: ProcFs = opts.status.root.procfs().clone();
+    let mut host = Host::read(&opts.status.root);
     let my_pid = host.my_pid;
     let pid_ns = procfs.namespace(my_pid, "pid").ok();
     let mut findings: Vec<Finding> = Vec::new();
@@ -120,28 +120,26 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         })
     };
 
-    // Every process once: its owner (of /proc/PID, one stat) and its
-    // executable; for processes not root's, also its command line (a
+    // Every process once: its owner (of /proc/PID, one stat); for
+    // processes not root's, also its executable and its command line (a
     // process title). PostgreSQL refuses to run as root (`check_root` in
-    // src/backend/main/main.c), so a root process is taken for one only by
-    // its executable's name. PostgreSQL's processes have their maps read.
+    // src/backend/main/main.c, for a postmaster and a standalone backend
+    // alike), so a root process is never one of its servers and costs no
+    // more than that stat. PostgreSQL's processes have their maps read.
     let pids = host.all_pids();
     let mut pg_procs: Vec<PgProc> = Vec::new();
     let mut others: Vec<i32> = Vec::new();
     let mut root: Vec<i32> = Vec::new();
-    for &pid in &pids {
-        if pid == my_pid {
-            continue;
-        }
-        let Some(uid) = host.owner_uid(pid) else {
-            continue; // vanished
-        };
-        let is_pg = procfs.exe(pid).map(|e| is_pg_exe(&e)).unwrap_or(false)
-            || (uid != 0
-                && fs::read(procfs.root().join(pid.to_string()).join("cmdline"))
+    let candidates: Vec<i32> = pids.iter().copied().filter(|&p| p != my_pid).collect();
+    let seen = host.owners_and(&candidates, |procfs, pid, uid| {
+        uid != 0
+            && (procfs.exe(pid).map(|e| is_pg_exe(&e)).unwrap_or(false)
+                || fs::read(procfs.root().join(pid.to_string()).join("cmdline"))
                     .ok()
                     .and_then(|c| interlock_format::pgproc::pg_role(&c))
-                    .is_some());
+                    .is_some())
+    });
+    for (pid, uid, is_pg) in seen {
         if !is_pg {
             if uid == 0 {
                 root.push(pid);
@@ -172,7 +170,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
             missing = host.unaccounted_attachments();
         }
     }
-    let files = host.dsm_files(&opts.status.dev_shm);
+    let files = host.dsm_files(&opts.status.root.dev_shm());
     let usage = host.dsm_use(&files);
     let mut dsm_owners: Vec<u32> = files
         .iter()
@@ -349,7 +347,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
                         e.shmid,
                         key_hex(e.key),
                         e.size,
-                        user_name(e.uid),
+                        host.user_name(e.uid),
                         e.cpid,
                         format_utc(e.ctime),
                         e.shmid

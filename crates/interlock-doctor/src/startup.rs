@@ -29,7 +29,7 @@ pub(crate) enum Step {
 }
 
 /// The server's user: its uid and every group it is in (the primary one
-/// from `/etc/passwd`, the others from `/etc/group`).
+/// from `/etc/passwd`, the others from `/etc/group`, under the root).
 pub(crate) struct ServerUser {
     pub uid: u32,
     pub gids: Vec<u32>,
@@ -38,12 +38,12 @@ pub(crate) struct ServerUser {
 impl ServerUser {
     /// The data directory's owner (`dir_gid`: the directory's group, which
     /// counts when the user's groups cannot be read).
-    pub fn of(uid: u32, dir_gid: u32) -> ServerUser {
+    pub fn of(uid: u32, dir_gid: u32, root: &crate::HostRoot) -> ServerUser {
         let mut gids = vec![dir_gid];
-        let entry = interlock::process::passwd_entry_at(Path::new("/"), |e| e.uid == uid);
+        let entry = interlock::process::passwd_entry_at(root.root(), |e| e.uid == uid);
         gids.extend(entry.as_ref().and_then(|e| e.gid));
         if let Some(name) = entry.map(|e| e.name) {
-            let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            let group = std::fs::read_to_string(root.at("/etc/group")).unwrap_or_default();
             for l in group.lines() {
                 let f: Vec<&str> = l.split(':').collect();
                 if f.len() > 3 && f[3].split(',').any(|m| m == name) {
@@ -302,8 +302,53 @@ fn taken(ip: IpAddr, port: u16, listeners: &[TcpSocket]) -> Option<IpAddr> {
 /// that fails is logged ("could not bind IPv4 address …"), and when no
 /// address could be bound the postmaster stops with "could not create any
 /// TCP/IP sockets". `proc_net`: the directory holding `tcp` and `tcp6`.
-pub(crate) fn tcp(listen: &str, port: u16, proc_net: &Path) -> Step {
-    let ipv6 = proc_net.join("if_inet6").exists();
+/// `/proc/net`'s TCP sockets, read the first time they are asked for and
+/// kept: a `scan` judges every directory's ports from one reading.
+#[derive(Debug)]
+pub(crate) struct NetTcp {
+    dir: std::path::PathBuf,
+    ipv6: Option<bool>,
+    listeners: Option<Result<Vec<TcpSocket>, String>>,
+}
+
+impl NetTcp {
+    pub(crate) fn new(proc_net: &Path) -> NetTcp {
+        NetTcp {
+            dir: proc_net.to_path_buf(),
+            ipv6: None,
+            listeners: None,
+        }
+    }
+
+    fn ipv6(&mut self) -> bool {
+        *self
+            .ipv6
+            .get_or_insert_with(|| self.dir.join("if_inet6").exists())
+    }
+
+    fn listeners(&mut self) -> &Result<Vec<TcpSocket>, String> {
+        self.listeners.get_or_insert_with(|| {
+            let mut listeners = Vec::new();
+            for f in ["tcp", "tcp6"] {
+                let path = self.dir.join(f);
+                match std::fs::read_to_string(&path) {
+                    Ok(t) => match parse_net_tcp(&t) {
+                        Ok(v) => listeners.extend(v),
+                        Err(e) => return Err(format!("{}: {e}", path.display())),
+                    },
+                    Err(e) if f == "tcp6" && e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("{}: {e}", path.display())),
+                }
+            }
+            Ok(listeners)
+        })
+    }
+}
+
+/// The TCP step of a start on `port` with `listen_addresses` `listen`,
+/// beside the sockets `net` shows.
+pub(crate) fn tcp(listen: &str, port: u16, net: &mut NetTcp) -> Step {
+    let ipv6 = net.ipv6();
     let Some(targets) = listen_targets(listen, port, ipv6) else {
         return Step::Unknown(format!(
             "listen_addresses '{listen}' names a host that would need a name lookup"
@@ -312,22 +357,14 @@ pub(crate) fn tcp(listen: &str, port: u16, proc_net: &Path) -> Step {
     if targets.is_empty() {
         return Step::Fine;
     }
-    let mut listeners = Vec::new();
-    for f in ["tcp", "tcp6"] {
-        let path = proc_net.join(f);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => match parse_net_tcp(&t) {
-                Ok(v) => listeners.extend(v),
-                Err(e) => return Step::Unknown(format!("{}: {e}", path.display())),
-            },
-            Err(e) if f == "tcp6" && e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Step::Unknown(format!("{}: {e}", path.display())),
-        }
-    }
+    let listeners = match net.listeners() {
+        Ok(l) => l,
+        Err(e) => return Step::Unknown(e.clone()),
+    };
     let mut why = Vec::new();
     for (item, addrs) in &targets {
         for ip in addrs {
-            match taken(*ip, port, &listeners) {
+            match taken(*ip, port, listeners) {
                 Some(other) => why.push(format!(
                     "{item} ({ip}) port {port}: a socket listens on {other}:{port}"
                 )),

@@ -189,9 +189,9 @@ impl Ctx<'_> {
         if !self.server_can_read(e) {
             return Belongs::Foreign(format!(
                 "owned by {} with mode {:03o}: a server running as {} cannot read it",
-                user_name(e.uid),
+                self.host.user_name(e.uid),
                 e.permissions(),
-                user_name(self.owner.0)
+                self.host.user_name(self.owner.0)
             ));
         }
         if e.size < HEADER_SIZE as u64 {
@@ -311,7 +311,7 @@ fn read_lock_file(path: &Path) -> Result<Option<(Vec<u8>, u64)>, LockReadError> 
 }
 
 fn summary(host: &Host, pid: i32) -> Option<ProcessSummary> {
-    let info = host.procfs.info(pid).ok()?;
+    let info = host.info(pid)?;
     let cmdline = if info.cmdline.is_empty() {
         format!("[{}]", info.name)
     } else {
@@ -362,7 +362,7 @@ fn status_from(
     loop {
         let (report, undecided) = match shared.take() {
             Some(host) => status_once(data_dir, opts, host)?,
-            None => status_once(data_dir, opts, &mut Host::read(opts.procfs.clone()))?,
+            None => status_once(data_dir, opts, &mut Host::read(&opts.root))?,
         };
         attempt += 1;
         if !undecided || attempt == 3 {
@@ -417,7 +417,7 @@ fn status_once(
     let start = start_settings(&mut cx, &version, &lock_info);
 
     // --- creating postmaster.pid (CreateLockFile) --------------------------
-    let user = startup::ServerUser::of(cx.owner.0, cx.owner.1);
+    let user = startup::ServerUser::of(cx.owner.0, cx.owner.1, &cx.opts.root);
     let lock_create = match stage {
         LockStage::Absent => startup::data_dir_lock_file(&cx.shown, &user, false),
         LockStage::Dead => startup::data_dir_lock_file(&cx.shown, &user, true),
@@ -437,11 +437,7 @@ fn status_once(
     // --- Unix-socket lock files (before the segment in 10–12, after in 13+)
     // TCP first (StreamServerPort for each listen address), then each Unix
     // socket directory in order.
-    let tcp_block = match startup::tcp(
-        &start.listen,
-        start.port,
-        &cx.opts.procfs.root().join("net"),
-    ) {
+    let tcp_block = match cx.host.tcp(&start.listen, start.port) {
         startup::Step::Fine => None,
         startup::Step::Fails(msg, why) => {
             cx.find(
@@ -1044,7 +1040,11 @@ fn socket_lock_identity(
     r: &ServerReading,
 ) -> Identity {
     let owner_uid = cx.owner.0;
-    let Ok(f) = cx.host.procfs.info(pid) else {
+    let Some(f) = cx.host.info(pid) else {
+        if !cx.host.procfs.is_host() {
+            // A fixture tree: its /proc alone says whether the PID runs.
+            return Identity::Gone;
+        }
         return match rustix::process::Pid::from_raw(pid).map(rustix::process::test_kill_process) {
             Some(Ok(())) | Some(Err(rustix::io::Errno::PERM)) => Identity::OtherUser,
             _ => Identity::Gone,
@@ -1182,8 +1182,8 @@ fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata)
             Severity::Problem,
             format!(
                 "the directory is owned by {}, but its server runs as {} (the owner of global/pg_control, which initdb created): PostgreSQL stops unless the server's user owns the directory",
-                user_name(meta.uid()),
-                user_name(server_uid)
+                cx.host.user_name(meta.uid()),
+                cx.host.user_name(server_uid)
             ),
         );
     }
@@ -1643,7 +1643,7 @@ fn unattributed_segments(cx: &mut Ctx<'_>, verdict: Verdict, skip: Option<i32>) 
                     format!("key {}", key_hex(e.key))
                 },
                 e.size,
-                user_name(e.uid),
+                cx.host.user_name(e.uid),
                 e.nattch,
                 if root { "" } else { "; run this as root to tell" }
             ),
@@ -1741,7 +1741,7 @@ fn maintenance_hold(cx: &mut Ctx<'_>, holders: &[Holder]) -> bool {
                         found.push(format!(
                             "keeper PID {pid} keeps PID {t} ({}, {}, started {}), which still runs",
                             cmd.cmdline,
-                            user_name(cmd.uid),
+                            cx.host.user_name(cmd.uid),
                             format_utc(cmd.start_time)
                         ));
                     }
@@ -1749,7 +1749,7 @@ fn maintenance_hold(cx: &mut Ctx<'_>, holders: &[Holder]) -> bool {
             }
             Err(e) => found.push(format!(
                 "keeper PID {pid} ({}): what command it keeps cannot be read ({e}){}",
-                user_name(h.process.uid),
+                cx.host.user_name(h.process.uid),
                 if rustix::process::geteuid().is_root() {
                     ""
                 } else {
@@ -1807,8 +1807,8 @@ fn owner_or_orphans(
                 match e {
                     Some(e) => format!(
                         "segment ID {id} (owner {}, created by {}, mode {:03o}, created by PID {}; {ev})",
-                        user_name(e.uid),
-                        user_name(e.cuid),
+                        cx.host.user_name(e.uid),
+                        cx.host.user_name(e.cuid),
                         e.permissions(),
                         e.cpid
                     ),
@@ -1822,14 +1822,14 @@ fn owner_or_orphans(
             format!(
                 "{} of another user than {}, the directory's owner, {} attached to a segment that claims this directory: {}; {}. No server of this directory runs as another user: find out what {} before stopping anything",
                 plural(foreign.len(), "process", "processes"),
-                user_name(owner_uid),
+                cx.host.user_name(owner_uid),
                 if foreign.len() == 1 { "is" } else { "are" },
                 foreign
                     .iter()
                     .map(|h| format!(
                         "PID {} (user {}, {})",
                         h.process.pid,
-                        user_name(h.process.uid),
+                        cx.host.user_name(h.process.uid),
                         h.process.cmdline
                     ))
                     .collect::<Vec<_>>()
@@ -2165,7 +2165,7 @@ fn judge_lock_owner(
         cx.owner.0,
         my_pid,
     );
-    let facts = cx.host.procfs.info(pid).ok();
+    let facts = cx.host.info(pid);
     info.process = summary(cx.host, pid);
     let lock_path = info.path.clone();
     let owner_uid = cx.owner.0;
@@ -2216,7 +2216,7 @@ fn judge_lock_owner(
                     Severity::Info,
                     format!(
                         "PID {pid} is a zombie of {}; PostgreSQL treats it as gone",
-                        user_name(f.uid)
+                        cx.host.user_name(f.uid)
                     ),
                 );
                 (Identity::Zombie, LockStage::Dead)
@@ -2248,7 +2248,7 @@ fn judge_lock_owner(
                 Severity::Problem,
                 format!(
                     "{lock_path} names PID {pid}, a live process of {}, and whether it is this directory's server cannot be told: {why}",
-                    user_name(owner_uid)
+                    cx.host.user_name(owner_uid)
                 ),
             );
             (Identity::Unknown, LockStage::Live(Identity::Unknown))
@@ -2271,7 +2271,7 @@ fn judge_lock_owner(
                 Severity::Info,
                 format!(
                     "{lock_path} names PID {pid}, which now belongs to {} ({}); PostgreSQL treats it as gone (kill returns EPERM) and removes the file",
-                    user_name(f.uid),
+                    cx.host.user_name(f.uid),
                     info.process.as_ref().map(|p| p.cmdline.clone()).unwrap_or_default()
                 ),
             );
@@ -2403,7 +2403,7 @@ fn probe(
 /// The DSM files of this directory, and those leaked by a server of its
 /// owner.
 fn dsm_report(cx: &mut Ctx<'_>, holders: &[Holder], recycling: bool) -> Vec<DsmInfo> {
-    let files = cx.host.dsm_files(&cx.opts.dev_shm);
+    let files = cx.host.dsm_files(&cx.opts.root.dev_shm());
     if files.is_empty() {
         return Vec::new();
     }
@@ -2451,8 +2451,8 @@ fn dsm_report(cx: &mut Ctx<'_>, holders: &[Holder], recycling: bool) -> Vec<DsmI
             format!(
                 "{} of {} that no process read here maps: the maps of some of {}'s processes could not be read, so whether they are leaked cannot be told (run as root)",
                 plural(unknown, "/dev/shm file", "/dev/shm files"),
-                user_name(owner),
-                user_name(owner)
+                cx.host.user_name(owner),
+                cx.host.user_name(owner)
             ),
         );
     }
@@ -2464,7 +2464,7 @@ fn dsm_report(cx: &mut Ctx<'_>, holders: &[Holder], recycling: bool) -> Vec<DsmI
             format!(
                 "{} of {} ({}) that no process maps, left by a server that was killed{}",
                 plural(leaked.len(), "/dev/shm file", "/dev/shm files"),
-                user_name(owner),
+                cx.host.user_name(owner),
                 human_bytes(total),
                 if recycling {
                     "; if they were this directory's, PostgreSQL removes them when it starts, through the old segment it recycles"
@@ -2491,13 +2491,13 @@ fn remedy(r: &StatusReport, cx: &Ctx<'_>, stage: &LockStage, recycling: bool) ->
     if has(Code::PermissionDenied) && rustix::process::geteuid().as_raw() != 0 {
         steps.push(format!(
             "Run this again as root (or as {}, the directory's owner): some of what decides the answer could not be read.",
-            user_name(cx.owner.0)
+            cx.host.user_name(cx.owner.0)
         ));
     }
     if cx.dir_owner != cx.owner.0 {
         steps.push(format!(
             "Give the directory back to the server's user: chown -R {}: {dir}",
-            shell::quote(&user_name(cx.owner.0))
+            shell::quote(&cx.host.user_name(cx.owner.0))
         ));
     } else if has(Code::DataDirInvalid) {
         if let Some(f) = cx.findings.iter().find(|f| f.code == Code::DataDirInvalid) {
@@ -2798,8 +2798,8 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink(&data, p.join("cwd")).unwrap();
 
-        let dev_shm = root.path().join("shm");
-        fs::create_dir(&dev_shm).unwrap();
+        let dev_shm = root.path().join("dev/shm");
+        fs::create_dir_all(&dev_shm).unwrap();
         fs::write(dev_shm.join("PostgreSQL.77"), vec![0u8; 4096]).unwrap();
         let old = rustix::fs::Timestamps {
             last_access: rustix::fs::Timespec {
@@ -2820,8 +2820,7 @@ mod tests {
         .unwrap();
 
         let opts = StatusOptions {
-            procfs: ProcFs::new(&proc_root),
-            dev_shm,
+            root: crate::HostRoot::new(root.path()),
             ..StatusOptions::default()
         };
         Fixture {
@@ -2870,7 +2869,7 @@ mod tests {
     #[test]
     fn once_the_orphan_is_gone_it_will_start_and_recycle_the_segment() {
         let f = fixture();
-        let root = f.opts.procfs.root().to_path_buf();
+        let root = f.opts.root.procfs().root().to_path_buf();
         fs::remove_dir_all(root.join("4242")).unwrap();
         let table = fs::read_to_string(root.join("sysvipc/shm")).unwrap();
         // nattch 1 -> 0
@@ -2892,7 +2891,7 @@ mod tests {
     #[test]
     fn a_segment_owned_by_another_user_is_foreign() {
         let f = fixture();
-        let root = f.opts.procfs.root().to_path_buf();
+        let root = f.opts.root.procfs().root().to_path_buf();
         let uid = fs::metadata(&f.data).unwrap().uid();
         let table = fs::read_to_string(root.join("sysvipc/shm")).unwrap();
         // uid and cuid 100000 (above 16 bits), mode 0600.

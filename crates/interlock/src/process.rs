@@ -220,6 +220,11 @@ pub struct PasswdEntry {
 /// file has no entries. The one reader of the password file.
 pub fn passwd_entry_at(root: &Path, wanted: impl Fn(&PasswdEntry) -> bool) -> Option<PasswdEntry> {
     let text = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
+    passwd_entry_in(&text, wanted)
+}
+
+/// [`passwd_entry_at`] on the text of a password file already read.
+pub fn passwd_entry_in(text: &str, wanted: impl Fn(&PasswdEntry) -> bool) -> Option<PasswdEntry> {
     text.lines()
         .filter_map(|l| {
             let mut f = l.split(':');
@@ -235,6 +240,10 @@ pub fn passwd_entry_at(root: &Path, wanted: impl Fn(&PasswdEntry) -> bool) -> Op
 pub fn user_name(uid: u32) -> String {
     passwd_entry_at(Path::new("/"), |e| e.uid == uid)
         .map_or_else(|| format!("uid {uid}"), |e| e.name)
+}
+
+fn ticks_per_second() -> u64 {
+    rustix::param::clock_ticks_per_second().max(1)
 }
 
 impl ProcFs {
@@ -264,8 +273,7 @@ impl ProcFs {
     /// A process's start time in epoch seconds, from its start ticks and
     /// the boot time.
     pub fn start_time(&self, stat: &ProcStat) -> io::Result<i64> {
-        let ticks = rustix::param::clock_ticks_per_second().max(1);
-        Ok(self.boot_time()? + (stat.start_time_ticks / ticks) as i64)
+        Ok(self.boot_time()? + (stat.start_time_ticks / ticks_per_second()) as i64)
     }
 
     /// The processes `pid` holds pidfds on (`/proc/PID/fd/*` links named
@@ -297,6 +305,17 @@ impl ProcFs {
     /// Everything [`ProcessInfo`] holds. A process that vanishes while it
     /// is read yields `ErrorKind::NotFound` (an expected race).
     pub fn info(&self, pid: i32) -> io::Result<ProcessInfo> {
+        self.info_with_boot_time(pid, || self.boot_time())
+    }
+
+    /// [`ProcFs::info`], with the boot time (`/proc/stat`'s `btime`) from
+    /// `boot_time`, asked only once the process's own files are read: a
+    /// caller reading many processes reads `/proc/stat` once.
+    pub fn info_with_boot_time(
+        &self,
+        pid: i32,
+        boot_time: impl FnOnce() -> io::Result<i64>,
+    ) -> io::Result<ProcessInfo> {
         let stat = self.stat(pid)?;
         let status_bytes = fs::read(self.pid_path(pid, "status"))?;
         let status = parse_proc_status(&status_bytes)
@@ -314,7 +333,7 @@ impl ProcFs {
             ppid: stat.ppid,
             state: stat.proc_state(),
             name: printable(&stat.comm),
-            start_time: self.start_time(&stat)?,
+            start_time: boot_time()? + (stat.start_time_ticks / ticks_per_second()) as i64,
             uid: status.uid[0],
             suid: status.uid[2],
             nspid: status.nspid,
@@ -343,6 +362,13 @@ impl ProcFs {
     /// The `/proc` this reads.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether this is the running kernel's `/proc` (not a fixture tree):
+    /// only then may a PID missing here be asked about with `kill(pid, 0)`,
+    /// or a segment it names be looked up or attached.
+    pub fn is_host(&self) -> bool {
+        self.root == Path::new("/proc")
     }
 
     /// The children of every thread of `pid` (`/proc/PID/task/*/children`,
@@ -531,7 +557,10 @@ impl ProcFs {
             Err(_) => {
                 // Gone, or hidden from us (hidepid): tell them apart with
                 // kill(pid, 0) as PostgreSQL does, reading EPERM as another
-                // user's process.
+                // user's process. Under a fixture tree, its /proc alone says.
+                if !self.is_host() {
+                    return OwnerVerdict::Gone;
+                }
                 return match rustix::process::Pid::from_raw(pid)
                     .map(rustix::process::test_kill_process)
                 {
@@ -631,7 +660,7 @@ impl ProcFs {
         // line 7's segment (IPC_STAT's shm_cpid, having started no later
         // than the segment), which still has holders and whose header names
         // this directory.
-        if let (false, Some(shmid)) = (unread.is_empty(), line7) {
+        if let (false, Some(shmid), true) = (unread.is_empty(), line7, self.is_host()) {
             if let Ok(st) = crate::sys::shm::stat(shmid) {
                 if st.cpid == pid && st.nattch > 0 && started <= st.ctime {
                     if let crate::segment::SegmentState::Attached { .. } =
@@ -670,6 +699,7 @@ impl ProcFs {
     fn segment_header(&self, pid: i32, shmid: i32, start: u64) -> Option<ShmemHeader> {
         let bytes = match self.read_memory(pid, start, HEADER_SIZE) {
             Ok(b) => b,
+            Err(_) if !self.is_host() => return None,
             Err(_) => {
                 let att = crate::sys::shm::attach(ShmId(shmid)).ok()?;
                 if att.len() < HEADER_SIZE {
