@@ -1156,7 +1156,7 @@ fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata)
     let shown_s = cx.shown.display().to_string();
     let mode = meta.mode() & 0o7777;
     let (server_uid, server_gid) = cx.owner;
-    if meta.uid() != server_uid {
+    if let Err(problem) = pg::check_data_dir_owner(meta.uid(), server_uid) {
         // PostmasterMain reads the configuration (SelectConfigFiles in
         // src/backend/utils/misc/guc.c) before checkDataDir: a server that
         // may not search the directory stops there, on a line of its own.
@@ -1172,7 +1172,7 @@ fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata)
                 conf.display()
             )
         } else {
-            format!("data directory \"{shown_s}\" has wrong ownership")
+            problem.fatal(&cx.shown)
         });
         cx.find(
             Code::DataDirInvalid,
@@ -1185,26 +1185,20 @@ fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata)
         );
     }
     // checkDataDir: 0700 only in 10, 0700 or 0750 from 11 on (group access).
-    let bad_bits = if major == Some(10) { 0o077 } else { 0o027 };
-    if datadir_fatal.is_none() && mode & bad_bits != 0 {
-        datadir_fatal = Some(if major == Some(10) {
-            format!("data directory \"{shown_s}\" has group or world access")
-        } else {
-            format!("data directory \"{shown_s}\" has invalid permissions")
-        });
-        cx.find(
-            Code::DataDirInvalid,
-            Severity::Problem,
-            format!(
-                "the directory's mode is {mode:04o}; PostgreSQL {} requires {}",
-                major.map(|m| m.to_string()).unwrap_or_default(),
-                if major == Some(10) {
-                    "0700"
-                } else {
-                    "0700 or 0750"
-                }
-            ),
-        );
+    match pg::check_data_dir_mode(major, mode) {
+        Err(problem) if datadir_fatal.is_none() => {
+            datadir_fatal = Some(problem.fatal(&cx.shown));
+            cx.find(
+                Code::DataDirInvalid,
+                Severity::Problem,
+                format!(
+                    "the directory's mode is {mode:04o}; PostgreSQL {} requires {}",
+                    major.map(|m| m.to_string()).unwrap_or_default(),
+                    problem.accepted_modes().unwrap_or_default()
+                ),
+            );
+        }
+        _ => {}
     }
     if datadir_fatal.is_none() && version.data_dir_major.is_none() {
         let pgv = cx.shown.join("PG_VERSION");

@@ -8,8 +8,10 @@
 //! read, and the names of the lock files; which probe algorithm a release
 //! runs and what one step of its key probe does with the segment it finds
 //! ([`probe_step`]); what the server makes of the segment named on line 7
-//! of a stale lock file ([`line7_verdict`]). The formats themselves (the
-//! lock file's lines, a process title) are parsed in `interlock_format`.
+//! of a stale lock file ([`line7_verdict`]); and its data directory checks,
+//! with each version's wording ([`check_data_dir_owner`],
+//! [`check_data_dir_mode`]). The formats themselves (the lock file's
+//! lines, a process title) are parsed in `interlock_format`.
 //!
 //! Nothing here signals a process or serialises anything.
 //!
@@ -25,8 +27,10 @@ use interlock_format::pidfile::MAX_PIDFILE_SIZE;
 pub use crate::safe_fs::ReadError;
 use crate::sys::shm::ShmKey;
 
+mod datadir;
 mod probe;
 
+pub use self::datadir::{check_data_dir_mode, check_data_dir_owner, DataDirProblem};
 pub use self::probe::{
     algorithm, algorithm_of_server, line7_verdict, minor_of, probe_step, Algorithm, Line7Verdict,
     ProbeStep, SegmentAtKey, Whose,
