@@ -1159,7 +1159,7 @@ fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata)
     let shown_s = cx.shown.display().to_string();
     let mode = meta.mode() & 0o7777;
     let (server_uid, server_gid) = cx.owner;
-    if meta.uid() != server_uid {
+    if let Err(problem) = pg::check_data_dir_owner(meta.uid(), server_uid) {
         // PostmasterMain reads the configuration (SelectConfigFiles in
         // src/backend/utils/misc/guc.c) before checkDataDir: a server that
         // may not search the directory stops there, on a line of its own.
@@ -1175,7 +1175,7 @@ fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata)
                 conf.display()
             )
         } else {
-            format!("data directory \"{shown_s}\" has wrong ownership")
+            problem.fatal(&cx.shown)
         });
         cx.find(
             Code::DataDirInvalid,
@@ -1188,26 +1188,20 @@ fn data_dir_checks(cx: &mut Ctx<'_>, version: &VersionInfo, meta: &fs::Metadata)
         );
     }
     // checkDataDir: 0700 only in 10, 0700 or 0750 from 11 on (group access).
-    let bad_bits = if major == Some(10) { 0o077 } else { 0o027 };
-    if datadir_fatal.is_none() && mode & bad_bits != 0 {
-        datadir_fatal = Some(if major == Some(10) {
-            format!("data directory \"{shown_s}\" has group or world access")
-        } else {
-            format!("data directory \"{shown_s}\" has invalid permissions")
-        });
-        cx.find(
-            Code::DataDirInvalid,
-            Severity::Problem,
-            format!(
-                "the directory's mode is {mode:04o}; PostgreSQL {} requires {}",
-                major.map(|m| m.to_string()).unwrap_or_default(),
-                if major == Some(10) {
-                    "0700"
-                } else {
-                    "0700 or 0750"
-                }
-            ),
-        );
+    match pg::check_data_dir_mode(major, mode) {
+        Err(problem) if datadir_fatal.is_none() => {
+            datadir_fatal = Some(problem.fatal(&cx.shown));
+            cx.find(
+                Code::DataDirInvalid,
+                Severity::Problem,
+                format!(
+                    "the directory's mode is {mode:04o}; PostgreSQL {} requires {}",
+                    major.map(|m| m.to_string()).unwrap_or_default(),
+                    problem.accepted_modes().unwrap_or_default()
+                ),
+            );
+        }
+        _ => {}
     }
     if datadir_fatal.is_none() && version.data_dir_major.is_none() {
         let pgv = cx.shown.join("PG_VERSION");
@@ -1278,29 +1272,33 @@ fn line7_check(
     let mut line7_unknown: Option<String> = None;
     if let (LockStage::Dead, Some((id1, id2))) = (stage, reading.and_then(|r| r.shmem)) {
         let shmid = id2 as i32;
-        match cx.host.by_shmid(shmid).cloned() {
-            None => {}
+        let (whose, nattch, belongs) = match cx.host.by_shmid(shmid).cloned() {
+            None => (pg::Whose::Vanished, 0, None),
             Some(e) => match cx.belongs.get(&shmid).cloned() {
-                Some(Belongs::This(_)) if e.nattch > 0 => {
-                    line7_blocks = Some(format!(
-                        "pre-existing shared memory block (key {id1}, ID {id2}) is still in use"
-                    ));
-                }
-                Some(Belongs::Foreign(why)) => cx.find(
-                    Code::SegmentForeign,
-                    Severity::Info,
-                    format!(
-                        "line 7 names segment ID {shmid}, which now belongs to something else ({why}); PostgreSQL ignores it"
-                    ),
-                ),
-                Some(Belongs::Unknown(why)) if e.nattch > 0 => {
-                    line7_unknown = Some(format!(
-                        "segment ID {shmid} (line 7) has {} attached, and whose it is cannot be told: {why}",
-                        e.nattch
-                    ));
-                }
-                _ => {}
+                Some(b) => (whose(&b), e.nattch, Some(b)),
+                None => return (None, None),
             },
+        };
+        match (pg::line7_verdict(whose, nattch), belongs) {
+            (pg::Line7Verdict::InUse, _) => {
+                line7_blocks = Some(format!(
+                    "pre-existing shared memory block (key {id1}, ID {id2}) is still in use"
+                ));
+            }
+            (pg::Line7Verdict::Ignored, Some(Belongs::Foreign(why))) => cx.find(
+                Code::SegmentForeign,
+                Severity::Info,
+                format!(
+                    "line 7 names segment ID {shmid}, which now belongs to something else ({why}); PostgreSQL ignores it"
+                ),
+            ),
+            (pg::Line7Verdict::Unknown, b) => {
+                let why = b.as_ref().map(Belongs::evidence).unwrap_or_default();
+                line7_unknown = Some(format!(
+                    "segment ID {shmid} (line 7) has {nattch} attached, and whose it is cannot be told: {why}"
+                ));
+            }
+            _ => {}
         }
     }
     (line7_blocks, line7_unknown)
@@ -1324,10 +1322,16 @@ fn probe_outcome(
     let (seed_key, seed_from) = first_key(cx, version, start);
     let ends: Vec<(Algorithm, ProbeEnd)> = match (seed_key, version.algorithm) {
         (None, _) => Vec::new(),
-        (Some(k), Some(a)) => vec![(a, probe(cx, k, a, parts.as_ref()))],
+        (Some(k), Some(a)) => vec![(a, probe(cx, k, a.into(), parts.as_ref()))],
         (Some(k), None) => vec![
-            (Algorithm::New, probe(cx, k, Algorithm::New, parts.as_ref())),
-            (Algorithm::Old, probe(cx, k, Algorithm::Old, parts.as_ref())),
+            (
+                Algorithm::New,
+                probe(cx, k, pg::Algorithm::New, parts.as_ref()),
+            ),
+            (
+                Algorithm::Old,
+                probe(cx, k, pg::Algorithm::Old, parts.as_ref()),
+            ),
         ],
     };
     let probe_end: ProbeEnd = match ends.as_slice() {
@@ -2312,86 +2316,90 @@ fn first_key(cx: &Ctx<'_>, v: &VersionInfo, start: &StartSettings) -> (Option<Sh
     (key, from)
 }
 
-/// Follow the server's probe loop from `start` over the host's segments.
+/// Whose a segment is, in the terms of `pg`'s rules.
+fn whose(b: &Belongs) -> pg::Whose {
+    match b {
+        Belongs::This(_) => pg::Whose::ThisDirectory,
+        Belongs::Foreign(_) => pg::Whose::Foreign,
+        Belongs::Unknown(_) => pg::Whose::Unknown,
+    }
+}
+
+/// Follow the server's probe loop from `start` over the host's segments,
+/// each step as `pg::probe_step` rules.
 fn probe(
     cx: &mut Ctx<'_>,
     start: ShmKey,
-    algo: Algorithm,
+    algo: pg::Algorithm,
     lock: Option<&PidFileParts>,
 ) -> ProbeEnd {
     let mut key = start.0;
     for _ in 0..MAX_PROBE {
-        let Some(e) = cx.host.by_key(key).cloned() else {
-            return ProbeEnd::Creates {
-                key,
-                recycles: None,
-                unsure: None,
-            };
-        };
-        let b = match cx.belongs.get(&e.shmid) {
-            Some(b) => b.clone(),
-            None => {
-                let b = cx.decide(&e, lock);
-                cx.belongs.insert(e.shmid, b.clone());
-                b
+        let found = match cx.host.by_key(key).cloned() {
+            None => None,
+            Some(e) => {
+                let b = match cx.belongs.get(&e.shmid) {
+                    Some(b) => b.clone(),
+                    None => {
+                        let b = cx.decide(&e, lock);
+                        cx.belongs.insert(e.shmid, b.clone());
+                        b
+                    }
+                };
+                Some((e, b))
             }
         };
-        let can_remove = e.uid == cx.owner.0 || e.cuid == cx.owner.0;
-        match algo {
-            Algorithm::New => match b {
-                Belongs::Foreign(_) => key = key.wrapping_add(1),
-                Belongs::This(_) if e.nattch > 0 => {
-                    return ProbeEnd::Blocked { key, shmid: e.shmid }
-                }
-                Belongs::This(_) if can_remove => {
-                    return ProbeEnd::Creates {
-                        key,
-                        recycles: Some(e.shmid),
-                        unsure: None,
-                    }
-                }
-                Belongs::This(_) => key = key.wrapping_add(1),
-                Belongs::Unknown(why) if e.nattch > 0 => {
-                    return ProbeEnd::Unknown(format!(
-                        "segment ID {} at key {} has {} attached, and whose it is cannot be told: {why}",
-                        e.shmid,
-                        key_hex(key),
-                        e.nattch
-                    ))
-                }
-                // Unattached and ours (recycled here) or foreign (skipped):
-                // either way the server starts, at this key or a later one.
-                Belongs::Unknown(_) => {
-                    return ProbeEnd::Creates {
-                        key,
-                        recycles: None,
-                        unsure: Some(e.shmid),
-                    }
-                }
+        let at = match &found {
+            None => pg::SegmentAtKey::Free,
+            Some((e, b)) => pg::SegmentAtKey::Taken {
+                whose: whose(b),
+                nattch: e.nattch,
+                removable: e.uid == cx.owner.0 || e.cuid == cx.owner.0,
+                readable: cx.server_can_read(e) && e.size >= HEADER_SIZE as u64,
+                // Only the old loop asks (kill(creatorPID, 0)).
+                creator_alive: algo == pg::Algorithm::Old && cx.host.procfs.stat(e.cpid).is_ok(),
             },
-            Algorithm::Old => {
-                // Old loop: attach (needs read access), check the magic, then
-                // the creator PID: alive (any user) → next key; dead →
-                // remove, attached or not, and take the key.
-                if !cx.server_can_read(&e) || e.size < HEADER_SIZE as u64 {
-                    key = key.wrapping_add(1);
-                    continue;
-                }
-                let creator_alive = cx.host.procfs.stat(e.cpid).is_ok();
-                if creator_alive || matches!(b, Belongs::Foreign(_)) && !can_remove {
-                    key = key.wrapping_add(1);
-                    continue;
-                }
-                if !can_remove {
-                    key = key.wrapping_add(1);
-                    continue;
-                }
+        };
+        let (shmid, nattch, why) = found
+            .as_ref()
+            .map_or((0, 0, ""), |(e, b)| (e.shmid, e.nattch, b.evidence()));
+        match pg::probe_step(algo, &at) {
+            pg::ProbeStep::Create => {
                 return ProbeEnd::Creates {
                     key,
-                    recycles: Some(e.shmid),
+                    recycles: None,
                     unsure: None,
-                };
+                }
             }
+            pg::ProbeStep::Recycle => {
+                return ProbeEnd::Creates {
+                    key,
+                    recycles: Some(shmid),
+                    unsure: None,
+                }
+            }
+            // Unattached and ours (recycled here) or foreign (skipped):
+            // either way the server starts, at this key or a later one.
+            pg::ProbeStep::RecycleOrNextKey => {
+                return ProbeEnd::Creates {
+                    key,
+                    recycles: None,
+                    unsure: Some(shmid),
+                }
+            }
+            pg::ProbeStep::Blocked => {
+                return ProbeEnd::Blocked { key, shmid }
+            }
+            pg::ProbeStep::Unknown => {
+                return ProbeEnd::Unknown(format!(
+                    "segment ID {shmid} at key {} has {nattch} attached, and whose it is cannot be told: {why}",
+                    key_hex(key),
+                ))
+            }
+            pg::ProbeStep::NextKey => key = key.wrapping_add(1),
+            // A segment that vanished is looked at again (not seen here:
+            // the host's table is read once).
+            pg::ProbeStep::Retry => {}
         }
     }
     ProbeEnd::Unknown(format!(

@@ -23,7 +23,8 @@ use std::time::Duration;
 use interlock::pg::major_of;
 use serde::Serialize;
 
-/// The interlock algorithm a server version runs (facts sheet §0).
+/// The interlock algorithm a server version runs: `interlock::pg::Algorithm`,
+/// as reports show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
@@ -33,6 +34,24 @@ pub enum Algorithm {
     /// 10.0–10.7, 11.0–11.2: recycles any segment whose creator PID is
     /// dead, attached or not.
     Old,
+}
+
+impl From<interlock::pg::Algorithm> for Algorithm {
+    fn from(a: interlock::pg::Algorithm) -> Self {
+        match a {
+            interlock::pg::Algorithm::New => Algorithm::New,
+            interlock::pg::Algorithm::Old => Algorithm::Old,
+        }
+    }
+}
+
+impl From<Algorithm> for interlock::pg::Algorithm {
+    fn from(a: Algorithm) -> Self {
+        match a {
+            Algorithm::New => interlock::pg::Algorithm::New,
+            Algorithm::Old => interlock::pg::Algorithm::Old,
+        }
+    }
 }
 
 /// Where the keys PostgreSQL probes start: `interlock::pg::KeySeed`, as
@@ -83,33 +102,11 @@ impl VersionInfo {
     }
 }
 
-/// `"10.7"` → 7; `None` for a release without a minor (`"15devel"`).
-fn minor_of(v: &str) -> Option<u32> {
-    let rest = v.split('.').nth(1)?;
-    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits.parse().ok()
-}
-
-/// The key seed and algorithm of a major (and, for 10 and 11, minor) version.
+/// The key seed and algorithm of a major (and, for 10 and 11, minor)
+/// version: `interlock::pg::key_seed` and `interlock::pg::algorithm_of_server`.
 pub fn algorithm_of(major: u32, server: Option<&str>) -> (Option<KeySeed>, Option<Algorithm>) {
     let keys = interlock::pg::key_seed(major).map(KeySeed::from);
-    let server_minor = server
-        .filter(|v| major_of(v) == Some(major))
-        .and_then(minor_of);
-    let algorithm = match (major, server_minor) {
-        (12.., _) => Some(Algorithm::New),
-        (10, Some(m)) => Some(if m >= 8 {
-            Algorithm::New
-        } else {
-            Algorithm::Old
-        }),
-        (11, Some(m)) => Some(if m >= 3 {
-            Algorithm::New
-        } else {
-            Algorithm::Old
-        }),
-        _ => None,
-    };
+    let algorithm = interlock::pg::algorithm_of_server(major, server).map(Algorithm::from);
     (keys, algorithm)
 }
 
@@ -283,5 +280,14 @@ mod tests {
         assert_eq!(algorithm_of(11, None).1, None);
         assert_eq!(algorithm_of(11, Some("15.2")).1, None);
         assert_eq!(algorithm_of(9, None), (None, None));
+    }
+
+    #[test]
+    fn algorithms_convert_both_ways() {
+        use interlock::pg::Algorithm as Pg;
+        assert_eq!(Algorithm::from(Pg::New), Algorithm::New);
+        assert_eq!(Algorithm::from(Pg::Old), Algorithm::Old);
+        assert_eq!(Pg::from(Algorithm::New), Pg::New);
+        assert_eq!(Pg::from(Algorithm::Old), Pg::Old);
     }
 }

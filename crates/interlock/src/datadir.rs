@@ -95,7 +95,7 @@ impl DataDir {
         let st = rustix::fs::fstat(&fd)
             .map_err(|e| Error::sys(format!("fstat(\"{}\")", abs.display()), e.into()))?;
         let euid = rustix::process::geteuid().as_raw();
-        if st.st_uid != euid {
+        if crate::pg::check_data_dir_owner(st.st_uid, euid).is_err() {
             return Err(Error::DataDirUnusable {
                 path: path.to_path_buf(),
                 reason: format!("has wrong ownership: it is owned by uid {}, and this process runs as uid {euid}", st.st_uid),

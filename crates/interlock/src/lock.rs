@@ -59,7 +59,7 @@ use crate::datadir::DataDir;
 use crate::lockfile::{self, Existing, FileId};
 use crate::pg;
 use crate::process::{OwnerVerdict, ProcFs};
-use crate::segment::{self, SegmentState};
+use crate::segment;
 use crate::sys;
 use crate::sys::shm::{Attachment, ShmId, ShmKey};
 use crate::Error;
@@ -725,29 +725,18 @@ fn check_existing(
         | OwnerVerdict::OtherUser => {}
     }
     if let Some(line) = pf.shmem {
+        // PostgreSQL's PGSharedMemoryIsInUse, as pg::line7_verdict rules;
+        // stronger: an unattached segment of ours is removed now.
         let shmid = ShmId(line.shmid);
-        match segment::analyze(shmid, &dir.path) {
-            SegmentState::Attached { nattch, .. } => {
-                return Err(Error::SegmentInUse {
-                    data_dir: dir.path.clone(),
-                    key: ShmKey(line.key),
-                    shmid,
-                    nattch,
-                    holders: procfs.holders_or_creator(shmid, nattch),
-                })
+        let state = segment::analyze(shmid, &dir.path);
+        match pg::line7_verdict(state.whose(), state.nattch()) {
+            pg::Line7Verdict::InUse | pg::Line7Verdict::Unknown => {
+                return Err(state.refusal(&dir.path, ShmKey(line.key), shmid))
             }
-            SegmentState::AnalysisFailure { op, error } => {
-                return Err(Error::SegmentAnalysisFailed {
-                    key: ShmKey(line.key),
-                    shmid,
-                    op,
-                    source: error,
-                })
-            }
-            SegmentState::Unattached { .. } => {
+            pg::Line7Verdict::Unattached => {
                 segment::remove_if_unattached(shmid, &dir.path, dir.uid);
             }
-            SegmentState::Enoent | SegmentState::Foreign => {}
+            pg::Line7Verdict::Ignored => {}
         }
     }
     // Without our own lock file (segment-only holds) a stale file stays:

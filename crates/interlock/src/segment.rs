@@ -31,6 +31,7 @@ use interlock_format::dsm::{dsm_file_name, parse_dsm_control};
 use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
 use interlock_format::sysvipc::parse_shm_table;
 
+use crate::pg::{self, Algorithm, ProbeStep, SegmentAtKey};
 use crate::sys::shm::{self, Attachment, ShmId, ShmKey};
 use crate::Error;
 
@@ -69,6 +70,50 @@ impl SegmentState {
             self,
             SegmentState::Attached { .. } | SegmentState::AnalysisFailure { .. }
         )
+    }
+
+    /// Whose it is, for the rules in [`crate::pg`].
+    pub fn whose(&self) -> pg::Whose {
+        match self {
+            SegmentState::Enoent => pg::Whose::Vanished,
+            SegmentState::Foreign => pg::Whose::Foreign,
+            SegmentState::Attached { .. } | SegmentState::Unattached { .. } => {
+                pg::Whose::ThisDirectory
+            }
+            SegmentState::AnalysisFailure { .. } => pg::Whose::AnalysisFailure,
+        }
+    }
+
+    /// The attach count read before attaching (0 unless attached).
+    pub fn nattch(&self) -> u64 {
+        match self {
+            SegmentState::Attached { nattch, .. } => *nattch,
+            _ => 0,
+        }
+    }
+
+    /// The error refusing to start because of this segment at `key`, id
+    /// `shmid`: an analysis failure says what failed, anything else is in
+    /// use (the caller refuses only where [`crate::pg`]'s rules say so).
+    pub(crate) fn refusal(self, data_dir: &Path, key: ShmKey, shmid: ShmId) -> Error {
+        match self {
+            SegmentState::AnalysisFailure { op, error } => Error::SegmentAnalysisFailed {
+                key,
+                shmid,
+                op,
+                source: error,
+            },
+            other => {
+                let nattch = other.nattch();
+                Error::SegmentInUse {
+                    data_dir: data_dir.to_path_buf(),
+                    key,
+                    shmid,
+                    nattch,
+                    holders: crate::process::ProcFs::default().holders_or_creator(shmid, nattch),
+                }
+            }
+        }
     }
 }
 
@@ -242,9 +287,10 @@ pub(crate) struct Created {
 const MAX_KEYS: u32 = 1000;
 
 /// PostgreSQL's `PGSharedMemoryCreate` loop (NEW-ALGO): try to create at
-/// `start`; on a collision classify the existing segment: FOREIGN → next
-/// key; ENOENT → same key again; UNATTACHED (ours, nobody left) → clean up
-/// its DSM segments and remove it, then the same key (next key if removal
+/// `start`; on a collision classify the existing segment and take the step
+/// [`pg::probe_step`] gives for the new algorithm: FOREIGN → next key;
+/// ENOENT → same key again; UNATTACHED (ours, nobody left) → clean up its
+/// DSM segments and remove it, then the same key (next key if removal
 /// fails); ATTACHED or ANALYSIS_FAILURE → refuse.
 pub(crate) fn create(
     data_dir: &Path,
@@ -286,40 +332,38 @@ pub(crate) fn create(
                 ));
             }
         }
-        // Collision: look at what holds the key.
-        let shmid = match shm::get(key, HEADER_SIZE, 0) {
-            Ok(id) => id,
-            Err(_) => {
-                key = ShmKey(key.0.wrapping_add(1));
-                continue;
-            }
+        // Collision: look at what holds the key. shmget failing is FOREIGN.
+        let found = shm::get(key, HEADER_SIZE, 0)
+            .ok()
+            .map(|shmid| (shmid, analyze(shmid, data_dir)));
+        let at = SegmentAtKey::Taken {
+            whose: found
+                .as_ref()
+                .map_or(pg::Whose::Foreign, |(_, state)| state.whose()),
+            nattch: found.as_ref().map_or(0, |(_, state)| state.nattch()),
+            // IPC_RMID's own answer decides (a failure: next key).
+            removable: true,
+            // The new algorithm asks neither.
+            readable: true,
+            creator_alive: false,
         };
-        match analyze(shmid, data_dir) {
-            SegmentState::Enoent => {}
-            SegmentState::Foreign => key = ShmKey(key.0.wrapping_add(1)),
-            SegmentState::Attached { nattch, .. } => {
-                return Err(Error::SegmentInUse {
-                    data_dir: data_dir.to_path_buf(),
-                    key,
-                    shmid,
-                    nattch,
-                    holders: crate::process::ProcFs::default().holders_or_creator(shmid, nattch),
-                })
-            }
-            SegmentState::AnalysisFailure { op, error } => {
-                return Err(Error::SegmentAnalysisFailed {
-                    key,
-                    shmid,
-                    op,
-                    source: error,
-                })
-            }
-            SegmentState::Unattached { header } => {
+        match (pg::probe_step(Algorithm::New, &at), found) {
+            (ProbeStep::NextKey, _) | (_, None) => key = ShmKey(key.0.wrapping_add(1)),
+            (ProbeStep::Recycle, Some((shmid, SegmentState::Unattached { header }))) => {
                 cleanup_dsm(header.dsm_control, uid);
                 if shm::remove(shmid).is_err() {
                     key = ShmKey(key.0.wrapping_add(1));
                 }
             }
+            // Blocked; and where a step cannot be told (never, for a
+            // segment analysed by attaching), refuse as well.
+            (
+                ProbeStep::Blocked | ProbeStep::RecycleOrNextKey | ProbeStep::Unknown,
+                Some((shmid, state)),
+            ) => return Err(state.refusal(data_dir, key, shmid)),
+            // The same key again: it was free (ENOENT), or is to be
+            // analysed again.
+            (ProbeStep::Create | ProbeStep::Retry | ProbeStep::Recycle, Some(_)) => {}
         }
     }
 }

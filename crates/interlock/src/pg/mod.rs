@@ -5,8 +5,13 @@
 //! server applies, so each rule is written here once and used by the lock
 //! and by the operator tooling alike: which key the server probes first,
 //! how a major version is read from `PG_VERSION`, how `postmaster.pid` is
-//! read, and the names of the lock files. The formats themselves (the
-//! lock file's lines, a process title) are parsed in `interlock_format`.
+//! read, and the names of the lock files; which probe algorithm a release
+//! runs and what one step of its key probe does with the segment it finds
+//! ([`probe_step`]); what the server makes of the segment named on line 7
+//! of a stale lock file ([`line7_verdict`]); and its data directory checks,
+//! with each version's wording ([`check_data_dir_owner`],
+//! [`check_data_dir_mode`]). The formats themselves (the lock file's
+//! lines, a process title) are parsed in `interlock_format`.
 //!
 //! Nothing here signals a process or serialises anything.
 //!
@@ -21,6 +26,15 @@ use interlock_format::pidfile::MAX_PIDFILE_SIZE;
 
 pub use crate::safe_fs::ReadError;
 use crate::sys::shm::ShmKey;
+
+mod datadir;
+mod probe;
+
+pub use self::datadir::{check_data_dir_mode, check_data_dir_owner, DataDirProblem};
+pub use self::probe::{
+    algorithm, algorithm_of_server, line7_verdict, minor_of, probe_step, Algorithm, Line7Verdict,
+    ProbeStep, SegmentAtKey, Whose,
+};
 
 /// The lock file's name inside the data directory (`DIRECTORY_LOCK_FILE`
 /// in `src/backend/utils/init/miscinit.c`).

@@ -1,0 +1,377 @@
+//! The server's System V segment rules: which probe algorithm a release
+//! runs, what one step of the key probe does with the segment it finds
+//! (`PGSharedMemoryCreate`), and what the lock file's line 7 makes it do
+//! (`PGSharedMemoryIsInUse`), both in `src/backend/port/sysv_shmem.c`.
+
+use super::major_of;
+
+/// The interlock algorithm a server release runs.
+///
+/// Noah Misch's `IpcMemoryState` rework of `PGSharedMemoryCreate` and
+/// `PGSharedMemoryAttach` (`src/backend/port/sysv_shmem.c`) shipped in
+/// 10.8 and 11.3 and is in every 12.x and later; earlier minors of 10 and
+/// 11 run the loop from before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// 10.8+, 11.3+, 12+: segment states; refuses on an attached segment
+    /// of this directory found by key.
+    New,
+    /// 10.0–10.7, 11.0–11.2: recycles any segment whose creator PID is
+    /// dead, attached or not.
+    Old,
+}
+
+/// The minor version in a server's version string (`"10.7"` → 7,
+/// `"11.22"` → 22, `"10.3beta1"` → 3); `None` for a release without one
+/// (`"15devel"`, `"15"`). The string is `PG_VERSION_STR`'s number as
+/// `postgres --version` prints it (`src/backend/main/main.c`).
+pub fn minor_of(version: &str) -> Option<u32> {
+    let rest = version.split('.').nth(1)?;
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// The algorithm of a major version and, for 10 and 11, its minor (see
+/// [`Algorithm`]; `PGSharedMemoryCreate` in `src/backend/port/sysv_shmem.c`
+/// of each release). `None` when it cannot be told: 10 or 11 without a
+/// minor, or a major before 10, which this crate does not model.
+pub fn algorithm(major: u32, minor: Option<u32>) -> Option<Algorithm> {
+    let new_from = match major {
+        12.. => return Some(Algorithm::New),
+        10 => 8,
+        11 => 3,
+        _ => return None,
+    };
+    minor.map(|m| {
+        if m >= new_from {
+            Algorithm::New
+        } else {
+            Algorithm::Old
+        }
+    })
+}
+
+/// The algorithm of the server whose version string is `server` (as
+/// `postgres --version` prints it), for a data directory of `major`: its
+/// minor counts only if the string is of that major ([`algorithm`]).
+pub fn algorithm_of_server(major: u32, server: Option<&str>) -> Option<Algorithm> {
+    let minor = server
+        .filter(|v| major_of(v) == Some(major))
+        .and_then(minor_of);
+    algorithm(major, minor)
+}
+
+/// Whose a segment is, as far as its observer can tell: PostgreSQL's
+/// `IpcMemoryState` (`src/backend/port/sysv_shmem.c`) without the attach
+/// count, which is given beside it, plus [`Whose::Unknown`] for a
+/// diagnosis that could not read the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whose {
+    /// Its header names this data directory (`SHMSTATE_ATTACHED` or
+    /// `SHMSTATE_UNATTACHED`, by the attach count).
+    ThisDirectory,
+    /// Exists, but not this directory's, or not one the server may read
+    /// or attach, or smaller than a header (`SHMSTATE_FOREIGN`).
+    Foreign,
+    /// No segment with that id (any more) (`SHMSTATE_ENOENT`).
+    Vanished,
+    /// An unexpected failure while analysing it
+    /// (`SHMSTATE_ANALYSIS_FAILURE`).
+    AnalysisFailure,
+    /// Not known: an observer that does not attach could not read its
+    /// header.
+    Unknown,
+}
+
+/// What a server finds at a key it probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentAtKey {
+    /// No segment: `shmget(key, size, IPC_CREAT | IPC_EXCL | 0600)`
+    /// succeeds.
+    Free,
+    /// A segment holds the key.
+    Taken {
+        /// Whose it is.
+        whose: Whose,
+        /// Its attach count (`shm_nattch`), read before attaching.
+        nattch: u64,
+        /// Whether the server's user may remove it (`IPC_RMID`: it is the
+        /// segment's owner or creator). An observer about to try the
+        /// removal itself may say `true`: a failed removal leads to the
+        /// next key, as [`ProbeStep::Recycle`] says.
+        removable: bool,
+        /// Whether the server's user may attach it and read a header from
+        /// it: read permission, and at least `sizeof(PGShmemHeader)`
+        /// bytes. Only the old algorithm asks; for the new one an
+        /// unreadable segment is [`Whose::Foreign`].
+        readable: bool,
+        /// Whether the header's creator PID is alive (`kill(pid, 0)`
+        /// succeeds or fails otherwise than `ESRCH`). Only the old
+        /// algorithm asks.
+        creator_alive: bool,
+    },
+}
+
+/// What one step of the key probe does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeStep {
+    /// The key is free: create the segment here.
+    Create,
+    /// Remove the segment (after the DSM segments its header's
+    /// `dsm_control` lists) and create here; if `IPC_RMID` fails, go on to
+    /// the next key ("assume the segment belongs to someone else after
+    /// all").
+    Recycle,
+    /// The segment vanished while being analysed: try the same key again
+    /// (LOG "shared memory block (key %lu, ID %lu) deleted during
+    /// startup").
+    Retry,
+    /// Leave it and try the next key.
+    NextKey,
+    /// FATAL "pre-existing shared memory block (key %lu, ID %lu) is still
+    /// in use": the server refuses to start.
+    Blocked,
+    /// Nobody is attached and whose it is cannot be told: the server
+    /// recycles it if it is this directory's and moves on if not; either
+    /// way it starts.
+    RecycleOrNextKey,
+    /// Processes are attached and whose it is cannot be told: the server
+    /// refuses if it is this directory's and moves on if not.
+    Unknown,
+}
+
+/// What `PGSharedMemoryCreate` (`src/backend/port/sysv_shmem.c`) does with
+/// what it finds at one key, under `algo`.
+///
+/// New algorithm (10.8+, 11.3+, 12+): `ATTACHED` or `ANALYSIS_FAILURE` →
+/// FATAL; `ENOENT` → the same key again; `FOREIGN` → the next key;
+/// `UNATTACHED` → recycle (the next key if `IPC_RMID` fails). It never
+/// removes a segment anybody is attached to, nor another directory's.
+///
+/// Old algorithm (10.0–10.7, 11.0–11.2): a segment it cannot attach and
+/// read a header from → the next key; a live creator → the next key;
+/// otherwise remove it, attached or not, whoever's it is (the next key if
+/// `IPC_RMID` fails). It never refuses.
+///
+/// `DataDirLock::acquire` takes the new algorithm's steps, and refuses
+/// where a step cannot be told.
+pub fn probe_step(algo: Algorithm, at: &SegmentAtKey) -> ProbeStep {
+    let SegmentAtKey::Taken {
+        whose,
+        nattch,
+        removable,
+        readable,
+        creator_alive,
+    } = *at
+    else {
+        return ProbeStep::Create;
+    };
+    match algo {
+        Algorithm::New => match whose {
+            Whose::Vanished => ProbeStep::Retry,
+            Whose::AnalysisFailure => ProbeStep::Blocked,
+            Whose::Foreign => ProbeStep::NextKey,
+            Whose::ThisDirectory if nattch > 0 => ProbeStep::Blocked,
+            Whose::ThisDirectory if removable => ProbeStep::Recycle,
+            Whose::ThisDirectory => ProbeStep::NextKey,
+            Whose::Unknown if nattch > 0 => ProbeStep::Unknown,
+            Whose::Unknown => ProbeStep::RecycleOrNextKey,
+        },
+        // shmget(key, sizeof hdr, 0) or shmat failing, a live creator, an
+        // IPC_RMID refused: all lead to the next key.
+        Algorithm::Old => {
+            if matches!(whose, Whose::Vanished | Whose::AnalysisFailure)
+                || !readable
+                || creator_alive
+                || !removable
+            {
+                ProbeStep::NextKey
+            } else {
+                ProbeStep::Recycle
+            }
+        }
+    }
+}
+
+/// What a starting server makes of the segment named on line 7 of a lock
+/// file whose owner is dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line7Verdict {
+    /// In use: FATAL "pre-existing shared memory block (key %lu, ID %lu)
+    /// is still in use" (this directory's with processes attached, or an
+    /// analysis failure).
+    InUse,
+    /// This directory's, nobody attached: not in use. The server goes on
+    /// and leaves it (`PGSharedMemoryIsInUse` removes nothing; the key
+    /// probe recycles it if it reaches its key); `DataDirLock::acquire`
+    /// removes it then and there.
+    Unattached,
+    /// Not in use and nothing to clean: no such segment, another's, or one
+    /// nobody is attached to whose owner cannot be told.
+    Ignored,
+    /// Processes are attached and whose it is cannot be told: in use if it
+    /// is this directory's, ignored if not.
+    Unknown,
+}
+
+/// `PGSharedMemoryIsInUse(id1, id2)` (`src/backend/port/sysv_shmem.c`),
+/// called by `CreateLockFile` (`src/backend/utils/init/miscinit.c`) for
+/// line 7 of a stale `postmaster.pid`: only the shmid counts. The new
+/// algorithm maps `ATTACHED` and `ANALYSIS_FAILURE` to in use and the
+/// rest to not; the old one reaches the same answers for these states
+/// (nobody attached → not in use, before anything else; header of another
+/// directory → not in use).
+pub fn line7_verdict(whose: Whose, nattch: u64) -> Line7Verdict {
+    match whose {
+        Whose::AnalysisFailure => Line7Verdict::InUse,
+        Whose::ThisDirectory if nattch > 0 => Line7Verdict::InUse,
+        Whose::ThisDirectory => Line7Verdict::Unattached,
+        Whose::Foreign | Whose::Vanished => Line7Verdict::Ignored,
+        Whose::Unknown if nattch > 0 => Line7Verdict::Unknown,
+        Whose::Unknown => Line7Verdict::Ignored,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minors() {
+        assert_eq!(minor_of("10.7"), Some(7));
+        assert_eq!(minor_of("11.22"), Some(22));
+        assert_eq!(minor_of("10.3beta1"), Some(3));
+        assert_eq!(minor_of("15devel"), None);
+        assert_eq!(minor_of("15"), None);
+        assert_eq!(minor_of("15."), None);
+    }
+
+    #[test]
+    fn algorithms_per_version() {
+        use Algorithm::{New, Old};
+        let table: &[(u32, Option<u32>, Option<Algorithm>)] = &[
+            (9, Some(6), None),
+            (10, None, None),
+            (10, Some(0), Some(Old)),
+            (10, Some(7), Some(Old)),
+            (10, Some(8), Some(New)),
+            (10, Some(23), Some(New)),
+            (11, None, None),
+            (11, Some(0), Some(Old)),
+            (11, Some(2), Some(Old)),
+            (11, Some(3), Some(New)),
+            (11, Some(22), Some(New)),
+            (12, None, Some(New)),
+            (12, Some(0), Some(New)),
+            (13, None, Some(New)),
+            (18, Some(4), Some(New)),
+        ];
+        for &(major, minor, want) in table {
+            assert_eq!(algorithm(major, minor), want, "{major}.{minor:?}");
+        }
+        assert_eq!(algorithm_of_server(10, Some("10.7")), Some(Old));
+        assert_eq!(algorithm_of_server(11, Some("11.3")), Some(New));
+        // A binary of another major says nothing of this one's minor.
+        assert_eq!(algorithm_of_server(11, Some("15.2")), None);
+        assert_eq!(algorithm_of_server(15, None), Some(New));
+    }
+
+    fn taken(whose: Whose, nattch: u64, removable: bool) -> SegmentAtKey {
+        SegmentAtKey::Taken {
+            whose,
+            nattch,
+            removable,
+            readable: true,
+            creator_alive: false,
+        }
+    }
+
+    #[test]
+    fn new_algorithm_steps() {
+        use ProbeStep::*;
+        use Whose::*;
+        let a = Algorithm::New;
+        assert_eq!(probe_step(a, &SegmentAtKey::Free), Create);
+        let table: &[(Whose, u64, bool, ProbeStep)] = &[
+            (ThisDirectory, 1, true, Blocked),
+            (ThisDirectory, 3, false, Blocked),
+            (ThisDirectory, 0, true, Recycle),
+            (ThisDirectory, 0, false, NextKey),
+            (Foreign, 0, true, NextKey),
+            (Foreign, 5, true, NextKey),
+            (Vanished, 0, true, Retry),
+            (AnalysisFailure, 0, true, Blocked),
+            (Whose::Unknown, 2, true, ProbeStep::Unknown),
+            (Whose::Unknown, 0, true, RecycleOrNextKey),
+        ];
+        for &(whose, nattch, removable, want) in table {
+            assert_eq!(
+                probe_step(a, &taken(whose, nattch, removable)),
+                want,
+                "{whose:?} nattch={nattch} removable={removable}"
+            );
+        }
+        // The new algorithm asks neither readability nor the creator.
+        let odd = SegmentAtKey::Taken {
+            whose: ThisDirectory,
+            nattch: 0,
+            removable: true,
+            readable: false,
+            creator_alive: true,
+        };
+        assert_eq!(probe_step(a, &odd), Recycle);
+    }
+
+    #[test]
+    fn old_algorithm_steps() {
+        use ProbeStep::*;
+        use Whose::*;
+        let a = Algorithm::Old;
+        assert_eq!(probe_step(a, &SegmentAtKey::Free), Create);
+        let at = |whose, nattch, removable, readable, creator_alive| SegmentAtKey::Taken {
+            whose,
+            nattch,
+            removable,
+            readable,
+            creator_alive,
+        };
+        let table: &[(SegmentAtKey, ProbeStep)] = &[
+            // Attached, this directory's, creator dead: removed anyway.
+            (at(ThisDirectory, 4, true, true, false), Recycle),
+            (at(ThisDirectory, 0, true, true, false), Recycle),
+            // Another directory's, creator dead: removed too.
+            (at(Foreign, 0, true, true, false), Recycle),
+            (at(Whose::Unknown, 2, true, true, false), Recycle),
+            // A live creator, whoever's: next key.
+            (at(ThisDirectory, 4, true, true, true), NextKey),
+            // Cannot attach or read a header: next key.
+            (at(ThisDirectory, 0, true, false, false), NextKey),
+            // IPC_RMID refused: next key.
+            (at(ThisDirectory, 0, false, true, false), NextKey),
+            (at(Vanished, 0, true, true, false), NextKey),
+            (at(AnalysisFailure, 0, true, true, false), NextKey),
+        ];
+        for (seg, want) in table {
+            assert_eq!(probe_step(a, seg), *want, "{seg:?}");
+        }
+    }
+
+    #[test]
+    fn line7_verdicts() {
+        use Line7Verdict as V;
+        use Whose::*;
+        let table: &[(Whose, u64, Line7Verdict)] = &[
+            (ThisDirectory, 1, V::InUse),
+            (ThisDirectory, 0, V::Unattached),
+            (AnalysisFailure, 0, V::InUse),
+            (Foreign, 3, V::Ignored),
+            (Foreign, 0, V::Ignored),
+            (Vanished, 0, V::Ignored),
+            (Unknown, 2, V::Unknown),
+            (Unknown, 0, V::Ignored),
+        ];
+        for &(whose, nattch, want) in table {
+            assert_eq!(line7_verdict(whose, nattch), want, "{whose:?} {nattch}");
+        }
+    }
+}
