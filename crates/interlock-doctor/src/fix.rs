@@ -5,7 +5,7 @@
 //! shifting the key) remove the interlock while old processes may still
 //! write to the data files. A fix instead:
 //!
-//! 1. stops every process [`status`](super::status) proved attached to one
+//! 1. stops every process [`status()`](super::status()) proved attached to one
 //!    of this directory's segments (SIGCONT if stopped, then the signal
 //!    that fits its role, then SIGKILL after a grace period), each through
 //!    a pidfd opened *before* its identity (PID, start time in clock

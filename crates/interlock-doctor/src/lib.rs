@@ -2,7 +2,7 @@
 //! start on a data directory, and if not, why
 //! not, who holds it, and what to do.
 //!
-//! [`status`] replays the server's own startup checks against what the
+//! [`status()`] replays the server's own startup checks against what the
 //! host shows, in the server's order (facts sheet §0.1, §3.2, §1.5, §1.6):
 //! the data directory checks, then `postmaster.pid` read the server's
 //! lenient way (PID by `atoi`, `kill(pid, 0)` semantics, line 7's segment),

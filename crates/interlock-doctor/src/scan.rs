@@ -6,7 +6,7 @@
 //! Data directories are found from the working directories of PostgreSQL
 //! processes (every server process runs in its data directory), from the
 //! directories given, and from Debian's `/var/lib/postgresql/*/*`. Each is
-//! then diagnosed with [`super::status`].
+//! then diagnosed with [`super::status()`].
 
 use std::collections::BTreeMap;
 use std::fs;

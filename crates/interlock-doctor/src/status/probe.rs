@@ -1,0 +1,230 @@
+//! The key probe: the first key (`interlock::pg::first_key`) and each step
+//! of the server's loop (`interlock::pg::probe_step`, after
+//! `PGSharedMemoryCreate` in src/backend/port/sysv_shmem.c) over the host's
+//! segments.
+
+use super::*;
+
+/// How far the probe is followed; PostgreSQL has no bound, but a host with
+/// a thousand foreign segments in a row is broken.
+pub(super) const MAX_PROBE: usize = 1000;
+
+/// Where the key probe starts, from what, and how it ends.
+pub(super) struct ProbeStage {
+    pub(super) seed_key: Option<ShmKey>,
+    pub(super) seed_from: String,
+    pub(super) end: ProbeEnd,
+}
+
+/// Follow the key probe from the first key, for each algorithm that may apply.
+pub(super) fn probe_outcome(
+    cx: &mut Ctx<'_>,
+    version: &VersionInfo,
+    start: &StartSettings,
+    parts: Option<PidFileParts>,
+) -> ProbeStage {
+    let major = version.major();
+    let (seed_key, seed_from) = first_key(cx, version, start);
+    let ends: Vec<(Algorithm, ProbeEnd)> = match (seed_key, version.algorithm) {
+        (None, _) => Vec::new(),
+        (Some(k), Some(a)) => vec![(a, probe(cx, k, a.into(), parts.as_ref()))],
+        (Some(k), None) => vec![
+            (
+                Algorithm::New,
+                probe(cx, k, pg::Algorithm::New, parts.as_ref()),
+            ),
+            (
+                Algorithm::Old,
+                probe(cx, k, pg::Algorithm::Old, parts.as_ref()),
+            ),
+        ],
+    };
+    let probe_end: ProbeEnd = match ends.as_slice() {
+        [] => ProbeEnd::Unknown(
+            "the major version is unknown, so the first key is too (PG_VERSION unreadable or before 10)".into(),
+        ),
+        [(_, one)] => one.clone(),
+        [(_, a), (_, b)] if std::mem::discriminant(a) == std::mem::discriminant(b) => a.clone(),
+        _ => {
+            cx.find(
+                Code::VersionUnknown,
+                Severity::Problem,
+                format!(
+                    "PostgreSQL {} before {} would start here and later minors would refuse; give the server binary with --postgres",
+                    major.unwrap_or(0),
+                    if major == Some(10) { "10.8" } else { "11.3" }
+                ),
+            );
+            ProbeEnd::Unknown("the minor version decides, and it is unknown".into())
+        }
+    };
+    if let Some(k) = seed_key {
+        if let Some(e) = cx.host.by_key(k.0).cloned() {
+            if let Some(Belongs::Foreign(why)) = cx.belongs.get(&e.shmid).cloned().or_else(|| {
+                (!cx.server_can_read(&e) || e.size < HEADER_SIZE as u64)
+                    .then(|| cx.decide(&e, parts.as_ref()))
+            }) {
+                cx.find(
+                    Code::KeyCollision,
+                    Severity::Info,
+                    format!(
+                        "the first key PostgreSQL probes, {} ({}), is taken by segment ID {} ({why}); it moves on to the next free key",
+                        k, key_hex(k.0), e.shmid
+                    ),
+                );
+            }
+        }
+    }
+    ProbeStage {
+        seed_key,
+        seed_from,
+        end: probe_end,
+    }
+}
+
+pub(super) fn first_key(
+    cx: &Ctx<'_>,
+    v: &VersionInfo,
+    start: &StartSettings,
+) -> (Option<ShmKey>, String) {
+    let Some(major) = v.major() else {
+        return (None, "unknown".into());
+    };
+    let key = pg::first_key(major, start.port, cx.dir_id.1);
+    let from = match pg::key_seed(major) {
+        Some(pg::KeySeed::Inode) => format!("the directory's inode {}", cx.dir_id.1),
+        Some(pg::KeySeed::Port) => format!("port {} ({})", start.port, start.port_from),
+        None => "unknown".into(),
+    };
+    (key, from)
+}
+
+/// Whose a segment is, in the terms of `pg`'s rules.
+pub(super) fn whose(b: &Belongs) -> pg::Whose {
+    match b {
+        Belongs::This(_) => pg::Whose::ThisDirectory,
+        Belongs::Foreign(_) => pg::Whose::Foreign,
+        Belongs::Unknown(_) => pg::Whose::Unknown,
+    }
+}
+
+/// Follow the server's probe loop from `start` over the host's segments,
+/// each step as `pg::probe_step` rules.
+pub(super) fn probe(
+    cx: &mut Ctx<'_>,
+    start: ShmKey,
+    algo: pg::Algorithm,
+    lock: Option<&PidFileParts>,
+) -> ProbeEnd {
+    let mut key = start.0;
+    for _ in 0..MAX_PROBE {
+        let found = match cx.host.by_key(key).cloned() {
+            None => None,
+            Some(e) => {
+                let b = match cx.belongs.get(&e.shmid) {
+                    Some(b) => b.clone(),
+                    None => {
+                        let b = cx.decide(&e, lock);
+                        cx.belongs.insert(e.shmid, b.clone());
+                        b
+                    }
+                };
+                Some((e, b))
+            }
+        };
+        let at = match &found {
+            None => pg::SegmentAtKey::Free,
+            Some((e, b)) => pg::SegmentAtKey::Taken {
+                whose: whose(b),
+                nattch: e.nattch,
+                removable: e.uid == cx.owner.0 || e.cuid == cx.owner.0,
+                readable: cx.server_can_read(e) && e.size >= HEADER_SIZE as u64,
+                // Only the old loop asks (kill(creatorPID, 0)).
+                creator_alive: algo == pg::Algorithm::Old && cx.host.procfs.stat(e.cpid).is_ok(),
+            },
+        };
+        let (shmid, nattch, why) = found
+            .as_ref()
+            .map_or((0, 0, ""), |(e, b)| (e.shmid, e.nattch, b.evidence()));
+        match pg::probe_step(algo, &at) {
+            pg::ProbeStep::Create => {
+                return ProbeEnd::Creates {
+                    key,
+                    recycles: None,
+                    unsure: None,
+                }
+            }
+            pg::ProbeStep::Recycle => {
+                return ProbeEnd::Creates {
+                    key,
+                    recycles: Some(shmid),
+                    unsure: None,
+                }
+            }
+            // Unattached and ours (recycled here) or foreign (skipped):
+            // either way the server starts, at this key or a later one.
+            pg::ProbeStep::RecycleOrNextKey => {
+                return ProbeEnd::Creates {
+                    key,
+                    recycles: None,
+                    unsure: Some(shmid),
+                }
+            }
+            pg::ProbeStep::Blocked => {
+                return ProbeEnd::Blocked { key, shmid }
+            }
+            pg::ProbeStep::Unknown => {
+                return ProbeEnd::Unknown(format!(
+                    "segment ID {shmid} at key {} has {nattch} attached, and whose it is cannot be told: {why}",
+                    key_hex(key),
+                ))
+            }
+            pg::ProbeStep::NextKey => key = key.wrapping_add(1),
+            // A segment that vanished is looked at again (not seen here:
+            // the host's table is read once).
+            pg::ProbeStep::Retry => {}
+        }
+    }
+    ProbeEnd::Unknown(format!(
+        "no free key within {MAX_PROBE} keys of {}",
+        key_hex(start.0)
+    ))
+}
+
+/// The probe as the report tells it.
+pub(super) fn describe_probe(
+    seed: Option<KeySeed>,
+    seed_from: String,
+    seed_key: Option<ShmKey>,
+    probe_end: &ProbeEnd,
+) -> ProbeInfo {
+    ProbeInfo {
+        seed,
+        seed_from,
+        first_key: seed_key.map(|k| key_u64(k.0)),
+        outcome: match probe_end {
+            ProbeEnd::Creates { key, recycles: None, unsure: None } => {
+                format!("creates its segment at key {}", key_hex(*key))
+            }
+            ProbeEnd::Creates { key, recycles: None, unsure: Some(id) } => format!(
+                "finds segment ID {id} at key {} with nobody attached: removes it and creates its own there if it is this directory's, else moves on to the next free key",
+                key_hex(*key)
+            ),
+            ProbeEnd::Creates { key, recycles: Some(id), .. } => format!(
+                "removes the old segment ID {id} (nobody attached) and creates its own at key {}",
+                key_hex(*key)
+            ),
+            ProbeEnd::Blocked { key, shmid } => format!(
+                "stops at key {}: segment ID {shmid} of this directory is still attached",
+                key_hex(*key)
+            ),
+            ProbeEnd::Unknown(why) => format!("unknown: {why}"),
+        },
+        creates_at: match probe_end {
+            ProbeEnd::Creates {
+                key, unsure: None, ..
+            } => Some(key_u64(*key)),
+            _ => None,
+        },
+    }
+}
