@@ -52,7 +52,10 @@ pub fn run(args: &HoldArgs) -> u8 {
         report(&e);
         return exit::HOLD_FAILED;
     }
-    let settings = interlock_doctor::config::read_settings(&args.datadir);
+    let settings = interlock_doctor::config::read_settings(
+        &interlock_doctor::HostRoot::default(),
+        &args.datadir,
+    );
     for r in &settings.refused {
         eprintln!("interlock: warning: {r}");
     }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use interlock_format::pgconf::parse_conf;
 
+use crate::HostRoot;
+
 /// A setting and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setting {
@@ -50,8 +52,10 @@ impl Settings {
 
 const MAX_DEPTH: usize = 10;
 
-/// `DATADIR/postgresql.conf`, else Debian's file that names `data_dir`.
-pub fn config_file(data_dir: &Path) -> PathBuf {
+/// `DATADIR/postgresql.conf`, else Debian's file under `ROOT/etc/postgresql`
+/// that names `data_dir` (its `data_directory` taken as it is, and, under
+/// a root that is not the host's, also under that root).
+pub fn config_file(root: &HostRoot, data_dir: &Path) -> PathBuf {
     let own = data_dir.join("postgresql.conf");
     if own.exists() {
         return own;
@@ -59,7 +63,11 @@ pub fn config_file(data_dir: &Path) -> PathBuf {
     let Ok(real) = fs::canonicalize(data_dir) else {
         return own;
     };
-    let candidates = fs::read_dir("/etc/postgresql")
+    let names = |value: &str| {
+        fs::canonicalize(value).is_ok_and(|p| p == real)
+            || (!root.is_host() && fs::canonicalize(root.at(value)).is_ok_and(|p| p == real))
+    };
+    let candidates = fs::read_dir(root.at("/etc/postgresql"))
         .into_iter()
         .flatten()
         .flatten()
@@ -72,9 +80,9 @@ pub fn config_file(data_dir: &Path) -> PathBuf {
             continue;
         };
         let names_us = parse_conf(&text).ok().is_some_and(|entries| {
-            entries.iter().any(|e| {
-                e.name == "data_directory" && fs::canonicalize(&e.value).is_ok_and(|p| p == real)
-            })
+            entries
+                .iter()
+                .any(|e| e.name == "data_directory" && names(&e.value))
         });
         if names_us {
             return conf;
@@ -85,17 +93,17 @@ pub fn config_file(data_dir: &Path) -> PathBuf {
 
 /// Read the configuration of the cluster in `data_dir`: its own
 /// `postgresql.conf`, or, in Debian's layout, the
-/// `/etc/postgresql/MAJOR/CLUSTER/postgresql.conf` whose `data_directory`
-/// is this directory.
+/// `ROOT/etc/postgresql/MAJOR/CLUSTER/postgresql.conf` whose
+/// `data_directory` is this directory.
 ///
 /// Every file is read through [`interlock::safe_fs`]: at most
 /// [`CONFIG_MAX`](interlock::safe_fs::CONFIG_MAX) bytes, never a FIFO or a
 /// device, and no symbolic link in a directory owned by another user than
 /// root or us (the data directory itself is trusted as given). What is
 /// refused is in [`Settings::problems`], naming the file.
-pub fn read_settings(data_dir: &Path) -> Settings {
+pub fn read_settings(root: &HostRoot, data_dir: &Path) -> Settings {
     let mut s = Settings::default();
-    read_file(data_dir, &config_file(data_dir), true, 0, &mut s);
+    read_file(data_dir, &config_file(root, data_dir), true, 0, &mut s);
     read_file(
         data_dir,
         &data_dir.join("postgresql.auto.conf"),
@@ -208,7 +216,7 @@ mod tests {
         fs::create_dir(d.path().join("conf.d")).unwrap();
         fs::write(d.path().join("conf.d/01.conf"), "max_connections = 50\n").unwrap();
         fs::write(d.path().join("postgresql.auto.conf"), "port = '5444'\n").unwrap();
-        let s = read_settings(d.path());
+        let s = read_settings(&HostRoot::default(), d.path());
         assert_eq!(s.port(), Some(5444));
         assert_eq!(s.get("shared_buffers"), Some("1GB"));
         assert_eq!(s.get("max_connections"), Some("50"));
@@ -223,14 +231,40 @@ mod tests {
             "include 'postgresql.conf'\n",
         )
         .unwrap();
-        let s = read_settings(d.path());
+        let s = read_settings(&HostRoot::default(), d.path());
         assert!(s.problems.iter().any(|p| p.contains("nested")));
         fs::write(d.path().join("postgresql.conf"), "port = 'x\n").unwrap();
-        let s = read_settings(d.path());
+        let s = read_settings(&HostRoot::default(), d.path());
         assert!(
             s.problems.iter().any(|p| p.contains("line 1")),
             "{:?}",
             s.problems
         );
+    }
+
+    #[test]
+    fn debians_layout_is_read_under_the_root() {
+        // ROOT/etc/postgresql/16/main/postgresql.conf names the data
+        // directory ROOT/var/lib/postgresql/16/main, which has no
+        // postgresql.conf of its own.
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("var/lib/postgresql/16/main");
+        fs::create_dir_all(&data).unwrap();
+        let etc = root.path().join("etc/postgresql/16/main");
+        fs::create_dir_all(&etc).unwrap();
+        fs::write(
+            etc.join("postgresql.conf"),
+            "data_directory = '/var/lib/postgresql/16/main'\nport = 5499\n",
+        )
+        .unwrap();
+        let fixture = HostRoot::new(root.path());
+        assert_eq!(config_file(&fixture, &data), etc.join("postgresql.conf"));
+        assert_eq!(read_settings(&fixture, &data).port(), Some(5499));
+        // The host's own /etc knows nothing of it.
+        assert_eq!(
+            config_file(&HostRoot::default(), &data),
+            data.join("postgresql.conf")
+        );
+        assert_eq!(read_settings(&HostRoot::default(), &data).port(), None);
     }
 }

@@ -468,9 +468,9 @@ impl Join {
         let Some(dir) = self.data_dir.clone() else {
             return false;
         };
-        *self
-            .huge_pages_on
-            .get_or_insert_with(|| read_settings(&dir).get("huge_pages") == Some("on"))
+        *self.huge_pages_on.get_or_insert_with(|| {
+            read_settings(&self.status_opts.root, &dir).get("huge_pages") == Some("on")
+        })
     }
 
     fn status_line(&mut self) -> Option<String> {
@@ -733,7 +733,7 @@ pub fn newest_log(
     use rustix::fs::{AtFlags, Dir, FileType};
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
-    let settings = read_settings(data_dir);
+    let settings = read_settings(root, data_dir);
     let dir = settings.get("log_directory").unwrap_or("log");
     let shown = if Path::new(dir).is_absolute() {
         PathBuf::from(dir)

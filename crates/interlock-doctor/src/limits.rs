@@ -609,7 +609,7 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
             None
         }
     };
-    let settings = read_settings(data_dir);
+    let settings = read_settings(&opts.root, data_dir);
     problems.extend(settings.problems.iter().cloned());
     let sizing = Sizing::from_settings(&settings);
     let m = major.unwrap_or(18);
@@ -678,7 +678,9 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
         );
         match found.server_binary.map(PathBuf::from) {
             Some(bin) => {
-                let ask = |name: &str| ask_server(&bin, data_dir, meta.uid(), meta.gid(), name);
+                let ask = |name: &str| {
+                    ask_server(&opts.root, &bin, data_dir, (meta.uid(), meta.gid()), name)
+                };
                 match ask("shared_memory_size").map(|v| v.parse::<u64>()) {
                     Ok(Ok(mb)) => {
                         size = Some(mb << 20);
@@ -817,15 +819,15 @@ pub const POSTGRES_C_TIME_LIMIT: std::time::Duration = std::time::Duration::from
 /// `postgres -D DIR -C NAME` as the directory's owner: its output, or
 /// why it failed (its last line of stderr, or that it timed out).
 fn ask_server(
+    root: &HostRoot,
     bin: &Path,
     data_dir: &Path,
-    uid: u32,
-    gid: u32,
+    (uid, gid): (u32, u32),
     name: &str,
 ) -> Result<String, String> {
     let mut cmd = Command::new(bin);
     cmd.arg("-D").arg(data_dir);
-    let conf = crate::config::config_file(data_dir);
+    let conf = crate::config::config_file(root, data_dir);
     if conf != data_dir.join("postgresql.conf") {
         // Debian's layout: the configuration lives in /etc/postgresql.
         cmd.arg("-c").arg(format!("config_file={}", conf.display()));

@@ -30,7 +30,7 @@ pub(super) fn start_settings(
     version: &VersionInfo,
     lock_info: &LockFileInfo,
 ) -> StartSettings {
-    let settings = crate::config::read_settings(&cx.real);
+    let settings = crate::config::read_settings(&cx.opts.root, &cx.real);
     for r in &settings.refused {
         cx.find(
             Code::UnsafeFile,
