@@ -39,6 +39,7 @@ pub(super) fn open<'a>(
         findings: Vec::new(),
         belongs: BTreeMap::new(),
         dsm_control: BTreeMap::new(),
+        headers: BTreeMap::new(),
         attached: Vec::new(),
         workers: Vec::new(),
     };
