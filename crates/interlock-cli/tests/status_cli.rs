@@ -63,9 +63,10 @@ fn bad_directories_are_errors_with_exit_2() {
     let (code, stdout, stderr) = run(&["status"], &missing);
     assert_eq!(code, Some(2));
     assert!(stdout.is_empty());
+    // checkDataDir's own FATAL, word for word (interlock::pg::DataDirProblem).
     assert!(
-        stderr.contains(&format!(
-            "data directory \"{}\" does not exist",
+        stderr.starts_with(&format!(
+            "interlock: PostgreSQL would say: FATAL:  data directory \"{}\" does not exist\n",
             missing.display()
         )),
         "{stderr}"
@@ -74,7 +75,13 @@ fn bad_directories_are_errors_with_exit_2() {
     std::fs::write(&file, b"x").unwrap();
     let (code, _, stderr) = run(&["status"], &file);
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("is not a directory"), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "interlock: PostgreSQL would say: FATAL:  specified data directory \"{}\" is not a directory\n",
+            file.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

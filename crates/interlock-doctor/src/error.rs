@@ -3,29 +3,43 @@
 //! diagnosis finds is never an error; it is in the report.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use interlock::pg::DataDirProblem;
 
 /// Why there is no report.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The data directory does not exist.
-    #[error("data directory \"{}\" does not exist", path.display())]
+    /// The data directory does not exist. Shown as the server's FATAL
+    /// (`checkDataDir`, `interlock::pg::DataDirProblem::Missing`).
+    #[error("PostgreSQL would say: FATAL:  {postgres_would_say}")]
     DataDirMissing {
-        /// The path as given.
+        /// The path, absolute as the server shows its `DataDir`.
         path: PathBuf,
+        /// The server's FATAL message for it.
+        postgres_would_say: String,
     },
 
     /// The path exists but is not a data directory (not a directory, no
-    /// `PG_VERSION`).
-    #[error("data directory \"{}\" {reason}", path.display())]
+    /// `PG_VERSION`). Shown as the server's FATAL where `interlock::pg`
+    /// has the rule (not a directory: `checkDataDir`,
+    /// `interlock::pg::DataDirProblem::NotADirectory`).
+    #[error("{}", match postgres_would_say {
+        Some(fatal) => format!("PostgreSQL would say: FATAL:  {fatal}"),
+        None => format!("data directory \"{}\" {reason}", path.display()),
+    })]
     DataDirUnusable {
-        /// The path as given.
+        /// The path: absolute as the server shows its `DataDir` when
+        /// `postgres_would_say` is given, else as given.
         path: PathBuf,
         /// What is wrong, e.g. "is not a directory".
         reason: String,
         /// What to do about it.
         hint: String,
+        /// The server's FATAL message for it, where `interlock::pg` has
+        /// the rule.
+        postgres_would_say: Option<String>,
     },
 
     /// `global/pg_control` cannot be read as a control file of 10–18.
@@ -59,6 +73,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// `checkDataDir`'s first refusal: `path` does not exist. `path` is
+    /// made absolute, as the server shows its `DataDir`.
+    pub(crate) fn data_dir_missing(path: &Path) -> Self {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Error::DataDirMissing {
+            postgres_would_say: DataDirProblem::Missing.fatal(&path),
+            path,
+        }
+    }
+
+    /// `checkDataDir`'s second refusal: `path` is not a directory. `path`
+    /// is made absolute, as the server shows its `DataDir`.
+    pub(crate) fn not_a_directory(path: &Path) -> Self {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Error::DataDirUnusable {
+            postgres_would_say: Some(DataDirProblem::NotADirectory.fatal(&path)),
+            path,
+            reason: "is not a directory".into(),
+            hint: "give the data directory, the one that holds PG_VERSION".into(),
+        }
+    }
+
     pub(crate) fn sys(op: impl Into<String>, source: io::Error) -> Self {
         Error::Sys {
             op: op.into(),

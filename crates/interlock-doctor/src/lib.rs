@@ -636,9 +636,7 @@ pub fn require_data_dir(path: &std::path::Path) -> Result<(), crate::Error> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(crate::Error::DataDirMissing {
-                path: path.to_path_buf(),
-            })
+            return Err(crate::Error::data_dir_missing(path))
         }
         Err(e) => {
             return Err(crate::Error::sys(
@@ -648,17 +646,14 @@ pub fn require_data_dir(path: &std::path::Path) -> Result<(), crate::Error> {
         }
     };
     if !meta.is_dir() {
-        return Err(crate::Error::DataDirUnusable {
-            path: path.to_path_buf(),
-            reason: "is not a directory".into(),
-            hint: "give the data directory, the one that holds PG_VERSION".into(),
-        });
+        return Err(crate::Error::not_a_directory(path));
     }
     match std::fs::symlink_metadata(path.join("PG_VERSION")) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(crate::Error::DataDirUnusable {
             path: path.to_path_buf(),
             reason: "has no PG_VERSION: it is not a PostgreSQL data directory".into(),
             hint: "give the data directory, the one that holds PG_VERSION (initdb makes it)".into(),
+            postgres_would_say: None,
         }),
         _ => Ok(()),
     }

@@ -594,9 +594,7 @@ fn need(data_dir: &Path, opts: &LimitsOptions, host: &HostFacts) -> Result<Need,
     super::require_data_dir(data_dir)?;
     let meta = fs::metadata(data_dir).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::DataDirMissing {
-                path: data_dir.to_path_buf(),
-            }
+            Error::data_dir_missing(data_dir)
         } else {
             Error::sys(format!("stat {}", data_dir.display()), e)
         }

@@ -31,8 +31,9 @@ pub enum Algorithm {
     /// 10.8+, 11.3+, 12+: segment states, refuses on an attached segment
     /// found by key.
     New,
-    /// 10.0–10.7, 11.0–11.2: recycles any segment whose creator PID is
-    /// dead, attached or not.
+    /// 10.0–10.7, 11.0–11.2: recycles any segment with a PostgreSQL
+    /// header whose creator PID is dead, attached or not, of any
+    /// directory.
     Old,
 }
 

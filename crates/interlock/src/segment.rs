@@ -343,9 +343,8 @@ pub(crate) fn create(
             nattch: found.as_ref().map_or(0, |(_, state)| state.nattch()),
             // IPC_RMID's own answer decides (a failure: next key).
             removable: true,
-            // The new algorithm asks neither.
-            readable: true,
-            creator_alive: false,
+            // The new algorithm asks nothing of it (its answer is `whose`).
+            header: pg::HeaderSeen::Unknown,
         };
         match (pg::probe_step(Algorithm::New, &at), found) {
             (ProbeStep::NextKey, _) | (_, None) => key = ShmKey(key.0.wrapping_add(1)),

@@ -16,16 +16,12 @@ pub(super) fn open<'a>(
     let meta = match fs::metadata(&shown) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(Error::DataDirMissing { path: shown })
+            return Err(Error::data_dir_missing(&shown))
         }
         Err(e) => return Err(Error::sys(format!("stat(\"{}\")", shown.display()), e)),
     };
     if !meta.is_dir() {
-        return Err(Error::DataDirUnusable {
-            path: shown,
-            reason: "is not a directory".into(),
-            hint: "give the data directory, the one that holds PG_VERSION".into(),
-        });
+        return Err(Error::not_a_directory(&shown));
     }
     let real = fs::canonicalize(&shown).unwrap_or_else(|_| shown.clone());
     let cx = Ctx {
@@ -39,6 +35,7 @@ pub(super) fn open<'a>(
         findings: Vec::new(),
         belongs: BTreeMap::new(),
         dsm_control: BTreeMap::new(),
+        headers: BTreeMap::new(),
         attached: Vec::new(),
         workers: Vec::new(),
     };

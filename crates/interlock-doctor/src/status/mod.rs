@@ -111,8 +111,9 @@ enum LockStage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ProbeEnd {
     /// The server creates its segment at `key`, after removing `recycles`;
-    /// `unsure`: an unattached segment at `key` whose owner is unknown (the
-    /// server removes it if it is this directory's, else moves past it).
+    /// `unsure`: a segment at `key` whose header cannot be read here (the
+    /// server removes it if the header makes it a dead server's, else
+    /// moves past it: `pg::ProbeStep::RecycleOrNextKey`).
     Creates {
         key: i32,
         recycles: Option<i32>,
@@ -143,6 +144,11 @@ struct Ctx<'a> {
     /// The DSM control handle in the header of each segment of this
     /// directory whose header was read.
     dsm_control: BTreeMap<i32, u32>,
+    /// The header of each segment whose header was read (through a
+    /// holder's memory, or by attaching with `--attach`), whoever's it is:
+    /// the old probe loop asks its magic and `creatorPID`
+    /// (`interlock::pg::HeaderSeen`).
+    headers: BTreeMap<i32, ShmemHeader>,
     attached: Vec<Attached>,
     /// Processes working in the directory (looked for only when the lock
     /// file is empty or bogus, to tell a starting server from a crash).
@@ -173,6 +179,22 @@ impl Ctx<'_> {
         granted & 0o4 != 0
     }
 
+    /// Whether a server running as the directory's owner may attach the
+    /// segment read-write, as `shmat(shmid, NULL, 0)` does (`ipcperms` with
+    /// read and write access, `do_shmat` in the kernel's ipc/shm.c).
+    fn server_can_attach(&self, e: &ShmEntry) -> bool {
+        let (uid, gid) = self.owner;
+        let mode = e.permissions();
+        let granted = if e.uid == uid || e.cuid == uid {
+            mode >> 6
+        } else if e.gid == gid || e.cgid == gid {
+            mode >> 3
+        } else {
+            mode
+        };
+        granted & 0o6 == 0o6
+    }
+
     fn holders_of(&self, shmid: i32) -> Vec<Attached> {
         self.attached
             .iter()
@@ -183,6 +205,7 @@ impl Ctx<'_> {
 
     /// Whose a segment is, from its header as read through `pid`'s memory.
     fn by_header(&mut self, hdr: &ShmemHeader, shmid: i32, pid: i32) -> Belongs {
+        self.headers.insert(shmid, *hdr);
         if hdr.matches(self.dir_id.0, self.dir_id.1) {
             self.dsm_control.insert(shmid, hdr.dsm_control);
             Belongs::This(format!(
@@ -222,15 +245,40 @@ impl Ctx<'_> {
         }
         if self.opts.attach && e.nattch > 0 {
             match segment::analyze(ShmId(e.shmid), &self.real) {
-                SegmentState::Attached { .. } | SegmentState::Unattached { .. } => {
+                SegmentState::Attached { header, .. } | SegmentState::Unattached { header } => {
+                    self.headers.insert(e.shmid, header);
                     return Belongs::This(
                         "its header names this directory (read by attaching, --attach)".into(),
-                    )
+                    );
                 }
                 SegmentState::Foreign => {
-                    return Belongs::Foreign(
-                        "its header names another directory (read by attaching, --attach)".into(),
-                    )
+                    // Whether it is PostgreSQL's at all, and its creator,
+                    // matter to the old probe loop: read the header again
+                    // (the segment has holders, so attaching changes
+                    // nothing a starting server concludes).
+                    let header = interlock::sys::shm::attach(ShmId(e.shmid))
+                        .ok()
+                        .and_then(|a| ShmemHeader::parse(&a.read(HEADER_SIZE)).ok());
+                    return match header {
+                        Some(h) if !h.has_magic() => {
+                            self.headers.insert(e.shmid, h);
+                            Belongs::Foreign(
+                                "it is not a PostgreSQL segment (no magic number; read by attaching, --attach)"
+                                    .into(),
+                            )
+                        }
+                        Some(h) => {
+                            self.headers.insert(e.shmid, h);
+                            Belongs::Foreign(format!(
+                                "its header names another directory (device {}, inode {}; read by attaching, --attach)",
+                                h.device, h.inode
+                            ))
+                        }
+                        None => Belongs::Foreign(
+                            "its header names another directory (read by attaching, --attach)"
+                                .into(),
+                        ),
+                    };
                 }
                 SegmentState::Enoent => {
                     return Belongs::Unknown("it vanished while being read".into())
@@ -500,7 +548,13 @@ fn status_once(
 
     // --- segments to show -------------------------------------------------------
     let segments = segments_to_show(&mut cx, &play, seed_key, &probe_end, recycled, parts);
-    let probe_info = describe_probe(version.keys, seed_from, seed_key, &probe_end);
+    let probe_info = describe_probe(
+        version.keys,
+        version.algorithm,
+        seed_from,
+        seed_key,
+        &probe_end,
+    );
 
     let running_pid = owner_alive.then_some(lock_info.pid).flatten().map(i32::abs);
     let mut report = StatusReport {

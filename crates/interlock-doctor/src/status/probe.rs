@@ -58,7 +58,14 @@ pub(super) fn probe_outcome(
             ProbeEnd::Unknown("the minor version decides, and it is unknown".into())
         }
     };
-    if let Some(k) = seed_key {
+    // A foreign segment on the first key is passed over, except by the old
+    // loop when it carries a PostgreSQL header whose creator is dead (or
+    // may: its header could not be read here).
+    let passed_over = |k: ShmKey| {
+        ends.iter()
+            .all(|(_, end)| !matches!(end, ProbeEnd::Creates { key, .. } if *key == k.0))
+    };
+    if let Some(k) = seed_key.filter(|&k| passed_over(k)) {
         if let Some(e) = cx.host.by_key(k.0).cloned() {
             if let Some(Belongs::Foreign(why)) = cx.belongs.get(&e.shmid).cloned().or_else(|| {
                 (!cx.server_can_read(&e) || e.size < HEADER_SIZE as u64)
@@ -108,6 +115,48 @@ pub(super) fn whose(b: &Belongs) -> pg::Whose {
     }
 }
 
+/// What the old probe loop learns from segment `e`'s header
+/// (`pg::HeaderSeen`), from what was read here: the magic and the
+/// `creatorPID` of a header read through a holder's memory or by
+/// attaching ([`Ctx::headers`]), never the kernel's `shm_cpid`.
+pub(super) fn header_seen(cx: &Ctx<'_>, e: &ShmEntry) -> pg::HeaderSeen {
+    // shmget(key, sizeof(PGShmemHeader), 0) fails on a smaller segment;
+    // shmat(shmid, 0, 0) needs read and write permission.
+    if e.size < HEADER_SIZE as u64 || !cx.server_can_attach(e) {
+        return pg::HeaderSeen::Unreadable;
+    }
+    match cx.headers.get(&e.shmid) {
+        None => pg::HeaderSeen::Unknown,
+        Some(h) if !h.has_magic() => pg::HeaderSeen::NotPostgres,
+        Some(h) => pg::HeaderSeen::Postgres {
+            creator_alive: kill_zero_alive(cx, h.creator_pid),
+        },
+    }
+}
+
+/// Whether the old loop takes `pid` for alive: `kill(pid, 0)` succeeds or
+/// fails otherwise than `ESRCH` (`EPERM` counts as alive). PID 0 is the
+/// server's own process group (always there); a negative PID, a process
+/// group, cannot be told. A PID not in /proc is asked of the kernel on
+/// the host (hidepid hides other users' processes); under a fixture
+/// tree its /proc alone says.
+fn kill_zero_alive(cx: &Ctx<'_>, pid: i32) -> Option<bool> {
+    match pid {
+        0 => Some(true),
+        ..0 => None,
+        _ if cx.host.procfs.stat(pid).is_ok() => Some(true),
+        _ if !cx.host.procfs.is_host() => Some(false),
+        _ => Some(
+            match rustix::process::Pid::from_raw(pid).map(rustix::process::test_kill_process) {
+                Some(Ok(())) | Some(Err(rustix::io::Errno::PERM)) => true,
+                Some(Err(rustix::io::Errno::SRCH)) | None => false,
+                // Not ESRCH: alive, as the server reads it.
+                Some(Err(_)) => true,
+            },
+        ),
+    }
+}
+
 /// Follow the server's probe loop from `start` over the host's segments,
 /// each step as `pg::probe_step` rules.
 pub(super) fn probe(
@@ -138,9 +187,7 @@ pub(super) fn probe(
                 whose: whose(b),
                 nattch: e.nattch,
                 removable: e.uid == cx.owner.0 || e.cuid == cx.owner.0,
-                readable: cx.server_can_read(e) && e.size >= HEADER_SIZE as u64,
-                // Only the old loop asks (kill(creatorPID, 0)).
-                creator_alive: algo == pg::Algorithm::Old && cx.host.procfs.stat(e.cpid).is_ok(),
+                header: header_seen(cx, e),
             },
         };
         let (shmid, nattch, why) = found
@@ -161,8 +208,10 @@ pub(super) fn probe(
                     unsure: None,
                 }
             }
-            // Unattached and ours (recycled here) or foreign (skipped):
-            // either way the server starts, at this key or a later one.
+            // Recycled here or passed over, by what its header says, which
+            // cannot be read here (new: nobody attached and whose it is
+            // unknown; old: its magic or its creator unknown): either way
+            // the server starts, at this key or a later one.
             pg::ProbeStep::RecycleOrNextKey => {
                 return ProbeEnd::Creates {
                     key,
@@ -194,6 +243,7 @@ pub(super) fn probe(
 /// The probe as the report tells it.
 pub(super) fn describe_probe(
     seed: Option<KeySeed>,
+    algorithm: Option<Algorithm>,
     seed_from: String,
     seed_key: Option<ShmKey>,
     probe_end: &ProbeEnd,
@@ -207,8 +257,13 @@ pub(super) fn describe_probe(
                 format!("creates its segment at key {}", key_hex(*key))
             }
             ProbeEnd::Creates { key, recycles: None, unsure: Some(id) } => format!(
-                "finds segment ID {id} at key {} with nobody attached: removes it and creates its own there if it is this directory's, else moves on to the next free key",
-                key_hex(*key)
+                "finds segment ID {id} at key {}, whose header cannot be read here: {}, else moves on to the next free key",
+                key_hex(*key),
+                match algorithm {
+                    Some(Algorithm::New) => "removes it and creates its own there if it is this directory's (nobody is attached)",
+                    Some(Algorithm::Old) => "removes it and creates its own there if it is a PostgreSQL segment whose creator is dead",
+                    None => "removes it and creates its own there if it is this directory's with nobody attached (before 10.8/11.3: if it is a PostgreSQL segment whose creator is dead)",
+                }
             ),
             ProbeEnd::Creates { key, recycles: Some(id), .. } => format!(
                 "removes the old segment ID {id} (nobody attached) and creates its own at key {}",

@@ -203,3 +203,272 @@ fn a_segment_owned_by_another_user_is_foreign() {
     assert!(r.findings.iter().any(|x| x.code == Code::SegmentForeign));
     assert!(r.findings.iter().any(|x| x.code == Code::KeyCollision));
 }
+
+/// What holds the first key of a PostgreSQL 10 directory (port 5999, key
+/// 5999001) in [`old_minor_fixture`].
+struct AtFirstKey {
+    /// The kernel's `shm_cpid`.
+    cpid: i32,
+    /// Attached processes; a holder (PID 4242, working elsewhere) is
+    /// visible when 1.
+    nattch: u64,
+    /// The segment's first bytes, readable through the holder's memory;
+    /// `None`: its memory cannot be read.
+    header: Option<[u8; interlock_format::shmem_header::HEADER_SIZE]>,
+}
+
+const OLD_FIRST_KEY: i32 = 5_999_001;
+const HOLDER: i32 = 4242;
+
+/// A stopped PostgreSQL 10 directory, no lock file, whose first key is
+/// taken by segment ID 77 of the directory's owner (mode 0600, 4096 bytes),
+/// diagnosed as `status --port 5999 --postgres P` where P says `version`.
+fn old_minor_fixture(version: &str, at: AtFirstKey) -> (tempfile::TempDir, PathBuf, StatusOptions) {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    fs::create_dir_all(data.join("global")).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(data.join("PG_VERSION"), "10\n").unwrap();
+    fs::write(
+        data.join("global/pg_control"),
+        interlock_format::pgcontrol::minimal_control_file(
+            10,
+            interlock_format::pgcontrol::DbState::ShutDown,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let uid = fs::metadata(&data).unwrap().uid();
+
+    let postgres = root.path().join("postgres");
+    fs::write(
+        &postgres,
+        format!("#!/bin/sh\necho 'postgres (PostgreSQL) {version}'\n"),
+    )
+    .unwrap();
+    fs::set_permissions(&postgres, fs::Permissions::from_mode(0o755)).unwrap();
+    // A fork in another test thread may still hold the file open for
+    // writing for a moment (ETXTBSY): wait until it runs.
+    for _ in 0..100 {
+        match std::process::Command::new(&postgres).output() {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error()) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => break,
+        }
+    }
+
+    let proc_root = root.path().join("proc");
+    fs::create_dir_all(proc_root.join("sysvipc")).unwrap();
+    fs::write(
+        proc_root.join("stat"),
+        format!("cpu 1 2 3\nbtime {BTIME}\n"),
+    )
+    .unwrap();
+    let shmid = 77;
+    fs::write(
+        proc_root.join("sysvipc/shm"),
+        format!(
+            "{}{OLD_FIRST_KEY:>10} {shmid:>10}   600 {:>21} {:>5} {:>5} {:>6} {uid:>5} {uid:>5} {uid:>5} {uid:>5} {:>10} {:>10} {:>10} {:>21} {:>21}\n",
+            interlock_format::sysvipc::SHM_TABLE_HEADER,
+            4096, at.cpid, HOLDER, at.nattch, BTIME + 100, 0, BTIME + 100, 4096, 0
+        ),
+    )
+    .unwrap();
+    let elsewhere = root.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    for pid in [HOLDER].into_iter().filter(|_| at.nattch > 0) {
+        let p = proc_root.join(pid.to_string());
+        fs::create_dir_all(&p).unwrap();
+        let hz = rustix::param::clock_ticks_per_second() as i64;
+        fs::write(
+            p.join("stat"),
+            format!(
+                "{pid} (someapp) S 1 {pid} {pid} 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {} \
+                 228147200 2000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+                100 * hz
+            ),
+        )
+        .unwrap();
+        fs::write(
+            p.join("status"),
+            format!(
+                "Name:\tsomeapp\nState:\tS (sleeping)\nPPid:\t1\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t0\t0\t0\t0\nNSpid:\t{pid}\n"
+            ),
+        )
+        .unwrap();
+        fs::write(p.join("cmdline"), b"someapp\0").unwrap();
+        fs::write(
+            p.join("maps"),
+            format!(
+                "00010000-00011000 rw-s 00000000 00:01 {shmid}                      /SYSV{:08x}\n",
+                OLD_FIRST_KEY as u32
+            ),
+        )
+        .unwrap();
+        if let Some(header) = at.header {
+            let mut mem = vec![0u8; 0x11000];
+            mem[0x10000..0x10000 + header.len()].copy_from_slice(&header);
+            fs::write(p.join("mem"), mem).unwrap();
+        }
+        std::os::unix::fs::symlink(&elsewhere, p.join("cwd")).unwrap();
+    }
+    let opts = StatusOptions {
+        postgres: Some(postgres),
+        port: Some(5999),
+        root: crate::HostRoot::new(root.path()),
+        ..StatusOptions::default()
+    };
+    (root, data, opts)
+}
+
+/// A PostgreSQL header of another directory whose `creatorPID` is `pid`.
+fn pg_header_of(pid: i32) -> [u8; interlock_format::shmem_header::HEADER_SIZE] {
+    ShmemHeader::new_interlock(pid, 1, 2).render()
+}
+
+#[test]
+fn old_minors_pass_over_a_dead_creators_segment_without_a_postgresql_header() {
+    // Not PostgreSQL's (no magic), its creator dead, removable by the
+    // server's user: 10.5's loop says "a non-Postgres app" and takes the
+    // next key; it does not remove it.
+    let mut not_pg = [0u8; interlock_format::shmem_header::HEADER_SIZE];
+    not_pg[..8].copy_from_slice(b"someapp\0");
+    for version in ["10.5", "10.8"] {
+        let (_root, data, opts) = old_minor_fixture(
+            version,
+            AtFirstKey {
+                cpid: DEAD_PID,
+                nattch: 1,
+                header: Some(not_pg),
+            },
+        );
+        let r = status(&data, &opts).unwrap();
+        let old = version == "10.5";
+        assert_eq!(
+            r.version.algorithm,
+            Some(if old { Algorithm::Old } else { Algorithm::New }),
+            "{:#?}",
+            r.version
+        );
+        assert_eq!(
+            r.verdict,
+            Verdict::WillStart,
+            "{version}: {:#?}",
+            r.findings
+        );
+        assert_eq!(
+            r.probe.creates_at,
+            Some(key_u64(OLD_FIRST_KEY + 1)),
+            "{version}: {}",
+            r.probe.outcome
+        );
+        assert_eq!(
+            r.probe.outcome,
+            format!("creates its segment at key {}", key_hex(OLD_FIRST_KEY + 1))
+        );
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.code == Code::KeyCollision
+                    && f.message.contains("not a PostgreSQL segment")),
+            "{version}: {:#?}",
+            r.findings
+        );
+    }
+}
+
+#[test]
+fn old_minors_ask_the_headers_creator_pid_not_the_kernels() {
+    // Another directory's PostgreSQL header naming a live creator (the
+    // holder), while the kernel's creator is dead: the next key.
+    let (_root, data, opts) = old_minor_fixture(
+        "10.5",
+        AtFirstKey {
+            cpid: DEAD_PID,
+            nattch: 1,
+            header: Some(pg_header_of(HOLDER)),
+        },
+    );
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.version.algorithm, Some(Algorithm::Old));
+    assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+    assert_eq!(
+        r.probe.creates_at,
+        Some(key_u64(OLD_FIRST_KEY + 1)),
+        "{}",
+        r.probe.outcome
+    );
+
+    // The header's creator dead, the kernel's alive (the holder): removed,
+    // attached as it is, and its key taken.
+    let (_root, data, opts) = old_minor_fixture(
+        "10.5",
+        AtFirstKey {
+            cpid: HOLDER,
+            nattch: 1,
+            header: Some(pg_header_of(DEAD_PID)),
+        },
+    );
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+    assert_eq!(
+        r.probe.creates_at,
+        Some(key_u64(OLD_FIRST_KEY)),
+        "{}",
+        r.probe.outcome
+    );
+    assert!(
+        r.probe.outcome.contains("removes the old segment ID 77"),
+        "{}",
+        r.probe.outcome
+    );
+    assert!(
+        !r.findings.iter().any(|f| f.code == Code::KeyCollision),
+        "the old loop does not move on: {:#?}",
+        r.findings
+    );
+}
+
+#[test]
+fn old_minors_with_an_unread_header_start_at_a_key_not_told() {
+    // Nobody attached: the header is not read, and 10.5 removes it (a dead
+    // creator's PostgreSQL segment) or passes over it (anything else).
+    let (_root, data, opts) = old_minor_fixture(
+        "10.5",
+        AtFirstKey {
+            cpid: DEAD_PID,
+            nattch: 0,
+            header: None,
+        },
+    );
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.version.algorithm, Some(Algorithm::Old));
+    assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+    assert_eq!(r.probe.creates_at, None, "{}", r.probe.outcome);
+    assert!(
+        r.probe.outcome.contains(&format!(
+            "finds segment ID 77 at key {}, whose header cannot be read here: removes it and creates its own there if it is a PostgreSQL segment whose creator is dead",
+            key_hex(OLD_FIRST_KEY)
+        )),
+        "{}",
+        r.probe.outcome
+    );
+    // Attached, its holder's memory unreadable: the same step (whether
+    // an attached segment may be this directory's is another question).
+    let (_root, data, opts) = old_minor_fixture(
+        "10.5",
+        AtFirstKey {
+            cpid: DEAD_PID,
+            nattch: 1,
+            header: None,
+        },
+    );
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.probe.creates_at, None, "{}", r.probe.outcome);
+    assert!(
+        r.probe.outcome.contains("whose header cannot be read here"),
+        "{}",
+        r.probe.outcome
+    );
+}

@@ -32,8 +32,8 @@ mod probe;
 
 pub use self::datadir::{check_data_dir_mode, check_data_dir_owner, DataDirProblem};
 pub use self::probe::{
-    algorithm, algorithm_of_server, line7_verdict, minor_of, probe_step, Algorithm, Line7Verdict,
-    ProbeStep, SegmentAtKey, Whose,
+    algorithm, algorithm_of_server, line7_verdict, minor_of, probe_step, Algorithm, HeaderSeen,
+    Line7Verdict, ProbeStep, SegmentAtKey, Whose,
 };
 
 /// The lock file's name inside the data directory (`DIRECTORY_LOCK_FILE`

@@ -16,8 +16,9 @@ pub enum Algorithm {
     /// 10.8+, 11.3+, 12+: segment states; refuses on an attached segment
     /// of this directory found by key.
     New,
-    /// 10.0–10.7, 11.0–11.2: recycles any segment whose creator PID is
-    /// dead, attached or not.
+    /// 10.0–10.7, 11.0–11.2: recycles any segment with a PostgreSQL
+    /// header whose creator PID is dead, attached or not, of any
+    /// directory.
     Old,
 }
 
@@ -83,6 +84,37 @@ pub enum Whose {
     Unknown,
 }
 
+/// What the old loop (10.0–10.7, 11.0–11.2) learns from the header of a
+/// segment it finds by key: `shmget(key, sizeof(PGShmemHeader), 0)` and
+/// `shmat(shmid, 0, 0)`, then `hdr->magic != PGShmemMagic`, then
+/// `kill(hdr->creatorPID, 0)` (`PGSharedMemoryCreate` in
+/// `src/backend/port/sysv_shmem.c` of `REL_10_7`/`REL_11_2`). The PID is
+/// the header's `creatorPID`, not the kernel's `shm_cpid`: the server
+/// never asks the kernel who created the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderSeen {
+    /// The server cannot attach it and read a header from it: `shmget`
+    /// fails (the segment is smaller than a header) or `shmat` fails (the
+    /// server's user lacks read and write permission): "must be some
+    /// other app's".
+    Unreadable,
+    /// Its first bytes are not `PGShmemMagic`: "segment belongs to a
+    /// non-Postgres app".
+    NotPostgres,
+    /// A PostgreSQL header, of any data directory (the old loop compares
+    /// neither device nor inode).
+    Postgres {
+        /// Whether the header's `creatorPID` is alive as the server sees
+        /// it: `kill(pid, 0)` succeeds or fails otherwise than `ESRCH`
+        /// (`EPERM`, another user's process, counts as alive). `None`:
+        /// cannot be told.
+        creator_alive: Option<bool>,
+    },
+    /// Not known: the observer could not read the header (nobody it may
+    /// read the memory of is attached, and it does not attach).
+    Unknown,
+}
+
 /// What a server finds at a key it probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SegmentAtKey {
@@ -91,24 +123,21 @@ pub enum SegmentAtKey {
     Free,
     /// A segment holds the key.
     Taken {
-        /// Whose it is.
+        /// Whose it is, by the new algorithm's analysis. The old algorithm
+        /// asks only whether it vanished ([`Whose::Vanished`]: its
+        /// `shmget` by key fails).
         whose: Whose,
-        /// Its attach count (`shm_nattch`), read before attaching.
+        /// Its attach count (`shm_nattch`), read before attaching. Only
+        /// the new algorithm asks.
         nattch: u64,
         /// Whether the server's user may remove it (`IPC_RMID`: it is the
         /// segment's owner or creator). An observer about to try the
         /// removal itself may say `true`: a failed removal leads to the
         /// next key, as [`ProbeStep::Recycle`] says.
         removable: bool,
-        /// Whether the server's user may attach it and read a header from
-        /// it: read permission, and at least `sizeof(PGShmemHeader)`
-        /// bytes. Only the old algorithm asks; for the new one an
-        /// unreadable segment is [`Whose::Foreign`].
-        readable: bool,
-        /// Whether the header's creator PID is alive (`kill(pid, 0)`
-        /// succeeds or fails otherwise than `ESRCH`). Only the old
-        /// algorithm asks.
-        creator_alive: bool,
+        /// What its header tells the old algorithm; the new one asks
+        /// nothing of it here (its answer is in `whose`).
+        header: HeaderSeen,
     },
 }
 
@@ -131,12 +160,17 @@ pub enum ProbeStep {
     /// FATAL "pre-existing shared memory block (key %lu, ID %lu) is still
     /// in use": the server refuses to start.
     Blocked,
-    /// Nobody is attached and whose it is cannot be told: the server
-    /// recycles it if it is this directory's and moves on if not; either
-    /// way it starts.
+    /// What the segment's header says cannot be told, and either answer
+    /// leaves the server starting: it recycles the segment
+    /// ([`ProbeStep::Recycle`]) or moves on ([`ProbeStep::NextKey`]). New
+    /// algorithm: nobody is attached, and whose it is is unknown (this
+    /// directory's → recycle, another's → next key). Old algorithm: the
+    /// header is unknown (a dead creator's PostgreSQL header → recycle; no
+    /// PostgreSQL header or a live creator → next key).
     RecycleOrNextKey,
     /// Processes are attached and whose it is cannot be told: the server
-    /// refuses if it is this directory's and moves on if not.
+    /// refuses if it is this directory's and moves on if not (new
+    /// algorithm only; the old one never refuses).
     Unknown,
 }
 
@@ -147,11 +181,22 @@ pub enum ProbeStep {
 /// FATAL; `ENOENT` → the same key again; `FOREIGN` → the next key;
 /// `UNATTACHED` → recycle (the next key if `IPC_RMID` fails). It never
 /// removes a segment anybody is attached to, nor another directory's.
+/// It reads `whose`, `nattch` and `removable`, never `header`.
 ///
-/// Old algorithm (10.0–10.7, 11.0–11.2): a segment it cannot attach and
-/// read a header from → the next key; a live creator → the next key;
-/// otherwise remove it, attached or not, whoever's it is (the next key if
-/// `IPC_RMID` fails). It never refuses.
+/// Old algorithm (10.0–10.7, 11.0–11.2), from the [`HeaderSeen`] in
+/// `header`: a segment it cannot attach and read a header from → the next
+/// key; no `PGShmemMagic` → the next key; a live `creatorPID` → the next
+/// key; otherwise (a PostgreSQL header, of any directory, whose creator is
+/// dead) remove it, attached or not (the next key if `IPC_RMID` fails:
+/// `removable` false). It reads `header`, `removable` and only
+/// [`Whose::Vanished`] of `whose`, never `nattch`. A header that cannot
+/// be told ([`HeaderSeen::Unknown`], or a creator whose liveness is
+/// unknown) gives [`ProbeStep::RecycleOrNextKey`] rather than
+/// [`ProbeStep::Unknown`]: every answer it could be leaves the server
+/// starting, at this key or a later one (the old loop never refuses); if
+/// the segment is not `removable` every answer is the next key, which is
+/// then given. (The loop's exception for `creatorPID == getpid()`, its own
+/// earlier incarnation, cannot arise for a server not yet started.)
 ///
 /// `DataDirLock::acquire` takes the new algorithm's steps, and refuses
 /// where a step cannot be told.
@@ -160,8 +205,7 @@ pub fn probe_step(algo: Algorithm, at: &SegmentAtKey) -> ProbeStep {
         whose,
         nattch,
         removable,
-        readable,
-        creator_alive,
+        header,
     } = *at
     else {
         return ProbeStep::Create;
@@ -177,17 +221,21 @@ pub fn probe_step(algo: Algorithm, at: &SegmentAtKey) -> ProbeStep {
             Whose::Unknown if nattch > 0 => ProbeStep::Unknown,
             Whose::Unknown => ProbeStep::RecycleOrNextKey,
         },
-        // shmget(key, sizeof hdr, 0) or shmat failing, a live creator, an
-        // IPC_RMID refused: all lead to the next key.
         Algorithm::Old => {
-            if matches!(whose, Whose::Vanished | Whose::AnalysisFailure)
-                || !readable
-                || creator_alive
-                || !removable
-            {
-                ProbeStep::NextKey
-            } else {
-                ProbeStep::Recycle
+            // Whether the loop goes on to remove it: a PostgreSQL header
+            // whose creator is dead. shmget(key, sizeof hdr, 0) or shmat
+            // failing, no magic, a live creator: the next key.
+            let zaps = match header {
+                _ if whose == Whose::Vanished => Some(false),
+                HeaderSeen::Unreadable | HeaderSeen::NotPostgres => Some(false),
+                HeaderSeen::Postgres { creator_alive } => creator_alive.map(|alive| !alive),
+                HeaderSeen::Unknown => None,
+            };
+            match (zaps, removable) {
+                // IPC_RMID refused: the next key, whatever the header.
+                (_, false) | (Some(false), true) => ProbeStep::NextKey,
+                (Some(true), true) => ProbeStep::Recycle,
+                (None, true) => ProbeStep::RecycleOrNextKey,
             }
         }
     }
@@ -281,8 +329,9 @@ mod tests {
             whose,
             nattch,
             removable,
-            readable: true,
-            creator_alive: false,
+            header: HeaderSeen::Postgres {
+                creator_alive: Some(false),
+            },
         }
     }
 
@@ -305,54 +354,100 @@ mod tests {
             (Whose::Unknown, 0, true, RecycleOrNextKey),
         ];
         for &(whose, nattch, removable, want) in table {
-            assert_eq!(
-                probe_step(a, &taken(whose, nattch, removable)),
-                want,
-                "{whose:?} nattch={nattch} removable={removable}"
-            );
+            // The new algorithm asks nothing of the header the old one reads.
+            for header in [
+                HeaderSeen::Unreadable,
+                HeaderSeen::NotPostgres,
+                HeaderSeen::Postgres {
+                    creator_alive: Some(true),
+                },
+                HeaderSeen::Postgres {
+                    creator_alive: Some(false),
+                },
+                HeaderSeen::Postgres {
+                    creator_alive: None,
+                },
+                HeaderSeen::Unknown,
+            ] {
+                let at = SegmentAtKey::Taken {
+                    whose,
+                    nattch,
+                    removable,
+                    header,
+                };
+                assert_eq!(
+                    probe_step(a, &at),
+                    want,
+                    "{whose:?} nattch={nattch} removable={removable} {header:?}"
+                );
+            }
         }
-        // The new algorithm asks neither readability nor the creator.
-        let odd = SegmentAtKey::Taken {
-            whose: ThisDirectory,
-            nattch: 0,
-            removable: true,
-            readable: false,
-            creator_alive: true,
-        };
-        assert_eq!(probe_step(a, &odd), Recycle);
+        assert_eq!(probe_step(a, &taken(ThisDirectory, 0, true)), Recycle);
     }
 
     #[test]
     fn old_algorithm_steps() {
+        use HeaderSeen::{NotPostgres, Postgres, Unreadable};
         use ProbeStep::*;
         use Whose::*;
         let a = Algorithm::Old;
         assert_eq!(probe_step(a, &SegmentAtKey::Free), Create);
-        let at = |whose, nattch, removable, readable, creator_alive| SegmentAtKey::Taken {
-            whose,
-            nattch,
-            removable,
-            readable,
-            creator_alive,
+        let alive = Postgres {
+            creator_alive: Some(true),
         };
-        let table: &[(SegmentAtKey, ProbeStep)] = &[
-            // Attached, this directory's, creator dead: removed anyway.
-            (at(ThisDirectory, 4, true, true, false), Recycle),
-            (at(ThisDirectory, 0, true, true, false), Recycle),
-            // Another directory's, creator dead: removed too.
-            (at(Foreign, 0, true, true, false), Recycle),
-            (at(Whose::Unknown, 2, true, true, false), Recycle),
-            // A live creator, whoever's: next key.
-            (at(ThisDirectory, 4, true, true, true), NextKey),
-            // Cannot attach or read a header: next key.
-            (at(ThisDirectory, 0, true, false, false), NextKey),
-            // IPC_RMID refused: next key.
-            (at(ThisDirectory, 0, false, true, false), NextKey),
-            (at(Vanished, 0, true, true, false), NextKey),
-            (at(AnalysisFailure, 0, true, true, false), NextKey),
+        let dead = Postgres {
+            creator_alive: Some(false),
+        };
+        let liveness_unknown = Postgres {
+            creator_alive: None,
+        };
+        // (header, removable, step): the same for any whose (but
+        // vanished) and any attach count: the old loop asks neither.
+        let table: &[(HeaderSeen, bool, ProbeStep)] = &[
+            // No PostgreSQL header: "a non-Postgres app", the next key,
+            // even with its creator dead and the segment removable.
+            (NotPostgres, true, NextKey),
+            (NotPostgres, false, NextKey),
+            // A PostgreSQL header whose creator lives: the next key.
+            (alive, true, NextKey),
+            (alive, false, NextKey),
+            // Creator dead: removed (attached or not, whoever's).
+            (dead, true, Recycle),
+            // Creator dead, IPC_RMID refused: the next key.
+            (dead, false, NextKey),
+            // Cannot be attached or is smaller than a header: the next key.
+            (Unreadable, true, NextKey),
+            (Unreadable, false, NextKey),
+            // The header cannot be read here: recycled or passed over,
+            // the server starts either way; not removable, the next key
+            // either way.
+            (HeaderSeen::Unknown, true, RecycleOrNextKey),
+            (HeaderSeen::Unknown, false, NextKey),
+            (liveness_unknown, true, RecycleOrNextKey),
+            (liveness_unknown, false, NextKey),
         ];
-        for (seg, want) in table {
-            assert_eq!(probe_step(a, seg), *want, "{seg:?}");
+        for &(header, removable, want) in table {
+            for whose in [ThisDirectory, Foreign, Whose::Unknown, AnalysisFailure] {
+                for nattch in [0, 4] {
+                    let at = SegmentAtKey::Taken {
+                        whose,
+                        nattch,
+                        removable,
+                        header,
+                    };
+                    assert_eq!(probe_step(a, &at), want, "{at:?}");
+                }
+            }
+        }
+        // A segment gone before its shmget by key: the next key.
+        for header in [dead, HeaderSeen::Unknown] {
+            let at = SegmentAtKey::Taken {
+                whose: Vanished,
+                nattch: 0,
+                removable: true,
+                header,
+            };
+            assert_eq!(probe_step(a, &at), NextKey, "{at:?}");
         }
     }
 
