@@ -33,7 +33,7 @@ pub fn closed() -> bool {
     CLOSED.load(Ordering::Relaxed)
 }
 
-/// `print!` through [`write`]; an error other than a closed pipe is
+/// `print!` through [`write()`]; an error other than a closed pipe is
 /// ignored, as a progress line's is.
 macro_rules! out {
     ($($arg:tt)*) => {{

@@ -29,7 +29,7 @@
 //! owner still holds its segment, and an attached segment refuses the
 //! directory whatever the lock file says.
 //!
-//! Every reader takes a [`ProcFs`] so that tests can point it at a fixture
+//! Every reader takes a [`ProcFs`](crate::process::ProcFs) so that tests can point it at a fixture
 //! tree. A process that vanishes between two reads is an expected race and
 //! reads as gone.
 

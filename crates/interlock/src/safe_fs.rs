@@ -17,7 +17,7 @@
 //!   it is owned by root or by our effective uid — the rule the kernel's
 //!   `fs.protected_symlinks` applies in sticky directories (`may_follow_link`
 //!   in `fs/namei.c`), applied here to every directory. At most
-//!   [`MAX_LINKS`] links are followed (`MAXSYMLINKS` in
+//!   [`MAX_LINKS`](crate::safe_fs::MAX_LINKS) links are followed (`MAXSYMLINKS` in
 //!   `include/linux/namei.h`).
 //!
 //! Functions taking a `base` trust it (the data directory the operator

@@ -18,7 +18,7 @@
 //! key it never reaches: after the "shift the key" bypass, or a directory
 //! whose key was taken by another cluster's segment when it started. We
 //! therefore also look at every segment in `/proc/sysvipc/shm` that belongs
-//! to our uid and has attached processes ([`attached_segments_of`]);
+//! to our uid and has attached processes ([`attached_segments_of`](crate::segment::attached_segments_of));
 //! attaching briefly to a segment that already has holders cannot change
 //! what a concurrently starting PostgreSQL concludes about it.
 
