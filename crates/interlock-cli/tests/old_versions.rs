@@ -1,6 +1,7 @@
 //! The rules of the versions no registry has (facts sheet §1.4–1.6):
-//! 10.0–10.7 and 11.0–11.2 run the old probe loop, which removes a segment
-//! whose creator is dead, attached or not, and of any data directory;
+//! 10.0–10.7 and 11.0–11.2 run the old probe loop, which removes a
+//! PostgreSQL segment whose creator (the PID in its header) is dead,
+//! attached or not, and of any data directory;
 //! 10.8+/11.3+ run the segment-state analysis. Each situation is built with
 //! a real 10.20 / 11.15 server (the oldest the npm registry has,
 //! `scripts/pg-versions install 10.20 11.15`); then `interlock status` is

@@ -285,8 +285,9 @@ const UNAVAILABLE: &str = "\
 ## Versions not in the registry
 
 The npm registry's oldest builds are 10.20 and 11.15, so no real server of
-the old algorithm (10.0–10.7, 11.0–11.2: the probe loop removes a segment
-whose creator is dead, attached or not, of any data directory) or of
+the old algorithm (10.0–10.7, 11.0–11.2: the probe loop removes a
+PostgreSQL segment whose creator, the PID in its header, is dead, attached
+or not, of any data directory) or of
 10.8/11.3 can run here. Their rules are covered by a fixture test instead:
 `crates/interlock-cli/tests/old_versions.rs` builds each situation with a
 real 10.20 and 11.15 server, then asks `interlock status` with stand-in

@@ -727,10 +727,26 @@ fn check_existing(
     if let Some(line) = pf.shmem {
         // PostgreSQL's PGSharedMemoryIsInUse, as pg::line7_verdict rules;
         // stronger: an unattached segment of ours is removed now.
+        //
+        // The new algorithm's rule, whatever the directory's version. It
+        // refuses wherever the old one (10.0–10.7, 11.0–11.2) does but in
+        // one case: a segment with processes attached that we may read
+        // but not attach, which the old one takes for in use because its
+        // shmat fails, whoever's it is. That cannot be a segment a server
+        // or acquire of this directory made (mode 0600, its owner's, which
+        // is us), so nothing of this directory runs there; elsewhere the
+        // new rule is as strict or stricter (an analysis failure).
+        // `analyze` has already attached as us, its shmat's EACCES made it
+        // Foreign: read-write is what it found.
         let shmid = ShmId(line.shmid);
         let state = segment::analyze(shmid, &dir.path);
-        match pg::line7_verdict(state.whose(), state.nattch()) {
-            pg::Line7Verdict::InUse | pg::Line7Verdict::Unknown => {
+        match pg::line7_verdict(
+            Some(pg::Algorithm::New),
+            state.whose(),
+            state.nattch(),
+            pg::ShmAccess::ReadWrite,
+        ) {
+            pg::Line7Verdict::InUse | pg::Line7Verdict::Unknown(_) => {
                 return Err(state.refusal(&dir.path, ShmKey(line.key), shmid))
             }
             pg::Line7Verdict::Unattached => {

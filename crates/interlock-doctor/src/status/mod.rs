@@ -164,35 +164,26 @@ impl Ctx<'_> {
         });
     }
 
-    /// Whether a server running as the directory's owner may `IPC_STAT`
-    /// the segment (`ipcperms` with read access).
-    fn server_can_read(&self, e: &ShmEntry) -> bool {
-        let (uid, gid) = self.owner;
-        let mode = e.permissions();
-        let granted = if e.uid == uid || e.cuid == uid {
-            mode >> 6
-        } else if e.gid == gid || e.cgid == gid {
-            mode >> 3
-        } else {
-            mode
-        };
-        granted & 0o4 != 0
+    /// What a server running as the directory's owner may do with the
+    /// segment (`pg::ShmAccess`, the kernel's `ipcperms`): the one rule
+    /// for reading it (`IPC_STAT`) and attaching it (`shmat` without
+    /// `SHM_RDONLY`, read and write).
+    fn server_access(&self, e: &ShmEntry) -> pg::ShmAccess {
+        pg::ShmAccess::granted(
+            e.permissions(),
+            (e.uid, e.gid),
+            (e.cuid, e.cgid),
+            self.owner,
+        )
     }
 
     /// Whether a server running as the directory's owner may attach the
-    /// segment read-write, as `shmat(shmid, NULL, 0)` does (`ipcperms` with
-    /// read and write access, `do_shmat` in the kernel's ipc/shm.c).
+    /// segment, as `shmat(shmid, NULL, 0)` does: read and write access.
+    /// Its `PGSharedMemoryAttach` (10.8+/11.3+/12+) takes a segment it may
+    /// not attach for another's (`EACCES` → `SHMSTATE_FOREIGN`); the old
+    /// probe loop cannot read its header.
     fn server_can_attach(&self, e: &ShmEntry) -> bool {
-        let (uid, gid) = self.owner;
-        let mode = e.permissions();
-        let granted = if e.uid == uid || e.cuid == uid {
-            mode >> 6
-        } else if e.gid == gid || e.cgid == gid {
-            mode >> 3
-        } else {
-            mode
-        };
-        granted & 0o6 == 0o6
+        self.server_access(e).can_attach()
     }
 
     fn holders_of(&self, shmid: i32) -> Vec<Attached> {
@@ -224,13 +215,24 @@ impl Ctx<'_> {
     /// Decide whose segment `e` is (module doc: header through a holder's
     /// memory, `--attach`, then circumstantial evidence).
     fn decide(&mut self, e: &ShmEntry, lock: Option<&PidFileParts>) -> Belongs {
-        if !self.server_can_read(e) {
-            return Belongs::Foreign(format!(
-                "owned by {} with mode {:03o}: a server running as {} cannot read it",
-                self.host.user_name(e.uid),
-                e.permissions(),
-                self.host.user_name(self.owner.0)
-            ));
+        match self.server_access(e) {
+            pg::ShmAccess::ReadWrite => {}
+            pg::ShmAccess::None => {
+                return Belongs::Foreign(format!(
+                    "owned by {} with mode {:03o}: a server running as {} cannot read it",
+                    self.host.user_name(e.uid),
+                    e.permissions(),
+                    self.host.user_name(self.owner.0)
+                ))
+            }
+            pg::ShmAccess::ReadOnly => {
+                return Belongs::Foreign(format!(
+                    "owned by {} with mode {:03o}: a server running as {} can read it but not attach it (shmat asks for read and write)",
+                    self.host.user_name(e.uid),
+                    e.permissions(),
+                    self.host.user_name(self.owner.0)
+                ))
+            }
         }
         if e.size < HEADER_SIZE as u64 {
             return Belongs::Foreign(format!(
@@ -439,7 +441,7 @@ fn status_once(
     let datadir_fatal = data_dir_checks(&mut cx, &version, &meta);
 
     // --- line 7: PGSharedMemoryIsInUse -----------------------------------
-    let (line7_blocks, line7_unknown) = line7_check(&mut cx, &stage, reading.as_ref());
+    let (line7_blocks, line7_unknown) = line7_check(&mut cx, &stage, reading.as_ref(), &version);
 
     // --- the port, listen addresses and socket directories of the start -
     let start = start_settings(&mut cx, &version, &lock_info);

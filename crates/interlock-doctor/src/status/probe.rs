@@ -68,7 +68,7 @@ pub(super) fn probe_outcome(
     if let Some(k) = seed_key.filter(|&k| passed_over(k)) {
         if let Some(e) = cx.host.by_key(k.0).cloned() {
             if let Some(Belongs::Foreign(why)) = cx.belongs.get(&e.shmid).cloned().or_else(|| {
-                (!cx.server_can_read(&e) || e.size < HEADER_SIZE as u64)
+                (!cx.server_can_attach(&e) || e.size < HEADER_SIZE as u64)
                     .then(|| cx.decide(&e, parts.as_ref()))
             }) {
                 cx.find(

@@ -13,7 +13,7 @@ pub(super) fn attribute_segments(
     parts: Option<PidFileParts>,
 ) {
     // Segments whose owner matters: every one with holders that a server
-    // running as the directory's owner could read, plus line 7's.
+    // running as the directory's owner could attach, plus line 7's.
     let mut targets: Vec<ShmEntry> = cx
         .host
         .shm
@@ -21,7 +21,7 @@ pub(super) fn attribute_segments(
         .filter(|e| {
             (e.nattch > 0 && e.size >= HEADER_SIZE as u64 && {
                 let (uid, _) = cx.owner;
-                e.uid == uid || e.cuid == uid || cx.server_can_read(e)
+                e.uid == uid || e.cuid == uid || cx.server_can_attach(e)
             }) || Some(e.shmid) == line7_shmid
         })
         .cloned()
@@ -31,7 +31,7 @@ pub(super) fn attribute_segments(
     // file's PID) decide most segments through their header.
     let mut undecided: Vec<ShmEntry> = Vec::new();
     for e in &targets {
-        if !cx.server_can_read(e) || e.size < HEADER_SIZE as u64 {
+        if !cx.server_can_attach(e) || e.size < HEADER_SIZE as u64 {
             let b = cx.decide(e, parts.as_ref());
             cx.belongs.insert(e.shmid, b);
             continue;
@@ -91,25 +91,45 @@ pub(super) fn attribute_segments(
     }
 }
 
-/// Line 7 as `PGSharedMemoryIsInUse` sees it: (what blocks, what cannot be told).
+/// Line 7 as `PGSharedMemoryIsInUse` sees it, under the server's
+/// algorithm (`version.algorithm`; `None` when its minor is unknown): what
+/// blocks, and what cannot be told (its finding's code and message).
 pub(super) fn line7_check(
     cx: &mut Ctx<'_>,
     stage: &LockStage,
     reading: Option<&ServerReading>,
-) -> (Option<String>, Option<String>) {
+    version: &VersionInfo,
+) -> (Option<String>, Option<(Code, String)>) {
     let mut line7_blocks: Option<String> = None;
-    let mut line7_unknown: Option<String> = None;
+    let mut line7_unknown: Option<(Code, String)> = None;
     if let (LockStage::Dead, Some((id1, id2))) = (stage, reading.and_then(|r| r.shmem)) {
         let shmid = id2 as i32;
-        let (whose, nattch, belongs) = match cx.host.by_shmid(shmid).cloned() {
-            None => (pg::Whose::Vanished, 0, None),
+        let (whose, nattch, access, belongs) = match cx.host.by_shmid(shmid).cloned() {
+            None => (pg::Whose::Vanished, 0, pg::ShmAccess::None, None),
             Some(e) => match cx.belongs.get(&shmid).cloned() {
-                Some(b) => (whose(&b), e.nattch, Some(b)),
+                Some(b) => (whose(&b), e.nattch, cx.server_access(&e), Some(b)),
                 None => return (None, None),
             },
         };
-        match (pg::line7_verdict(whose, nattch), belongs) {
-            (pg::Line7Verdict::InUse, _) => {
+        let algo = version.algorithm.map(pg::Algorithm::from);
+        let user = cx.host.user_name(cx.owner.0);
+        let before = match version.major() {
+            Some(10) => "10.8",
+            Some(11) => "11.3",
+            _ => "10.8/11.3",
+        };
+        match (pg::line7_verdict(algo, whose, nattch, access), belongs) {
+            (pg::Line7Verdict::InUse, b) => {
+                if access == pg::ShmAccess::ReadOnly {
+                    let why = b.as_ref().map(Belongs::evidence).unwrap_or_default();
+                    cx.find(
+                        Code::SegmentForeign,
+                        Severity::Problem,
+                        format!(
+                            "line 7 names segment ID {shmid}, which has {nattch} attached and is not one a server running as {user} may attach ({why}); PostgreSQL before {before} takes it for in use all the same (any shmat failure, permission denied included, is \"in use\" to it), later minors ignore it"
+                        ),
+                    );
+                }
                 line7_blocks = Some(format!(
                     "pre-existing shared memory block (key {id1}, ID {id2}) is still in use"
                 ));
@@ -121,10 +141,21 @@ pub(super) fn line7_check(
                     "line 7 names segment ID {shmid}, which now belongs to something else ({why}); PostgreSQL ignores it"
                 ),
             ),
-            (pg::Line7Verdict::Unknown, b) => {
+            (pg::Line7Verdict::Unknown(pg::Line7Doubt::Whose), b) => {
                 let why = b.as_ref().map(Belongs::evidence).unwrap_or_default();
-                line7_unknown = Some(format!(
-                    "segment ID {shmid} (line 7) has {nattch} attached, and whose it is cannot be told: {why}"
+                line7_unknown = Some((
+                    Code::PermissionDenied,
+                    format!(
+                        "segment ID {shmid} (line 7) has {nattch} attached, and whose it is cannot be told: {why}"
+                    ),
+                ));
+            }
+            (pg::Line7Verdict::Unknown(pg::Line7Doubt::Algorithm), _) => {
+                line7_unknown = Some((
+                    Code::VersionUnknown,
+                    format!(
+                        "segment ID {shmid} (line 7) has {nattch} attached, and a server running as {user} may read it but not attach it: PostgreSQL before {before} takes it for in use and refuses, later minors take it for another's and go on; which minor runs is unknown: give the server binary with --postgres"
+                    ),
                 ));
             }
             _ => {}

@@ -472,3 +472,163 @@ fn old_minors_with_an_unread_header_start_at_a_key_not_told() {
         r.probe.outcome
     );
 }
+
+/// Rewrite every row of the fixture's segment table: `f` gets a row's
+/// columns (key shmid perms size cpid lpid nattch uid gid cuid cgid atime
+/// dtime ctime rss swap).
+fn edit_segments(root: &HostRoot, f: impl Fn(&mut Vec<String>)) {
+    let path = root.procfs().root().join("sysvipc/shm");
+    let table = fs::read_to_string(&path).unwrap();
+    let mut lines = table.lines();
+    let mut out = format!("{}\n", lines.next().unwrap());
+    for line in lines {
+        let mut cols: Vec<String> = line.split_whitespace().map(String::from).collect();
+        f(&mut cols);
+        out.push_str(&cols.join(" "));
+        out.push('\n');
+    }
+    fs::write(path, out).unwrap();
+}
+
+/// Another user than the fixtures' (100000: above 16 bits).
+const OTHER_USER: u32 = 100_000;
+
+#[test]
+fn a_segment_the_server_may_read_but_not_attach_is_foreign_to_13_plus() {
+    // The first key of a 16 directory (no lock file, nobody attached) is
+    // taken by another user's segment the server's user may read but not
+    // write: shmat(shmid, NULL, 0) asks for both, fails with EACCES, and
+    // PGSharedMemoryAttach calls that SHMSTATE_FOREIGN: the next key.
+    let f = fixture();
+    let proc_root = f.opts.root.procfs().root().to_path_buf();
+    fs::remove_file(f.data.join("postmaster.pid")).unwrap();
+    fs::remove_dir_all(proc_root.join("4242")).unwrap();
+    let gid = fs::metadata(&f.data).unwrap().gid();
+    // Readable by others; readable by everybody; readable by the
+    // server's group.
+    for (mode, group) in [("644", OTHER_USER), ("444", OTHER_USER), ("640", gid)] {
+        edit_segments(&f.opts.root, |c| {
+            c[2] = mode.into();
+            c[6] = "0".into();
+            c[7] = OTHER_USER.to_string();
+            c[8] = group.to_string();
+            c[9] = OTHER_USER.to_string();
+            c[10] = group.to_string();
+        });
+        let r = status(&f.data, &f.opts).unwrap();
+        assert_eq!(r.version.algorithm, Some(Algorithm::New));
+        assert_eq!(r.verdict, Verdict::WillStart, "{mode}: {:#?}", r.findings);
+        assert_eq!(
+            r.probe.creates_at,
+            Some(key_u64(f.key.wrapping_add(1))),
+            "{mode}: {}",
+            r.probe.outcome
+        );
+        assert!(
+            r.findings.iter().any(|x| x.code == Code::KeyCollision
+                && x.message.contains("can read it but not attach it")),
+            "{mode}: {:#?}",
+            r.findings
+        );
+        assert_eq!(r.segments[0].belongs, Whose::Foreign, "{mode}");
+    }
+    // Writable too (0666): the server may attach it, and whose it is
+    // cannot be read here (nobody attached): not the next key for sure.
+    edit_segments(&f.opts.root, |c| c[2] = "666".into());
+    let r = status(&f.data, &f.opts).unwrap();
+    assert_eq!(r.probe.creates_at, None, "{}", r.probe.outcome);
+}
+
+/// [`old_minor_fixture`] with a stale lock file (its PID dead) whose line
+/// 7 names segment ID 77 on the first key, which now belongs to another
+/// user, mode 0644 (the server may read it, not attach it), with its
+/// holder attached.
+fn old_minor_line7_fixture(version: &str) -> (tempfile::TempDir, PathBuf, StatusOptions) {
+    let (root, data, opts) = old_minor_fixture(
+        version,
+        AtFirstKey {
+            cpid: DEAD_PID,
+            nattch: 1,
+            header: None,
+        },
+    );
+    fs::write(
+        data.join("postmaster.pid"),
+        format!(
+            "{DEAD_PID}\n{}\n{}\n5999\n/tmp\n*\n{OLD_FIRST_KEY:>9} {:>9}\nready   \n",
+            data.display(),
+            BTIME + 100,
+            77
+        ),
+    )
+    .unwrap();
+    edit_segments(&opts.root, |c| {
+        c[2] = "644".into();
+        // uid gid cuid cgid
+        for col in &mut c[7..=10] {
+            *col = OTHER_USER.to_string();
+        }
+    });
+    (root, data, opts)
+}
+
+#[test]
+fn line_7_on_a_segment_the_server_may_read_but_not_attach_per_minor() {
+    // 10.5: PGSharedMemoryIsInUse reads the attach count (1), then shmat
+    // fails with EACCES, and any shmat failure is "in use": FATAL.
+    let (_root, data, opts) = old_minor_line7_fixture("10.5");
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.version.algorithm, Some(Algorithm::Old));
+    assert_eq!(r.verdict, Verdict::Blocked, "{:#?}", r.findings);
+    assert_eq!(r.stops_at, Some(Stage::SharedMemory));
+    assert_eq!(
+        r.postgres_would_say.as_deref(),
+        Some(
+            format!(
+                "pre-existing shared memory block (key {OLD_FIRST_KEY}, ID 77) is still in use"
+            )
+            .as_str()
+        )
+    );
+    assert!(
+        r.findings.iter().any(|f| f.code == Code::SegmentForeign
+            && f.message.contains("before 10.8 takes it for in use")),
+        "{:#?}",
+        r.findings
+    );
+
+    // 10.8: PGSharedMemoryAttach's shmat EACCES is SHMSTATE_FOREIGN: not
+    // in use; the probe passes over it too.
+    let (_root, data, opts) = old_minor_line7_fixture("10.8");
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.version.algorithm, Some(Algorithm::New));
+    assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+    assert_eq!(r.postgres_would_say, None);
+    assert_eq!(
+        r.probe.creates_at,
+        Some(key_u64(OLD_FIRST_KEY + 1)),
+        "{}",
+        r.probe.outcome
+    );
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.code == Code::SegmentForeign && f.message.contains("PostgreSQL ignores it")),
+        "{:#?}",
+        r.findings
+    );
+
+    // The minor unknown (the binary's version has none): the two answers
+    // differ, so the verdict is unknown, and says why.
+    let (_root, data, opts) = old_minor_line7_fixture("10");
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.version.algorithm, None);
+    assert_eq!(r.verdict, Verdict::Unknown, "{:#?}", r.findings);
+    assert!(
+        r.findings.iter().any(|f| f.code == Code::VersionUnknown
+            && f.message.contains("(line 7) has 1 attached")
+            && f.message.contains("before 10.8 takes it for in use")),
+        "{:#?}",
+        r.findings
+    );
+}

@@ -11,7 +11,7 @@ pub(super) fn decide_verdict(
     datadir_fatal: Option<String>,
     stage: &LockStage,
     line7_blocks: Option<String>,
-    line7_unknown: Option<String>,
+    line7_unknown: Option<(Code, String)>,
     lock_create: startup::Step,
     (socket_block, sockets_first): (Option<(Stage, String)>, bool),
     control: &ControlStage,
@@ -107,8 +107,8 @@ pub(super) fn decide_verdict(
             LockStage::Absent | LockStage::Dead => {
                 if let Some(msg) = line7_blocks {
                     (Verdict::Blocked, Some((Stage::SharedMemory, msg)))
-                } else if let Some(why) = line7_unknown {
-                    cx.find(Code::PermissionDenied, Severity::Problem, why);
+                } else if let Some((code, why)) = line7_unknown {
+                    cx.find(code, Severity::Problem, why);
                     (Verdict::Unknown, None)
                 } else if let startup::Step::Fails(msg, why) = lock_create {
                     cx.find(

@@ -33,7 +33,7 @@ mod probe;
 pub use self::datadir::{check_data_dir_mode, check_data_dir_owner, DataDirProblem};
 pub use self::probe::{
     algorithm, algorithm_of_server, line7_verdict, minor_of, probe_step, Algorithm, HeaderSeen,
-    Line7Verdict, ProbeStep, SegmentAtKey, Whose,
+    Line7Doubt, Line7Verdict, ProbeStep, SegmentAtKey, ShmAccess, Whose,
 };
 
 /// The lock file's name inside the data directory (`DIRECTORY_LOCK_FILE`

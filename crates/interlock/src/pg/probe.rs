@@ -241,42 +241,150 @@ pub fn probe_step(algo: Algorithm, at: &SegmentAtKey) -> ProbeStep {
     }
 }
 
+/// What the server's user may do with a segment, by the kernel's
+/// permission check (`ipcperms` in the kernel's ipc/util.c): the owner's
+/// bits if the user is the segment's owner or creator (`uid`, `cuid`),
+/// else the group's if its group is the segment's group or creator's group
+/// (`gid`, `cgid`), else the others'. `shmctl(IPC_STAT)` asks for read
+/// access; `shmat(shmid, NULL, 0)`, without `SHM_RDONLY` as the server
+/// calls it, for read **and** write (`do_shmat` in ipc/shm.c). Both fail
+/// with `EACCES` when refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShmAccess {
+    /// Not even read: `IPC_STAT` fails with `EACCES`.
+    None,
+    /// Read but not write: `IPC_STAT` succeeds, `shmat` fails with
+    /// `EACCES`.
+    ReadOnly,
+    /// Read and write: the server may attach it.
+    ReadWrite,
+}
+
+impl ShmAccess {
+    /// The access of a process running as `user` (uid, gid) to a segment
+    /// of permission bits `mode` whose owner is `owner` (uid, gid) and
+    /// creator `creator` (cuid, cgid), as `ipcperms` grants it without
+    /// `CAP_IPC_OWNER` (a server never runs as root). Only `user`'s given
+    /// group counts: its supplementary groups are not known here.
+    pub fn granted(mode: u32, owner: (u32, u32), creator: (u32, u32), user: (u32, u32)) -> Self {
+        let (uid, gid) = user;
+        let bits = if uid == owner.0 || uid == creator.0 {
+            mode >> 6
+        } else if gid == owner.1 || gid == creator.1 {
+            mode >> 3
+        } else {
+            mode
+        };
+        match bits & 0o6 {
+            0o6 => ShmAccess::ReadWrite,
+            0o4 => ShmAccess::ReadOnly,
+            _ => ShmAccess::None,
+        }
+    }
+
+    /// Whether the server may attach it (`shmat` without `SHM_RDONLY`).
+    pub fn can_attach(self) -> bool {
+        self == ShmAccess::ReadWrite
+    }
+}
+
 /// What a starting server makes of the segment named on line 7 of a lock
 /// file whose owner is dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line7Verdict {
     /// In use: FATAL "pre-existing shared memory block (key %lu, ID %lu)
     /// is still in use" (this directory's with processes attached, or an
-    /// analysis failure).
+    /// analysis failure; before 10.8/11.3 also one with processes attached
+    /// that the server may read but not attach).
     InUse,
     /// This directory's, nobody attached: not in use. The server goes on
     /// and leaves it (`PGSharedMemoryIsInUse` removes nothing; the key
     /// probe recycles it if it reaches its key); `DataDirLock::acquire`
     /// removes it then and there.
     Unattached,
-    /// Not in use and nothing to clean: no such segment, another's, or one
-    /// nobody is attached to whose owner cannot be told.
+    /// Not in use and nothing to clean: no such segment, another's, one
+    /// the server may not attach (10.8+/11.3+) or read, or one nobody is
+    /// attached to whose owner cannot be told.
     Ignored,
+    /// Cannot be told, for the reason given.
+    Unknown(Line7Doubt),
+}
+
+/// Why a [`Line7Verdict`] cannot be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line7Doubt {
     /// Processes are attached and whose it is cannot be told: in use if it
     /// is this directory's, ignored if not.
-    Unknown,
+    Whose,
+    /// The two algorithms answer differently and which one the server runs
+    /// is not known (10 or 11 without its minor): a segment with processes
+    /// attached that the server's user may read but not attach is in use
+    /// before 10.8/11.3 and foreign from then on.
+    Algorithm,
 }
 
 /// `PGSharedMemoryIsInUse(id1, id2)` (`src/backend/port/sysv_shmem.c`),
 /// called by `CreateLockFile` (`src/backend/utils/init/miscinit.c`) for
-/// line 7 of a stale `postmaster.pid`: only the shmid counts. The new
-/// algorithm maps `ATTACHED` and `ANALYSIS_FAILURE` to in use and the
-/// rest to not; the old one reaches the same answers for these states
-/// (nobody attached → not in use, before anything else; header of another
-/// directory → not in use).
-pub fn line7_verdict(whose: Whose, nattch: u64) -> Line7Verdict {
-    match whose {
-        Whose::AnalysisFailure => Line7Verdict::InUse,
-        Whose::ThisDirectory if nattch > 0 => Line7Verdict::InUse,
-        Whose::ThisDirectory => Line7Verdict::Unattached,
-        Whose::Foreign | Whose::Vanished => Line7Verdict::Ignored,
-        Whose::Unknown if nattch > 0 => Line7Verdict::Unknown,
-        Whose::Unknown => Line7Verdict::Ignored,
+/// line 7 of a stale `postmaster.pid`: only the shmid counts. `whose` and
+/// `nattch` are the segment's as the new algorithm analyses it (`whose`
+/// by its header, when the server may attach it), `access` what the
+/// server's user may do with it; `algo` the server's algorithm, `None`
+/// when it is not known (then where the two answer differently the
+/// verdict is [`Line7Doubt::Algorithm`]).
+///
+/// New algorithm (10.8+, 11.3+, 12+): `PGSharedMemoryAttach`, whose
+/// `IPC_STAT` or `shmat` failing with `EACCES` is `SHMSTATE_FOREIGN`;
+/// `ATTACHED` and `ANALYSIS_FAILURE` are in use, the rest not. So a
+/// segment the server may read but not write is another's, whatever its
+/// header says.
+///
+/// Old algorithm (10.0–10.7, 11.0–11.2), in its order: `IPC_STAT` failing
+/// with `EACCES` (or the segment gone) → not in use; nobody attached → not
+/// in use; `stat(DataDir)` failing → in use; **any** `shmat` failure,
+/// `EACCES` included → in use; another directory's header → not in use;
+/// else in use. So a segment with processes attached that the server may
+/// read but not attach is in use, whoever's it is. An analysis failure is
+/// taken for in use as in the new algorithm (the old one passes a
+/// failure after its attach count on a segment nobody is attached to, but
+/// `Whose::AnalysisFailure` does not say where it failed).
+pub fn line7_verdict(
+    algo: Option<Algorithm>,
+    whose: Whose,
+    nattch: u64,
+    access: ShmAccess,
+) -> Line7Verdict {
+    match algo {
+        Some(a) => line7_of(a, whose, nattch, access),
+        None => {
+            let old = line7_of(Algorithm::Old, whose, nattch, access);
+            let new = line7_of(Algorithm::New, whose, nattch, access);
+            if old == new {
+                new
+            } else {
+                Line7Verdict::Unknown(Line7Doubt::Algorithm)
+            }
+        }
+    }
+}
+
+fn line7_of(algo: Algorithm, whose: Whose, nattch: u64, access: ShmAccess) -> Line7Verdict {
+    match (whose, access) {
+        // IPC_STAT: EINVAL (gone) or EACCES → not in use, in both.
+        (Whose::Vanished, _) | (_, ShmAccess::None) => Line7Verdict::Ignored,
+        // shmat EACCES: FOREIGN (new); in use once anybody is attached,
+        // the attach count coming first (old).
+        (_, ShmAccess::ReadOnly) => match algo {
+            Algorithm::Old if nattch > 0 => Line7Verdict::InUse,
+            _ => Line7Verdict::Ignored,
+        },
+        (Whose::AnalysisFailure, ShmAccess::ReadWrite) => Line7Verdict::InUse,
+        (Whose::ThisDirectory, ShmAccess::ReadWrite) if nattch > 0 => Line7Verdict::InUse,
+        (Whose::ThisDirectory, ShmAccess::ReadWrite) => Line7Verdict::Unattached,
+        (Whose::Foreign, ShmAccess::ReadWrite) => Line7Verdict::Ignored,
+        (Whose::Unknown, ShmAccess::ReadWrite) if nattch > 0 => {
+            Line7Verdict::Unknown(Line7Doubt::Whose)
+        }
+        (Whose::Unknown, ShmAccess::ReadWrite) => Line7Verdict::Ignored,
     }
 }
 
@@ -454,19 +562,105 @@ mod tests {
     #[test]
     fn line7_verdicts() {
         use Line7Verdict as V;
+        use ShmAccess::ReadWrite;
         use Whose::*;
+        // The server may attach it: both algorithms answer alike, and so
+        // does an unknown one.
         let table: &[(Whose, u64, Line7Verdict)] = &[
             (ThisDirectory, 1, V::InUse),
             (ThisDirectory, 0, V::Unattached),
             (AnalysisFailure, 0, V::InUse),
+            (AnalysisFailure, 2, V::InUse),
             (Foreign, 3, V::Ignored),
             (Foreign, 0, V::Ignored),
             (Vanished, 0, V::Ignored),
-            (Unknown, 2, V::Unknown),
+            (Unknown, 2, V::Unknown(Line7Doubt::Whose)),
             (Unknown, 0, V::Ignored),
         ];
         for &(whose, nattch, want) in table {
-            assert_eq!(line7_verdict(whose, nattch), want, "{whose:?} {nattch}");
+            for algo in [Some(Algorithm::New), Some(Algorithm::Old), None] {
+                assert_eq!(
+                    line7_verdict(algo, whose, nattch, ReadWrite),
+                    want,
+                    "{algo:?} {whose:?} {nattch}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn line7_on_a_segment_the_server_may_not_attach() {
+        use Line7Verdict as V;
+        use Whose::*;
+        let (old, new) = (Some(Algorithm::Old), Some(Algorithm::New));
+        for whose in [ThisDirectory, Foreign, Unknown, AnalysisFailure] {
+            // Not even readable: IPC_STAT's EACCES is "not in use" in both.
+            for algo in [old, new, None] {
+                for nattch in [0, 3] {
+                    assert_eq!(
+                        line7_verdict(algo, whose, nattch, ShmAccess::None),
+                        V::Ignored,
+                        "{algo:?} {whose:?} {nattch}"
+                    );
+                }
+            }
+            // Readable, not writable: shmat fails with EACCES. Foreign to
+            // the new algorithm; in use to the old once anybody is
+            // attached (its attach count comes before the attach).
+            let ro = ShmAccess::ReadOnly;
+            assert_eq!(line7_verdict(new, whose, 3, ro), V::Ignored, "{whose:?}");
+            assert_eq!(line7_verdict(old, whose, 3, ro), V::InUse, "{whose:?}");
+            assert_eq!(
+                line7_verdict(None, whose, 3, ro),
+                V::Unknown(Line7Doubt::Algorithm),
+                "{whose:?}"
+            );
+            for algo in [old, new, None] {
+                assert_eq!(line7_verdict(algo, whose, 0, ro), V::Ignored, "{whose:?}");
+            }
+        }
+        // Gone: whatever its access was.
+        for algo in [old, new, None] {
+            assert_eq!(
+                line7_verdict(algo, Vanished, 0, ShmAccess::ReadOnly),
+                V::Ignored
+            );
+        }
+    }
+
+    #[test]
+    fn access_as_ipcperms_grants_it() {
+        use ShmAccess::*;
+        let me = (1000, 1000);
+        let other = (2000, 2000);
+        let group = (2000, 1000);
+        type Ids = (u32, u32);
+        let table: &[(u32, Ids, Ids, ShmAccess)] = &[
+            (0o600, me, me, ReadWrite),
+            (0o400, me, me, ReadOnly),
+            (0o200, me, me, None),
+            // The creator's bits count like the owner's.
+            (0o600, other, me, ReadWrite),
+            (0o600, other, other, None),
+            (0o640, other, other, None),
+            (0o644, other, other, ReadOnly),
+            (0o666, other, other, ReadWrite),
+            (0o444, other, other, ReadOnly),
+            // The group's bits, by the segment's group or creator's group.
+            (0o640, group, other, ReadOnly),
+            (0o660, other, group, ReadWrite),
+            (0o606, group, group, None),
+            // The owner's bits only, even where others may more.
+            (0o066, me, me, None),
+        ];
+        for &(mode, owner, creator, want) in table {
+            assert_eq!(
+                ShmAccess::granted(mode, owner, creator, me),
+                want,
+                "{mode:o} {owner:?} {creator:?}"
+            );
+        }
+        assert!(ReadWrite.can_attach());
+        assert!(!ReadOnly.can_attach() && !None.can_attach());
     }
 }
