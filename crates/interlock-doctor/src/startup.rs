@@ -331,7 +331,7 @@ impl NetTcp {
             let mut listeners = Vec::new();
             for f in ["tcp", "tcp6"] {
                 let path = self.dir.join(f);
-                match std::fs::read_to_string(&path) {
+                match read_whole(&path) {
                     Ok(t) => match parse_net_tcp(&t) {
                         Ok(v) => listeners.extend(v),
                         Err(e) => return Err(format!("{}: {e}", path.display())),
@@ -343,6 +343,17 @@ impl NetTcp {
             Ok(listeners)
         })
     }
+}
+
+/// A `/proc/net/tcp*` file, read with one large buffer: the kernel walks
+/// its whole socket hash table for every `read`, however little it returns,
+/// so the small first reads of `fs::read_to_string` (the file reports size
+/// 0) would each cost as much as the whole file.
+fn read_whole(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(256 << 10);
+    std::fs::File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// The TCP step of a start on `port` with `listen_addresses` `listen`,
