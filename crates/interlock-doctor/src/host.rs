@@ -37,6 +37,7 @@ use interlock_format::shmem_header::{ShmemHeader, HEADER_SIZE};
 use interlock_format::sysvipc::{parse_shm_table, ShmEntry};
 
 use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
 
 use interlock::process::{ProcFs, ProcessInfo};
 
@@ -67,6 +68,13 @@ pub(crate) struct Search {
     pub other_namespace: Vec<i32>,
 }
 
+/// A [`DsmUse`] kept: how many maps had been read, and of which files.
+type DsmUseKept = (u64, Vec<DsmFile>, Rc<DsmUse>);
+
+/// One batch of [`Host::owners_and`]: its index, and each process's owner
+/// and what was asked of it (`None`: gone).
+type OwnersBatch<T> = (usize, Vec<(i32, Option<(u32, T)>)>);
+
 /// The host's segments, and a cache of what each process maps.
 #[derive(Debug)]
 pub(crate) struct Host {
@@ -87,6 +95,15 @@ pub(crate) struct Host {
     ipc_namespaces: HashMap<i32, Option<u64>>,
     /// `/dev/shm` listings, by directory.
     dsm: HashMap<PathBuf, Vec<DsmFile>>,
+    /// Segment headers read through a holder's memory, by (PID, address).
+    headers: HashMap<(i32, u64), Option<ShmemHeader>>,
+    /// The children of processes ([`ProcFs::children`]).
+    children: HashMap<i32, Vec<i32>>,
+    /// Counts the maps read (and the owners found unreadable): what
+    /// [`Host::dsm_use`] depends on.
+    maps_read: u64,
+    /// The last [`Host::dsm_use`]: when the maps read, and of which files.
+    dsm_use: RefCell<Option<DsmUseKept>>,
     /// What [`ProcFs::info`] says of each process asked about.
     infos: RefCell<HashMap<i32, Option<ProcessInfo>>>,
     /// `/proc/stat`'s boot time, read once.
@@ -125,6 +142,10 @@ impl Host {
             cwd_ids: HashMap::new(),
             ipc_namespaces: HashMap::new(),
             dsm: HashMap::new(),
+            headers: HashMap::new(),
+            children: HashMap::new(),
+            maps_read: 0,
+            dsm_use: RefCell::new(None),
             infos: RefCell::new(HashMap::new()),
             boot_time: OnceCell::new(),
             passwd: OnceCell::new(),
@@ -186,12 +207,61 @@ impl Host {
                 }
             }
             self.mappings.insert(pid, m);
+            self.maps_read += 1;
         }
         self.mappings.get(&pid).and_then(|m| m.as_ref())
     }
 
-    /// Who uses each of `files`, by the maps read so far.
-    pub fn dsm_use(&self, files: &[DsmFile]) -> DsmUse {
+    /// Keep what [`ProcRead::of`] read of `pid`, owned by `uid`, as
+    /// [`Host::mappings`], [`Host::cwd_id`], [`Host::ipc_namespace`],
+    /// [`Host::info`] and [`Host::children`] would have read it.
+    pub fn keep(&mut self, pid: i32, uid: u32, read: ProcRead) {
+        if !self.mappings.contains_key(&pid) {
+            if read.maps.is_none() && read.alive {
+                self.unreadable_uids.insert(uid);
+            }
+            self.mappings.insert(pid, read.maps);
+            self.maps_read += 1;
+        }
+        self.cwd_ids.entry(pid).or_insert(read.cwd_id);
+        self.ipc_namespaces.entry(pid).or_insert(read.ipc_ns);
+        self.infos.get_mut().entry(pid).or_insert(read.info);
+        self.children.entry(pid).or_insert(read.children);
+    }
+
+    /// The boot time [`Host::info`] uses, if it was read already.
+    pub fn boot_time_read(&self) -> Option<Option<i64>> {
+        self.boot_time.get().copied()
+    }
+
+    /// Keep `boot` as the boot time [`Host::info`] uses, unless it has one.
+    pub fn keep_boot_time(&mut self, boot: Option<i64>) {
+        let _ = self.boot_time.set(boot);
+    }
+
+    /// The children of `pid` ([`ProcFs::children`]), cached.
+    pub fn children(&mut self, pid: i32) -> Vec<i32> {
+        let procfs = &self.procfs;
+        self.children
+            .entry(pid)
+            .or_insert_with(|| procfs.children(pid))
+            .clone()
+    }
+
+    /// Who uses each of `files`, by the maps read so far; kept until
+    /// more maps are read (every diagnosis of a `scan` asks).
+    pub fn dsm_use(&self, files: &[DsmFile]) -> Rc<DsmUse> {
+        if let Some((read, of, usage)) = &*self.dsm_use.borrow() {
+            if *read == self.maps_read && of.as_slice() == files {
+                return usage.clone();
+            }
+        }
+        let usage = Rc::new(self.dsm_use_now(files));
+        *self.dsm_use.borrow_mut() = Some((self.maps_read, files.to_vec(), usage.clone()));
+        usage
+    }
+
+    fn dsm_use_now(&self, files: &[DsmFile]) -> DsmUse {
         let mut mapped: BTreeMap<u32, Vec<i32>> = BTreeMap::new();
         for (pid, m) in self.mapped() {
             for h in &m.dsm_handles {
@@ -250,31 +320,45 @@ impl Host {
         f: impl Fn(&ProcFs, i32, u32) -> T + Sync,
     ) -> Vec<(i32, u32, T)> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        let chunk = pids.len().div_ceil(threads).max(512);
         let procfs = &self.procfs;
         let f = &f;
-        let read = |c: &[i32]| -> Vec<(i32, Option<(u32, T)>)> {
-            c.iter()
-                .map(|&pid| {
-                    let seen = procfs.owner_uid(pid).ok().map(|u| (u, f(procfs, pid, u)));
-                    (pid, seen)
-                })
-                .collect()
+        // The threads take batches in turn rather than a fixed share each:
+        // the processes that cost most (PostgreSQL's, whose maps `f` may
+        // read) are often neighbours in PID order.
+        const BATCH: usize = 64;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let read = || -> Vec<OwnersBatch<T>> {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(c) = pids.chunks(BATCH).nth(i) else {
+                    return done;
+                };
+                let seen = c
+                    .iter()
+                    .map(|&pid| {
+                        let seen = procfs.owner_uid(pid).ok().map(|u| (u, f(procfs, pid, u)));
+                        (pid, seen)
+                    })
+                    .collect();
+                done.push((i, seen));
+            }
         };
-        let parts: Vec<Vec<_>> = if pids.len() <= chunk {
-            vec![read(pids)]
+        let mut parts: Vec<OwnersBatch<T>> = if threads == 1 || pids.len() <= 512 {
+            read()
         } else {
             std::thread::scope(|s| {
-                let handles: Vec<_> = pids
-                    .chunks(chunk)
-                    .map(|c| s.spawn(move || read(c)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                    .collect()
+                // This thread reads too, beside `threads - 1` others.
+                let handles: Vec<_> = (1..threads).map(|_| s.spawn(read)).collect();
+                let mut all = read();
+                for h in handles {
+                    all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+                }
+                all
             })
         };
+        parts.sort_unstable_by_key(|(i, _)| *i);
+        let parts = parts.into_iter().map(|(_, p)| p);
         let mut out = Vec::with_capacity(pids.len());
         for (pid, seen) in parts.into_iter().flatten() {
             self.owner_uids
@@ -376,7 +460,7 @@ impl Host {
             }
             self.examine(pid, &mut needed, &mut search);
             if depth_budget > 0 {
-                let kids = self.procfs.children(pid);
+                let kids = self.children(pid);
                 depth_budget = depth_budget.saturating_sub(kids.len());
                 queue.extend(kids);
             }
@@ -467,13 +551,19 @@ impl Host {
     }
 
     /// The segment header as a holder sees it, read through its
-    /// `/proc/PID/mem` (no attach).
-    pub fn header_via(&self, holder: &Attached) -> Option<ShmemHeader> {
-        let bytes = self
-            .procfs
-            .read_memory(holder.pid, holder.start, HEADER_SIZE)
-            .ok()?;
-        ShmemHeader::parse(&bytes).ok()
+    /// `/proc/PID/mem` (no attach), once per holder and address: every
+    /// diagnosis of a `scan` asks about every segment.
+    pub fn header_via(&mut self, holder: &Attached) -> Option<ShmemHeader> {
+        let procfs = &self.procfs;
+        *self
+            .headers
+            .entry((holder.pid, holder.start))
+            .or_insert_with(|| {
+                let bytes = procfs
+                    .read_memory(holder.pid, holder.start, HEADER_SIZE)
+                    .ok()?;
+                ShmemHeader::parse(&bytes).ok()
+            })
     }
 
     /// Processes whose working directory is `dir`, among all processes.
@@ -501,8 +591,46 @@ impl Host {
     }
 }
 
+/// What `scan` reads of each PostgreSQL process, on the threads of its one
+/// pass over `/proc` ([`Host::owners_and`]), for [`Host::keep`]: what the
+/// diagnoses of the directories would ask of it one at a time.
+#[derive(Debug)]
+pub(crate) struct ProcRead {
+    maps: Option<SharedMappings>,
+    /// Whether the process was alive when its maps could not be read.
+    alive: bool,
+    pub cwd: Option<PathBuf>,
+    pub cwd_id: Option<(u64, u64)>,
+    ipc_ns: Option<u64>,
+    info: Option<ProcessInfo>,
+    children: Vec<i32>,
+}
+
+impl ProcRead {
+    /// Read `pid`'s maps, working directory, IPC namespace, what
+    /// [`ProcFs::info`] says of it (with `boot_time`, as
+    /// [`ProcFs::info_with_boot_time`] takes it) and its children.
+    pub fn of(
+        procfs: &ProcFs,
+        pid: i32,
+        boot_time: impl FnOnce() -> std::io::Result<i64>,
+    ) -> ProcRead {
+        let maps = procfs.shared_mappings(pid).ok();
+        let alive = maps.is_some() || procfs.stat(pid).is_ok();
+        ProcRead {
+            maps,
+            alive,
+            cwd: procfs.cwd(pid).ok(),
+            cwd_id: procfs.cwd_id(pid).ok(),
+            ipc_ns: procfs.namespace(pid, "ipc").ok(),
+            info: procfs.info_with_boot_time(pid, boot_time).ok(),
+            children: procfs.children(pid),
+        }
+    }
+}
+
 /// A `/dev/shm/PostgreSQL.N` file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DsmFile {
     pub path: PathBuf,
     pub handle: u32,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::host::{now_epoch, DsmState, Host, GRACE_SECS};
+use super::host::{now_epoch, DsmState, Host, ProcRead, GRACE_SECS};
 use super::*;
 use interlock::process::ProcFs;
 
@@ -131,29 +131,44 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
     let mut others: Vec<i32> = Vec::new();
     let mut root: Vec<i32> = Vec::new();
     let candidates: Vec<i32> = pids.iter().copied().filter(|&p| p != my_pid).collect();
+    // The boot time, read once for every process (as `Host::info` reads it).
+    let known_boot = host.boot_time_read();
+    let boot = std::sync::OnceLock::new();
+    let boot_time = || *boot.get_or_init(|| known_boot.unwrap_or_else(|| procfs.boot_time().ok()));
     let seen = host.owners_and(&candidates, |procfs, pid, uid| {
-        uid != 0
+        let is_pg = uid != 0
             && (procfs.exe(pid).map(|e| is_pg_exe(&e)).unwrap_or(false)
                 || fs::read(procfs.root().join(pid.to_string()).join("cmdline"))
                     .ok()
                     .and_then(|c| interlock_format::pgproc::pg_role(&c))
-                    .is_some())
+                    .is_some());
+        // What the diagnoses ask of a PostgreSQL process (its maps,
+        // working directory, namespace, stat and status, children) is read
+        // here, on the pass's threads, rather than one at a time later.
+        is_pg.then(|| {
+            ProcRead::of(procfs, pid, || {
+                boot_time().ok_or_else(|| std::io::Error::other("no boot time in /proc/stat"))
+            })
+        })
     });
-    for (pid, uid, is_pg) in seen {
-        if !is_pg {
+    if let Some(b) = boot.get() {
+        host.keep_boot_time(*b);
+    }
+    for (pid, uid, pg_read) in seen {
+        let Some(read) = pg_read else {
             if uid == 0 {
                 root.push(pid);
             } else {
                 others.push(pid);
             }
             continue;
-        }
-        let _ = host.mappings(pid);
+        };
         pg_procs.push(PgProc {
             pid,
-            cwd: procfs.cwd(pid).ok(),
-            cwd_id: host.cwd_id(pid),
+            cwd: read.cwd.clone(),
+            cwd_id: read.cwd_id,
         });
+        host.keep(pid, uid, read);
     }
     // The maps of the others only as far as needed: while the segment
     // table counts attachments the maps read do not show (anyone with
@@ -227,6 +242,10 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
     }
     for PgProc { pid, cwd, cwd_id } in &pg_procs {
         if let (Some(cwd), Some(id)) = (cwd, cwd_id) {
+            // One look per directory, not per process working in it.
+            if dirs.contains_key(id) {
+                continue;
+            }
             if cwd.join("PG_VERSION").is_file() || cwd.join("postmaster.pid").is_file() {
                 dirs.entry(*id)
                     .or_insert_with(|| (cwd.clone(), format!("working directory of PID {pid}")));

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use interlock_format::nettcp::{parse_net_tcp, TcpSocket};
+use interlock_format::nettcp::{parse_net_tcp, TcpSocket, TCP_LISTEN};
 use rustix::fs::StatVfsMountFlags;
 
 /// What a step does.
@@ -327,11 +327,18 @@ impl NetTcp {
     }
 
     fn listeners(&mut self) -> &Result<Vec<TcpSocket>, String> {
+        let host = self.dir == Path::new("/proc/net");
         self.listeners.get_or_insert_with(|| {
+            // The running host's listeners are asked of the kernel; the
+            // files are read when it does not answer, and under a fixture
+            // tree.
+            if let Some(l) = host.then(listeners_by_netlink).flatten() {
+                return Ok(l);
+            }
             let mut listeners = Vec::new();
             for f in ["tcp", "tcp6"] {
                 let path = self.dir.join(f);
-                match std::fs::read_to_string(&path) {
+                match read_whole(&path) {
                     Ok(t) => match parse_net_tcp(&t) {
                         Ok(v) => listeners.extend(v),
                         Err(e) => return Err(format!("{}: {e}", path.display())),
@@ -343,6 +350,117 @@ impl NetTcp {
             Ok(listeners)
         })
     }
+}
+
+/// A `/proc/net/tcp*` file, read with one large buffer: the kernel walks
+/// its whole socket hash table for every `read`, however little it returns,
+/// so the small first reads of `fs::read_to_string` (the file reports size
+/// 0) would each cost as much as the whole file.
+fn read_whole(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(256 << 10);
+    std::fs::File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The listening TCP sockets of this network namespace (IPv4, then IPv6)
+/// through `NETLINK_SOCK_DIAG`, as `ss -lt` asks for them: for a dump of
+/// listeners only, the kernel walks its listening table alone
+/// (`inet_diag_dump_icsk`), where reading `/proc/net/tcp*` walks every
+/// bucket of the connection table once per `read` (milliseconds on a host
+/// with much memory, however few sockets it has). `None` if the kernel
+/// does not answer as expected (no IPv6, no `sock_diag`, a sandbox).
+fn listeners_by_netlink() -> Option<Vec<TcpSocket>> {
+    use rustix::net::netlink::{self, SocketAddrNetlink};
+    use rustix::net::{
+        recv, sendto, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType,
+    };
+    // include/uapi/linux/{netlink,sock_diag,inet_diag}.h
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLM_F_REQUEST: u16 = 0x1;
+    const NLM_F_DUMP: u16 = 0x300;
+    const HEADER: usize = 16; // struct nlmsghdr
+    const MSG: usize = 72; // struct inet_diag_msg
+    const IPPROTO_TCP: u8 = 6;
+    let fd = socket_with(
+        AddressFamily::NETLINK,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        Some(netlink::SOCK_DIAG),
+    )
+    .ok()?;
+    let u16_at = |b: &[u8], i: usize| -> Option<u16> {
+        Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?))
+    };
+    let u32_at = |b: &[u8], i: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
+    };
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    for (seq, family) in [(1u32, AddressFamily::INET), (2, AddressFamily::INET6)] {
+        // struct nlmsghdr, then struct inet_diag_req_v2: family, protocol,
+        // no extensions, padding, the states wanted (LISTEN only), and an
+        // all-zero inet_diag_sockid (any address and port).
+        let mut req = Vec::with_capacity(HEADER + 56);
+        req.extend_from_slice(&((HEADER + 56) as u32).to_ne_bytes());
+        req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        req.extend_from_slice(&seq.to_ne_bytes());
+        req.extend_from_slice(&0u32.to_ne_bytes());
+        req.extend_from_slice(&[family.as_raw() as u8, IPPROTO_TCP, 0, 0]);
+        req.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+        req.resize(HEADER + 56, 0);
+        sendto(&fd, &req, SendFlags::empty(), &SocketAddrNetlink::new(0, 0)).ok()?;
+        'replies: loop {
+            let (n, _) = recv(&fd, &mut buf[..], RecvFlags::empty()).ok()?;
+            let mut data = buf.get(..n)?;
+            if data.is_empty() {
+                return None;
+            }
+            while !data.is_empty() {
+                let len = u32_at(data, 0)? as usize;
+                let kind = u16_at(data, 4)?;
+                if len < HEADER || len > data.len() {
+                    return None;
+                }
+                if u32_at(data, 8)? == seq {
+                    match kind {
+                        NLMSG_DONE => break 'replies,
+                        NLMSG_ERROR => return None,
+                        SOCK_DIAG_BY_FAMILY => {
+                            let m = data.get(HEADER..len).filter(|m| m.len() >= MSG)?;
+                            let addr = |at: usize| -> Option<IpAddr> {
+                                Some(if family == AddressFamily::INET {
+                                    let b: [u8; 4] = m.get(at..at + 4)?.try_into().ok()?;
+                                    IpAddr::V4(Ipv4Addr::from(b))
+                                } else {
+                                    let b: [u8; 16] = m.get(at..at + 16)?.try_into().ok()?;
+                                    IpAddr::V6(Ipv6Addr::from(b))
+                                })
+                            };
+                            let port = |at: usize| -> Option<u16> {
+                                Some(u16::from_be_bytes(m.get(at..at + 2)?.try_into().ok()?))
+                            };
+                            out.push(TcpSocket {
+                                local: addr(8)?,
+                                local_port: port(4)?,
+                                remote: addr(24)?,
+                                remote_port: port(6)?,
+                                state: *m.get(1)?,
+                                uid: u32_at(m, 64)?,
+                                inode: u64::from(u32_at(m, 68)?),
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                data = data.get(len.next_multiple_of(4).min(data.len())..)?;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// The TCP step of a start on `port` with `listen_addresses` `listen`,
@@ -384,6 +502,41 @@ pub(crate) fn tcp(listen: &str, port: u16, net: &mut NetTcp) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernel's answer lists the listeners `/proc/net/tcp*` shows,
+    /// with the same fields.
+    #[test]
+    fn netlink_listeners_match_proc_net() {
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v6 = std::net::TcpListener::bind("[::1]:0").ok();
+        let Some(mut by_netlink) = listeners_by_netlink() else {
+            return; // no sock_diag here (a sandbox): the files are read
+        };
+        let mut from_files = Vec::new();
+        for f in ["tcp", "tcp6"] {
+            if let Ok(t) = std::fs::read_to_string(Path::new("/proc/net").join(f)) {
+                from_files.extend(parse_net_tcp(&t).unwrap());
+            }
+        }
+        from_files.retain(TcpSocket::listens);
+        let key = |s: &TcpSocket| (s.local_port, s.inode, s.local);
+        by_netlink.sort_by_key(key);
+        from_files.sort_by_key(key);
+        // Other tests may open or close listeners meanwhile: ours are in
+        // both, and every socket in both reads the same.
+        for l in [Some(&v4), v6.as_ref()].into_iter().flatten() {
+            let port = l.local_addr().unwrap().port();
+            assert!(by_netlink
+                .iter()
+                .any(|s| s.local_port == port && s.listens()));
+            assert!(from_files.iter().any(|s| s.local_port == port));
+        }
+        for s in &by_netlink {
+            if let Some(f) = from_files.iter().find(|f| f.inode == s.inode) {
+                assert_eq!(f, s);
+            }
+        }
+    }
 
     fn sock(ip: &str, port: u16, state: u8) -> TcpSocket {
         TcpSocket {

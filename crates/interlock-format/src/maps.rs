@@ -317,7 +317,13 @@ pub struct SharedMappings {
 pub fn shared_mappings(maps_text: &[u8]) -> SharedMappings {
     let mut out = SharedMappings::default();
     for line in maps_text.split(|b| *b == b'\n') {
-        let interesting = line.windows(5).any(|w| w == b"/SYSV" || w == b"/dev/");
+        // The columns before the name hold no `/`, so a name that is a
+        // `/SYSV` or `/dev/shm/` path starts at the line's first `/`.
+        let interesting = line
+            .iter()
+            .position(|b| *b == b'/')
+            .and_then(|i| line.get(i..))
+            .is_some_and(|name| name.starts_with(b"/SYSV") || name.starts_with(b"/dev/"));
         if !interesting {
             continue;
         }

@@ -305,7 +305,7 @@ impl Ctx<'_> {
         let holders = self.holders_of(e.shmid);
         let mut elsewhere_postgres = !holders.is_empty();
         for h in &holders {
-            if self.host.procfs.cwd_id(h.pid).ok() == Some(self.dir_id) {
+            if self.host.cwd_id(h.pid) == Some(self.dir_id) {
                 return Belongs::This(format!("its holder PID {} works in this directory", h.pid));
             }
             let is_pg = self
