@@ -27,6 +27,8 @@
 //! holders (never to one without: that is the dangerous case) when the
 //! header cannot be read otherwise.
 
+#![forbid(unsafe_code)]
+
 pub mod child;
 pub mod config;
 pub mod control;

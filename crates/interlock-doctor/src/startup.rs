@@ -14,7 +14,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use interlock_format::nettcp::{parse_net_tcp, TcpSocket, TCP_LISTEN};
+use interlock_format::nettcp::{
+    inet_diag_listen_request, parse_inet_diag_reply, parse_net_tcp, TcpSocket,
+};
 use rustix::fs::StatVfsMountFlags;
 
 /// What a step does.
@@ -372,18 +374,9 @@ fn read_whole(path: &Path) -> std::io::Result<String> {
 /// does not answer as expected (no IPv6, no `sock_diag`, a sandbox).
 fn listeners_by_netlink() -> Option<Vec<TcpSocket>> {
     use rustix::net::netlink::{self, SocketAddrNetlink};
-    use rustix::net::{
-        recv, sendto, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType,
-    };
-    // include/uapi/linux/{netlink,sock_diag,inet_diag}.h
-    const NLMSG_ERROR: u16 = 2;
-    const NLMSG_DONE: u16 = 3;
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const NLM_F_REQUEST: u16 = 0x1;
-    const NLM_F_DUMP: u16 = 0x300;
-    const HEADER: usize = 16; // struct nlmsghdr
-    const MSG: usize = 72; // struct inet_diag_msg
-    const IPPROTO_TCP: u8 = 6;
+    use rustix::net::sockopt::{set_socket_timeout, Timeout};
+    use rustix::net::{recv, sendto, socket_with, AddressFamily, RecvFlags, SendFlags};
+    use rustix::net::{SocketFlags, SocketType};
     let fd = socket_with(
         AddressFamily::NETLINK,
         SocketType::DGRAM,
@@ -391,72 +384,20 @@ fn listeners_by_netlink() -> Option<Vec<TcpSocket>> {
         Some(netlink::SOCK_DIAG),
     )
     .ok()?;
-    let u16_at = |b: &[u8], i: usize| -> Option<u16> {
-        Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?))
-    };
-    let u32_at = |b: &[u8], i: usize| -> Option<u32> {
-        Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
-    };
+    // The kernel answers at once; a receive that waits longer than this is
+    // not an answer, and /proc/net is read instead.
+    set_socket_timeout(&fd, Timeout::Recv, Some(std::time::Duration::from_secs(1))).ok()?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
-    for (seq, family) in [(1u32, AddressFamily::INET), (2, AddressFamily::INET6)] {
-        // struct nlmsghdr, then struct inet_diag_req_v2: family, protocol,
-        // no extensions, padding, the states wanted (LISTEN only), and an
-        // all-zero inet_diag_sockid (any address and port).
-        let mut req = Vec::with_capacity(HEADER + 56);
-        req.extend_from_slice(&((HEADER + 56) as u32).to_ne_bytes());
-        req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-        req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-        req.extend_from_slice(&seq.to_ne_bytes());
-        req.extend_from_slice(&0u32.to_ne_bytes());
-        req.extend_from_slice(&[family.as_raw() as u8, IPPROTO_TCP, 0, 0]);
-        req.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
-        req.resize(HEADER + 56, 0);
+    for (seq, ipv6) in [(1u32, false), (2, true)] {
+        let req = inet_diag_listen_request(seq, ipv6);
         sendto(&fd, &req, SendFlags::empty(), &SocketAddrNetlink::new(0, 0)).ok()?;
-        'replies: loop {
+        loop {
             let (n, _) = recv(&fd, &mut buf[..], RecvFlags::empty()).ok()?;
-            let mut data = buf.get(..n)?;
-            if data.is_empty() {
-                return None;
-            }
-            while !data.is_empty() {
-                let len = u32_at(data, 0)? as usize;
-                let kind = u16_at(data, 4)?;
-                if len < HEADER || len > data.len() {
-                    return None;
-                }
-                if u32_at(data, 8)? == seq {
-                    match kind {
-                        NLMSG_DONE => break 'replies,
-                        NLMSG_ERROR => return None,
-                        SOCK_DIAG_BY_FAMILY => {
-                            let m = data.get(HEADER..len).filter(|m| m.len() >= MSG)?;
-                            let addr = |at: usize| -> Option<IpAddr> {
-                                Some(if family == AddressFamily::INET {
-                                    let b: [u8; 4] = m.get(at..at + 4)?.try_into().ok()?;
-                                    IpAddr::V4(Ipv4Addr::from(b))
-                                } else {
-                                    let b: [u8; 16] = m.get(at..at + 16)?.try_into().ok()?;
-                                    IpAddr::V6(Ipv6Addr::from(b))
-                                })
-                            };
-                            let port = |at: usize| -> Option<u16> {
-                                Some(u16::from_be_bytes(m.get(at..at + 2)?.try_into().ok()?))
-                            };
-                            out.push(TcpSocket {
-                                local: addr(8)?,
-                                local_port: port(4)?,
-                                remote: addr(24)?,
-                                remote_port: port(6)?,
-                                state: *m.get(1)?,
-                                uid: u32_at(m, 64)?,
-                                inode: u64::from(u32_at(m, 68)?),
-                            });
-                        }
-                        _ => {}
-                    }
-                }
-                data = data.get(len.next_multiple_of(4).min(data.len())..)?;
+            let reply = parse_inet_diag_reply(buf.get(..n)?, seq, ipv6).ok()?;
+            out.extend(reply.sockets);
+            if reply.done {
+                break;
             }
         }
     }

@@ -134,6 +134,131 @@ fn endpoint(s: &str) -> Option<(IpAddr, u16)> {
     Some((ip, port))
 }
 
+/// `NETLINK_SOCK_DIAG`'s message types and flags
+/// (`include/uapi/linux/netlink.h`, `sock_diag.h`, `inet_diag.h`).
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+/// `struct nlmsghdr`.
+const NLMSG_HEADER: usize = 16;
+/// `struct inet_diag_req_v2`.
+const INET_DIAG_REQ: usize = 56;
+/// `struct inet_diag_msg`.
+const INET_DIAG_MSG: usize = 72;
+const IPPROTO_TCP: u8 = 6;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// The request of a `SOCK_DIAG_BY_FAMILY` dump of the listening TCP
+/// sockets of one family (IPv6 if `ipv6`), numbered `seq`: a `nlmsghdr`,
+/// then an `inet_diag_req_v2` asking for state `TCP_LISTEN` only, with an
+/// all-zero `inet_diag_sockid` (any address and port). What `ss -lt`
+/// sends; the kernel then walks its listening table alone
+/// (`inet_diag_dump_icsk` in `net/ipv4/inet_diag.c`).
+pub fn inet_diag_listen_request(seq: u32, ipv6: bool) -> Vec<u8> {
+    let len = NLMSG_HEADER + INET_DIAG_REQ;
+    let mut req = Vec::with_capacity(len);
+    req.extend_from_slice(&(len as u32).to_ne_bytes());
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    req.extend_from_slice(&seq.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    let family = if ipv6 { AF_INET6 } else { AF_INET };
+    req.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]);
+    req.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+    req.resize(len, 0);
+    req
+}
+
+/// What one datagram of a `SOCK_DIAG_BY_FAMILY` dump says.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InetDiagReply {
+    /// The sockets it lists (messages of another `seq` are skipped).
+    pub sockets: Vec<TcpSocket>,
+    /// It ends the dump (`NLMSG_DONE`).
+    pub done: bool,
+}
+
+/// Parse one datagram of the dump requested by
+/// [`inet_diag_listen_request`]`(seq, ipv6)`: a run of `nlmsghdr`-framed
+/// messages, each 4-byte aligned. An `NLMSG_ERROR`, a truncated message or
+/// a length that does not fit is an error: the caller then reads
+/// `/proc/net/tcp*` instead.
+pub fn parse_inet_diag_reply(
+    data: &[u8],
+    seq: u32,
+    ipv6: bool,
+) -> Result<InetDiagReply, ParseError> {
+    const WHOLE: &str = "sock_diag reply";
+    let bad = |what: &str| ParseError::quoting(None, WHOLE, what, data.get(..64).unwrap_or(data));
+    let u16_at = |b: &[u8], i: usize| b.get(i..i + 2).map(|x| u16::from_ne_bytes([x[0], x[1]]));
+    let u32_at = |b: &[u8], i: usize| {
+        b.get(i..i + 4)
+            .map(|x| u32::from_ne_bytes([x[0], x[1], x[2], x[3]]))
+    };
+    let mut out = InetDiagReply::default();
+    let mut rest = data;
+    if rest.is_empty() {
+        return Err(bad("a netlink message"));
+    }
+    while !rest.is_empty() {
+        let (Some(len), Some(kind), Some(msg_seq)) =
+            (u32_at(rest, 0), u16_at(rest, 4), u32_at(rest, 8))
+        else {
+            return Err(bad("a whole nlmsghdr"));
+        };
+        let len = len as usize;
+        if len < NLMSG_HEADER || len > rest.len() {
+            return Err(bad("a message length within the datagram"));
+        }
+        if msg_seq == seq {
+            match kind {
+                NLMSG_DONE => {
+                    out.done = true;
+                    return Ok(out);
+                }
+                NLMSG_ERROR => return Err(bad("no NLMSG_ERROR")),
+                SOCK_DIAG_BY_FAMILY => {
+                    let m = &rest[NLMSG_HEADER..len];
+                    if m.len() < INET_DIAG_MSG {
+                        return Err(bad("a whole inet_diag_msg"));
+                    }
+                    // struct inet_diag_msg: family, state, timer, retrans,
+                    // then inet_diag_sockid (sport, dport big-endian, src
+                    // and dst addresses of 16 bytes), ..., uid at 64,
+                    // inode at 68.
+                    let addr = |at: usize| -> IpAddr {
+                        if ipv6 {
+                            let mut b = [0u8; 16];
+                            b.copy_from_slice(&m[at..at + 16]);
+                            IpAddr::V6(Ipv6Addr::from(b))
+                        } else {
+                            IpAddr::V4(Ipv4Addr::new(m[at], m[at + 1], m[at + 2], m[at + 3]))
+                        }
+                    };
+                    let port = |at: usize| u16::from_be_bytes([m[at], m[at + 1]]);
+                    out.sockets.push(TcpSocket {
+                        local: addr(8),
+                        local_port: port(4),
+                        remote: addr(24),
+                        remote_port: port(6),
+                        state: m[1],
+                        uid: u32_at(m, 64).unwrap_or_default(),
+                        inode: u64::from(u32_at(m, 68).unwrap_or_default()),
+                    });
+                }
+                _ => {}
+            }
+        }
+        rest = rest
+            .get(len.next_multiple_of(4).min(rest.len())..)
+            .unwrap_or(&[]);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +308,63 @@ mod tests {
         assert!(parse_net_tcp("h\n 0: 0100007F:1538 00000000:0000 ZZ a b c 0 0 1\n").is_err());
         assert!(parse_net_tcp("h\n 0: 0100007:1538 00000000:0000 0A a b c 0 0 1\n").is_err());
         assert_eq!(parse_net_tcp("").unwrap(), vec![]);
+    }
+
+    /// A datagram as the kernel sends it: one inet_diag_msg per socket,
+    /// then NLMSG_DONE.
+    fn diag_datagram(seq: u32, sockets: &[(u8, [u8; 4], u16)]) -> Vec<u8> {
+        let mut d = Vec::new();
+        for (state, addr, port) in sockets {
+            let mut m = vec![0u8; super::INET_DIAG_MSG];
+            m[0] = super::AF_INET;
+            m[1] = *state;
+            m[4..6].copy_from_slice(&port.to_be_bytes());
+            m[8..12].copy_from_slice(addr);
+            m[64..68].copy_from_slice(&101u32.to_ne_bytes());
+            m[68..72].copy_from_slice(&777u32.to_ne_bytes());
+            d.extend_from_slice(&((16 + m.len()) as u32).to_ne_bytes());
+            d.extend_from_slice(&super::SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+            d.extend_from_slice(&0u16.to_ne_bytes());
+            d.extend_from_slice(&seq.to_ne_bytes());
+            d.extend_from_slice(&0u32.to_ne_bytes());
+            d.extend_from_slice(&m);
+        }
+        d.extend_from_slice(&20u32.to_ne_bytes());
+        d.extend_from_slice(&super::NLMSG_DONE.to_ne_bytes());
+        d.extend_from_slice(&0u16.to_ne_bytes());
+        d.extend_from_slice(&seq.to_ne_bytes());
+        d.extend_from_slice(&[0u8; 8]);
+        d
+    }
+
+    #[test]
+    fn sock_diag_replies() {
+        use super::{inet_diag_listen_request, parse_inet_diag_reply};
+        let req = inet_diag_listen_request(7, true);
+        assert_eq!(req.len(), 72);
+        assert_eq!(&req[0..4], &72u32.to_ne_bytes());
+        assert_eq!(req[16], 10); // AF_INET6
+        assert_eq!(&req[20..24], &(1u32 << 10).to_ne_bytes());
+        let d = diag_datagram(7, &[(10, [127, 0, 0, 1], 5432), (10, [0, 0, 0, 0], 22)]);
+        let r = parse_inet_diag_reply(&d, 7, false).unwrap();
+        assert!(r.done);
+        assert_eq!(r.sockets.len(), 2);
+        assert!(r
+            .sockets
+            .iter()
+            .all(|s| s.listens() && s.uid == 101 && s.inode == 777));
+        assert_eq!(r.sockets[0].local, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(r.sockets[0].local_port, 5432);
+        // Another request's messages are skipped; it is not done either.
+        let other = parse_inet_diag_reply(&d, 8, false).unwrap();
+        assert!(other.sockets.is_empty() && !other.done);
+        // Truncated anywhere: an error, never a panic or a short list.
+        for cut in [1, 15, 17, 60, d.len() - 1] {
+            assert!(
+                parse_inet_diag_reply(&d[..cut], 7, false).is_err(),
+                "cut {cut}"
+            );
+        }
+        assert!(parse_inet_diag_reply(&[], 7, false).is_err());
     }
 }
