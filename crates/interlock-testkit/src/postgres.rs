@@ -258,7 +258,19 @@ pub fn stop_fast(data: &Path, mut child: std::process::Child) {
 /// return the checkpointer's PID (killed by the cleanup guard).
 pub fn kill_leaving_stopped_checkpointer(data: &Path, c: &mut Cleanup) -> i32 {
     let pm = postmaster_pid(data).unwrap();
-    let checkpointer = children_named(pm, "checkpointer")[0];
+    // The postmaster forks its checkpointer early, but a start counted as
+    // running can be seen a moment before that under load.
+    let start = std::time::Instant::now();
+    let checkpointer = loop {
+        if let Some(&pid) = children_named(pm, "checkpointer").first() {
+            break pid;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "postmaster {pm} has no checkpointer after 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     c.pids.push(checkpointer);
     signal(checkpointer, Signal::STOP);
     wait_stopped(checkpointer);
