@@ -13,25 +13,31 @@ struct Fixture {
     key: i32,
 }
 
+/// A temporary root holding `data`, a data directory of `major` (mode
+/// 0700, `PG_VERSION`, a `global/pg_control` in state `state`).
+fn data_dir_of(
+    major: u32,
+    state: interlock_format::pgcontrol::DbState,
+) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    fs::create_dir_all(data.join("global")).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(data.join("PG_VERSION"), format!("{major}\n")).unwrap();
+    fs::write(
+        data.join("global/pg_control"),
+        interlock_format::pgcontrol::minimal_control_file(major, state).unwrap(),
+    )
+    .unwrap();
+    (root, data)
+}
+
 /// A data directory whose server was killed; its checkpointer (a name
 /// with spaces and parentheses, stopped) is still attached to the
 /// segment on line 7. /proc and /dev/shm are fixture trees; the
 /// segment table has octal permissions.
 fn fixture() -> Fixture {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
-    fs::create_dir_all(data.join("global")).unwrap();
-    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(data.join("PG_VERSION"), "16\n").unwrap();
-    fs::write(
-        data.join("global/pg_control"),
-        interlock_format::pgcontrol::minimal_control_file(
-            16,
-            interlock_format::pgcontrol::DbState::InProduction,
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let (root, data) = data_dir_of(16, interlock_format::pgcontrol::DbState::InProduction);
     let m = fs::metadata(&data).unwrap();
     let uid = m.uid();
     let key = pg::key_for_inode(m.ino()).0;
@@ -224,20 +230,7 @@ const HOLDER: i32 = 4242;
 /// taken by segment ID 77 of the directory's owner (mode 0600, 4096 bytes),
 /// diagnosed as `status --port 5999 --postgres P` where P says `version`.
 fn old_minor_fixture(version: &str, at: AtFirstKey) -> (tempfile::TempDir, PathBuf, StatusOptions) {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
-    fs::create_dir_all(data.join("global")).unwrap();
-    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(data.join("PG_VERSION"), "10\n").unwrap();
-    fs::write(
-        data.join("global/pg_control"),
-        interlock_format::pgcontrol::minimal_control_file(
-            10,
-            interlock_format::pgcontrol::DbState::ShutDown,
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let (root, data) = data_dir_of(10, interlock_format::pgcontrol::DbState::ShutDown);
     let uid = fs::metadata(&data).unwrap().uid();
 
     let postgres = root.path().join("postgres");
