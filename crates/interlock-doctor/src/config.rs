@@ -114,6 +114,17 @@ pub fn read_settings(root: &HostRoot, data_dir: &Path) -> Settings {
     s
 }
 
+/// Read one configuration file, `path`, with the files it includes, as
+/// [`read_settings`] reads a data directory's (under the same rules); no
+/// `postgresql.auto.conf`. For Debian's
+/// `/etc/postgresql/VERSION/NAME/postgresql.conf`, where `data_directory`
+/// is set.
+pub fn read_file_settings(path: &Path) -> Settings {
+    let mut s = Settings::default();
+    read_file(path, path, true, 0, &mut s);
+    s
+}
+
 /// Read `path` under the rules of [`interlock::safe_fs`], trusting the part
 /// that is the data directory `trusted`.
 fn read_conf(trusted: &Path, path: &Path) -> Result<String, interlock::safe_fs::ReadError> {
