@@ -49,6 +49,8 @@ Exit codes:
   fix: 0 ready to start (after --yes, or already) or running, 1 not yet
        (the plan waits for --yes, or did not finish), 2 unknown or error,
        3 refused
+  preflight: 0 may start now, 1 must not start (blocked, orphans of the
+       last server attached, or already running), 2 unknown or error
   explain: 0 nothing recognised, 1 failures explained, 2 unreadable
   limits: 0 ok, 1 a limit too low, 2 unknown or error
   control: 0 clean, 1 crash recovery next or damaged, 2 unreadable
@@ -79,6 +81,22 @@ Exit codes:
   0    every data directory found runs, or would start safely
   1    at least one is blocked, or unsafe to start
   2    none is blocked, and at least one is unknown";
+
+/// Shown after `preflight --help`.
+pub const PREFLIGHT_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    PostgreSQL may start now: it would start, and no process of an
+       earlier server is attached
+  1    it must not start: it would stop with a FATAL error (shown, with the
+       first thing to do); or processes of the last server are still
+       attached (named: PID, role, state; --wait gives them time to exit,
+       `interlock fix --yes DATADIR` stops them); or it already runs (the
+       PID is named), so a start would fail
+  2    it cannot be told (run as root), or an error (no such directory or
+       cluster)
+
+systemd: ExecStartPre=+/usr/bin/interlock preflight --wait 30 --debian-cluster %I
+(packaging/systemd/ has drop-ins for Debian's and the PGDG units).";
 
 /// Shown after `control --help`.
 pub const CONTROL_EXIT_CODES_HELP: &str = "\

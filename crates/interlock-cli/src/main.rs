@@ -15,6 +15,7 @@ mod fix;
 mod hold;
 mod limits;
 mod out;
+mod preflight;
 mod scan;
 mod status;
 
@@ -84,6 +85,17 @@ enum Cmd {
     /// Finally diagnoses again, as `status` does, and reports the verdict.
     #[command(after_help = exit::FIX_EXIT_CODES_HELP)]
     Fix(fix::FixArgs),
+    /// May PostgreSQL start on DATADIR now? For service managers: an exit
+    /// code to act on (systemd ExecStartPre=, a Kubernetes initContainer).
+    ///
+    /// Diagnoses as `status` does and answers 0 only when the server would
+    /// start and no process of an earlier server is attached. With --wait,
+    /// gives orphans of the last server time to exit on their own. Reads
+    /// only: never signals, attaches or removes anything (`interlock fix
+    /// --yes DATADIR` stops orphans). Prints a few plain lines, fit for a
+    /// journal.
+    #[command(after_help = exit::PREFLIGHT_EXIT_CODES_HELP)]
+    Preflight(preflight::PreflightArgs),
     /// Read DATADIR/global/pg_control (10–18): CRC, state, latest
     /// checkpoint, redo location, timeline; and whether the next start
     /// runs crash recovery.
@@ -165,6 +177,7 @@ fn main() -> ExitCode {
         Some(Cmd::Status(st)) => status::run(&st),
         Some(Cmd::Scan(sc)) => scan::run(&sc),
         Some(Cmd::Fix(f)) => fix::run(&f),
+        Some(Cmd::Preflight(p)) => preflight::run(&p),
         Some(Cmd::Control(c)) => control::run(&c),
         Some(Cmd::Limits(l)) => limits::run(&l),
         Some(Cmd::Explain(x)) => explain::run(&x),
