@@ -120,6 +120,12 @@ fn render(r: &Report<'_>, yes: bool) -> String {
     if let Some(msg) = &b.postgres_would_say {
         s += &format!("           it says: FATAL:  {}\n", esc(msg));
     }
+    if p.managed_by.is_managed() {
+        s += &format!(
+            "  managed by  {}; fix starts nothing, and stops no live server or hold it runs\n",
+            esc(&p.managed_by.line())
+        );
+    }
     if b.verdict == Verdict::Running {
         s += "\n  Nothing to fix: a live process owns this directory, and fix never stops a running server.\n";
         for step in &b.remedy {

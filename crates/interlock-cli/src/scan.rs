@@ -116,6 +116,12 @@ pub fn render(r: &ScanReport) -> String {
                     .map(|m| format!("\n                 FATAL:  {}", esc(m)))
                     .unwrap_or_default()
             );
+            if st.managed_by.is_managed() {
+                s += &format!(
+                    "                 managed by  {}\n",
+                    esc(&st.managed_by.line())
+                );
+            }
             for f in st
                 .findings
                 .iter()

@@ -176,6 +176,9 @@ pub fn render(r: &StatusReport) -> String {
         ),
     };
     s += &format!("  {:<10}{}\n", "lock file", esc(&lock_line));
+    if r.managed_by.is_managed() {
+        s += &format!("  managed by  {}\n", esc(&r.managed_by.line()));
+    }
     for sl in &r.socket_locks {
         s += &format!(
             "  {:<10}{}: {}{}\n",

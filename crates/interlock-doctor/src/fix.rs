@@ -49,6 +49,8 @@ use super::{
 };
 use interlock_format::dsm::dsm_file_name;
 
+use crate::host::Host;
+use crate::supervisor;
 use crate::Error;
 use interlock::process::{printable, ProcFs};
 use interlock::segment::{self, SegmentState};
@@ -290,6 +292,10 @@ pub enum RefusalCode {
     /// An `interlock hold` whose own process is gone still holds the
     /// directory through its keeper, for a command that still runs.
     MaintenanceHold,
+    /// A live postmaster, or a process that is not PostgreSQL's, that a
+    /// manager runs (a systemd unit, Patroni, Pacemaker, CloudNativePG):
+    /// stopping it behind the manager's back makes the manager fight it.
+    ManagedServer,
 }
 
 /// One reason the plan is refused.
@@ -320,6 +326,10 @@ pub struct Plan {
     pub left_alone: Vec<String>,
     /// Why the plan cannot be carried out; if any, nothing is done.
     pub refused: Vec<Refusal>,
+    /// Who manages the cluster (the diagnosis's `managed_by`): fix never
+    /// starts a server, and stops no live postmaster or hold a manager
+    /// runs; the leftovers of a dead server are no manager's.
+    pub managed_by: super::ManagedBy,
 }
 
 impl Plan {
@@ -378,6 +388,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
         left_to_server: Vec::new(),
         left_alone: Vec::new(),
         refused: Vec::new(),
+        managed_by: before.managed_by.clone(),
         before,
     };
     let r = &p.before;
@@ -454,6 +465,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
     let my_uid = rustix::process::geteuid().as_raw();
     let my_pid_ns = procfs.namespace(std::process::id() as i32, "pid").ok();
     let mut seen: Vec<i32> = Vec::new();
+    let mut host: Option<Host> = None;
     // A directory held by its segment's live creator, or by a maintenance
     // hold, has no leftovers.
     let held = has(Code::HeldByCreator) || has(Code::MaintenanceHold);
@@ -506,6 +518,28 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
                 ),
             );
             continue;
+        }
+        // A live postmaster, or a process that is not PostgreSQL's (a
+        // hold), run by a manager is the manager's to stop; a backend
+        // whose postmaster is gone is a leftover, whoever adopted it.
+        if StopKind::of(h.process.role) != StopKind::Postgres {
+            let host = host.get_or_insert_with(|| Host::read(&opts.status.root));
+            if let Ok(m) = supervisor::of_process(host, pid) {
+                let how = m
+                    .manager
+                    .restart_step()
+                    .unwrap_or_else(|| "stop it through its manager".into());
+                refuse(
+                    RefusalCode::ManagedServer,
+                    Some(pid),
+                    format!(
+                        "{what} is run by {} ({}): fix does not stop what a manager runs; {how}",
+                        m.manager.describe(),
+                        m.evidence
+                    ),
+                );
+                continue;
+            }
         }
         let Ok(stat) = procfs.stat(pid) else {
             continue; // gone since the diagnosis

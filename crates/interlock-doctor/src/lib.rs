@@ -42,6 +42,7 @@ mod root;
 pub mod scan;
 mod startup;
 mod status;
+pub mod supervisor;
 pub mod version;
 
 use std::path::PathBuf;
@@ -59,6 +60,7 @@ pub use preflight::{preflight, preflight_wait, Gate, Orphan, Refusal};
 pub use root::HostRoot;
 pub use scan::{scan, ScanOptions, ScanReport};
 pub use status::status;
+pub use supervisor::{HowKnown, ManagedBy, Manager};
 pub use version::VersionInfo;
 
 /// What to look at, and how.
@@ -599,6 +601,10 @@ pub struct StatusReport {
     pub dsm: Vec<DsmInfo>,
     /// `global/pg_control`, in one line.
     pub control: ControlLine,
+    /// Who starts and stops the server (a systemd unit, Patroni,
+    /// Pacemaker, CloudNativePG, repmgr), how sure, and why
+    /// (`supervisor`).
+    pub managed_by: ManagedBy,
     /// What was found.
     pub findings: Vec<Finding>,
     /// What to do, safest first.

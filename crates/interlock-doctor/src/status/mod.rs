@@ -559,6 +559,20 @@ fn status_once(
     );
 
     let running_pid = owner_alive.then_some(lock_info.pid).flatten().map(i32::abs);
+    // --- who manages it -------------------------------------------------------
+    let live_holder = |h: &&Holder| !h.process.state.is_gone();
+    let leftovers: Vec<i32> = holders
+        .iter()
+        .filter(live_holder)
+        .map(|h| h.process.pid)
+        .collect();
+    let live = running_pid.or_else(|| creator.map(|h| h.process.pid));
+    let managed_by = crate::supervisor::managed_by(
+        cx.host,
+        live,
+        &leftovers,
+        &[cx.shown.as_path(), cx.real.as_path()],
+    );
     let mut report = StatusReport {
         data_dir: cx.shown.display().to_string(),
         verdict,
@@ -573,6 +587,7 @@ fn status_once(
         holders,
         dsm,
         control: control_line(&cx.shown, running_pid),
+        managed_by,
         findings: Vec::new(),
         remedy: Vec::new(),
     };

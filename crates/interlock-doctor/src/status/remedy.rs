@@ -43,6 +43,11 @@ pub(super) fn remedy(
                     "Nothing to do: PID {} holds the directory (a single-user server or `interlock hold`); wait for it to finish.",
                     -pid
                 ));
+            } else if let Some(how) = r.managed_by.manager.restart_step() {
+                steps.push(format!(
+                    "Nothing to do: the server runs (PID {pid}), managed by {}. To {how}.",
+                    r.managed_by.manager.describe()
+                ));
             } else {
                 steps.push(format!(
                     "Nothing to do: the server runs (PID {pid}). To stop it: pg_ctl stop -D {dir} -m fast"
@@ -51,7 +56,9 @@ pub(super) fn remedy(
             return steps;
         }
         Verdict::WillStart if r.safe_to_start => {
-            if matches!(stage, LockStage::Dead) {
+            if let Some(how) = start_step(r, &dir) {
+                steps.push(format!("{}{}.", how[..1].to_uppercase(), &how[1..]));
+            } else if matches!(stage, LockStage::Dead) {
                 steps.push(format!(
                     "Start it (pg_ctl start -D {dir}); it removes the stale {lock} itself."
                 ));
@@ -73,8 +80,12 @@ pub(super) fn remedy(
     }
     if let Some(f) = cx.findings.iter().find(|f| f.code == Code::HeldByCreator) {
         steps.push(format!(
-            "Do not kill anything and do not remove the segment: {}. Wait for it to finish, or stop it the way it was started (a server: pg_ctl stop -D {dir}).",
-            f.message
+            "Do not kill anything and do not remove the segment: {}. Wait for it to finish, or stop it the way it was started ({}).",
+            f.message,
+            match r.managed_by.manager.restart_step() {
+                Some(how) => format!("it is run by {}: {how}", r.managed_by.manager.describe()),
+                None => format!("a server: pg_ctl stop -D {dir}"),
+            }
         ));
         return steps;
     }
@@ -115,6 +126,15 @@ pub(super) fn remedy(
         if r.verdict == Verdict::WillStart {
             steps.push("Do not start PostgreSQL yet: it would run alongside the old processes below and corrupt the data.".into());
         }
+        if let Manager::Patroni { config, .. } = &r.managed_by.manager {
+            let ctl = match config {
+                Some(c) => format!("patronictl -c {}", shell::quote(c)),
+                None => "patronictl".into(),
+            };
+            steps.push(format!(
+                "Patroni may start the server again while they run: pause it first ({ctl} pause), and resume it once they are gone ({ctl} resume)."
+            ));
+        }
         steps.push(format!(
             "Stop the old server's leftover processes (all of them are attached to this directory's segment): kill -TERM {pids}"
         ));
@@ -128,7 +148,10 @@ pub(super) fn remedy(
             "If any is still there after 10 seconds: kill -KILL {pids}"
         ));
         steps.push("Do not remove the segment with ipcrm: that does not stop those processes, it only hides them from the next server.".into());
-        if matches!(stage, LockStage::Dead | LockStage::Absent) {
+        let dead = matches!(stage, LockStage::Dead | LockStage::Absent);
+        if let Some(how) = start_step(r, &dir).filter(|_| dead) {
+            steps.push(format!("Then {how}."));
+        } else if dead {
             steps.push(format!(
                 "Then start PostgreSQL (pg_ctl start -D {dir}): it removes the old segment{} itself.",
                 if matches!(stage, LockStage::Dead) { " and lock file" } else { "" }
@@ -229,4 +252,9 @@ pub(super) fn remedy(
         steps.push("Fix the cause above, then start the server again.".into());
     }
     steps
+}
+
+/// How to start the server through its manager, when one is found.
+fn start_step(r: &StatusReport, dir: &str) -> Option<String> {
+    r.managed_by.manager.start_step(dir)
 }

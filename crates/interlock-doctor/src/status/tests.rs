@@ -1,4 +1,5 @@
 use super::*;
+use crate::{HowKnown, Manager};
 use std::os::unix::fs::PermissionsExt;
 
 const BTIME: i64 = 1_700_000_000;
@@ -624,4 +625,431 @@ fn line_7_on_a_segment_the_server_may_read_but_not_attach_per_minor() {
         "{:#?}",
         r.findings
     );
+}
+
+// --- who manages the cluster (supervisor.rs) --------------------------------
+
+/// Write process `pid` into the fixture's /proc: child of `ppid`, in
+/// state `state`, with `argv`, owned by the data directory's owner.
+fn write_proc(f: &Fixture, pid: i32, ppid: i32, state: char, argv: &[&str]) {
+    let uid = fs::metadata(&f.data).unwrap().uid();
+    let p = f.opts.root.procfs().root().join(pid.to_string());
+    fs::create_dir_all(&p).unwrap();
+    let comm: String = argv
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap().chars().take(15).collect())
+        .unwrap_or_default();
+    let hz = rustix::param::clock_ticks_per_second() as i64;
+    fs::write(
+        p.join("stat"),
+        format!(
+            "{pid} ({comm}) {state} {ppid} {pid} {pid} 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {} \
+             228147200 2000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+            100 * hz
+        ),
+    )
+    .unwrap();
+    fs::write(
+        p.join("status"),
+        format!(
+            "Name:\t{comm}\nState:\t{state} (x)\nPPid:\t{ppid}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t0\t0\t0\t0\nNSpid:\t{pid}\n"
+        ),
+    )
+    .unwrap();
+    fs::write(p.join("comm"), format!("{comm}\n")).unwrap();
+    let mut cmdline = argv.join("\0");
+    cmdline.push('\0');
+    fs::write(p.join("cmdline"), cmdline).unwrap();
+}
+
+/// The orphaned checkpointer of [`fixture`] as a child of `ppid`.
+fn orphan_of(f: &Fixture, ppid: i32) {
+    write_proc(f, 4242, ppid, 'S', &["postgres: checkpointer "]);
+}
+
+fn in_cgroup(f: &Fixture, pid: i32, path: &str, members: &[i32]) {
+    let proc_root = f.opts.root.procfs().root();
+    fs::write(
+        proc_root.join(pid.to_string()).join("cgroup"),
+        format!("0::{path}\n"),
+    )
+    .unwrap();
+    let dir = f
+        .opts
+        .root
+        .at("/sys/fs/cgroup")
+        .join(path.trim_start_matches('/'));
+    fs::create_dir_all(&dir).unwrap();
+    let list: String = members.iter().map(|m| format!("{m}\n")).collect();
+    fs::write(dir.join("cgroup.procs"), list).unwrap();
+}
+
+fn remedy_has(r: &StatusReport, what: &str) -> bool {
+    r.remedy.iter().any(|s| s.contains(what))
+}
+
+/// A stopped cluster: no lock file owner, no holder.
+fn stopped(f: &Fixture) {
+    let root = f.opts.root.procfs().root().to_path_buf();
+    fs::remove_dir_all(root.join("4242")).unwrap();
+    let table = fs::read_to_string(root.join("sysvipc/shm")).unwrap();
+    fs::write(
+        root.join("sysvipc/shm"),
+        table.replacen("     1 ", "     0 ", 1),
+    )
+    .unwrap();
+}
+
+#[test]
+fn orphans_in_a_units_cgroup_are_that_units() {
+    let f = fixture();
+    orphan_of(&f, 1);
+    in_cgroup(
+        &f,
+        4242,
+        "/system.slice/postgresql@16-main.service",
+        &[4242],
+    );
+    let r = status(&f.data, &f.opts).unwrap();
+    assert_eq!(
+        r.managed_by.manager,
+        Manager::Systemd {
+            unit: "postgresql@16-main.service".into()
+        },
+        "{:?}",
+        r.managed_by
+    );
+    assert_eq!(r.managed_by.how_known, HowKnown::Proven);
+    assert!(
+        r.managed_by.evidence.contains("leftover"),
+        "{}",
+        r.managed_by.evidence
+    );
+    assert!(
+        remedy_has(&r, "Then start it through systemd: systemctl start postgresql@16-main.service (starting it with pg_ctl behind systemd's back"),
+        "{:?}",
+        r.remedy
+    );
+    assert!(!remedy_has(&r, "pg_ctl start -D"), "{:?}", r.remedy);
+    // fix still stops the orphan: a dead server's leftovers are no manager's.
+    let plan = crate::fix::plan(
+        &f.data,
+        &crate::FixOptions {
+            status: f.opts.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(plan.managed_by, r.managed_by);
+    assert!(plan.refused.is_empty(), "{:?}", plan.refused);
+    assert_eq!(plan.stop.iter().map(|s| s.pid).collect::<Vec<_>>(), [4242]);
+}
+
+#[test]
+fn a_unit_that_runs_more_than_postgresql_is_not_the_manager() {
+    let f = fixture();
+    orphan_of(&f, 1);
+    // A CI runner's service: the runner itself is in the cgroup too.
+    write_proc(
+        &f,
+        4000,
+        1,
+        'S',
+        &["/opt/runner/bin/Runner.Listener", "run"],
+    );
+    in_cgroup(
+        &f,
+        4242,
+        "/system.slice/actions.runner.service",
+        &[4000, 4242],
+    );
+    let r = status(&f.data, &f.opts).unwrap();
+    assert_eq!(r.managed_by.manager, Manager::None, "{:?}", r.managed_by);
+    assert!(r.managed_by.evidence.contains("runs more than PostgreSQL"));
+    assert!(remedy_has(&r, "pg_ctl start -D"), "{:?}", r.remedy);
+}
+
+#[test]
+fn scopes_and_the_root_cgroup_are_no_unit() {
+    for path in [
+        "/",
+        "/system.slice/docker-0123abcdef.scope",
+        "/system.slice/run-u7.scope",
+        "/user.slice/user-1000.slice/session-2.scope",
+    ] {
+        let f = fixture();
+        orphan_of(&f, 1);
+        in_cgroup(&f, 4242, path, &[4242]);
+        let r = status(&f.data, &f.opts).unwrap();
+        assert_eq!(
+            r.managed_by.manager,
+            Manager::None,
+            "{path}: {:?}",
+            r.managed_by
+        );
+        assert_eq!(r.managed_by.how_known, HowKnown::Proven);
+    }
+}
+
+fn patroni_fixture(role_argv: &[&str]) -> Fixture {
+    let f = fixture();
+    write_proc(
+        &f,
+        4100,
+        1,
+        'S',
+        &[
+            "/usr/bin/python3",
+            "/usr/local/bin/patroni",
+            "/etc/patroni.yml",
+        ],
+    );
+    fs::create_dir_all(f.opts.root.at("/etc")).unwrap();
+    fs::write(
+        f.opts.root.at("/etc/patroni.yml"),
+        "scope: batman\nnamespace: /service/\nname: node1\nrestapi:\n  listen: 0.0.0.0:8008\n",
+    )
+    .unwrap();
+    write_proc(&f, 4242, 4100, 'S', role_argv);
+    f
+}
+
+#[test]
+fn a_child_of_patroni_is_patronis() {
+    let f = patroni_fixture(&["postgres: checkpointer "]);
+    let r = status(&f.data, &f.opts).unwrap();
+    assert_eq!(
+        r.managed_by.manager,
+        Manager::Patroni {
+            config: Some("/etc/patroni.yml".into()),
+            cluster: Some("batman".into()),
+            member: Some("node1".into()),
+        }
+    );
+    assert!(
+        r.managed_by.evidence.contains("parent is PID 4100"),
+        "{}",
+        r.managed_by.evidence
+    );
+    assert!(
+        remedy_has(&r, "patronictl -c /etc/patroni.yml pause"),
+        "{:?}",
+        r.remedy
+    );
+    assert!(
+        remedy_has(&r, "Patroni starts it by itself"),
+        "{:?}",
+        r.remedy
+    );
+}
+
+#[test]
+fn fix_refuses_to_stop_a_postmaster_patroni_runs() {
+    let f = patroni_fixture(&["/usr/lib/postgresql/16/bin/postgres", "-D", "/x"]);
+    let plan = crate::fix::plan(
+        &f.data,
+        &crate::FixOptions {
+            status: f.opts.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let refusal = plan
+        .refused
+        .iter()
+        .find(|r| r.code == crate::fix::RefusalCode::ManagedServer)
+        .unwrap_or_else(|| panic!("{:?}", plan.refused));
+    assert_eq!(refusal.pid, Some(4242));
+    assert!(
+        refusal
+            .message
+            .contains("patronictl -c /etc/patroni.yml restart batman node1"),
+        "{}",
+        refusal.message
+    );
+    assert!(plan.stop.is_empty());
+}
+
+#[test]
+fn a_descendant_of_pacemaker_execd_is_pacemakers() {
+    let f = fixture();
+    write_proc(&f, 4000, 1, 'S', &["/usr/lib/pacemaker/pacemaker-execd"]);
+    write_proc(
+        &f,
+        4100,
+        4000,
+        'S',
+        &[
+            "/bin/sh",
+            "/usr/lib/ocf/resource.d/heartbeat/pgsql",
+            "start",
+        ],
+    );
+    orphan_of(&f, 4100);
+    let r = status(&f.data, &f.opts).unwrap();
+    assert_eq!(r.managed_by.manager, Manager::Pacemaker { resource: None });
+    assert!(
+        r.managed_by.evidence.contains("ancestor is PID 4000"),
+        "{}",
+        r.managed_by.evidence
+    );
+    assert!(remedy_has(&r, "crm_mon -1"), "{:?}", r.remedy);
+    assert!(
+        remedy_has(&r, "crm resource cleanup RESOURCE"),
+        "{:?}",
+        r.remedy
+    );
+}
+
+#[test]
+fn orphans_adopted_by_cloudnativepgs_instance_manager_are_its() {
+    let f = fixture();
+    write_proc(
+        &f,
+        4100,
+        0,
+        'S',
+        &[
+            "/controller/manager",
+            "instance",
+            "run",
+            "--pod-name=pg-main-2",
+            "--log-level=info",
+        ],
+    );
+    orphan_of(&f, 4100);
+    let r = status(&f.data, &f.opts).unwrap();
+    assert_eq!(
+        r.managed_by.manager,
+        Manager::CloudNativePg {
+            cluster: Some("pg-main".into()),
+            pod: Some("pg-main-2".into())
+        }
+    );
+    assert!(
+        remedy_has(&r, "kubectl cnpg restart pg-main pg-main-2"),
+        "{:?}",
+        r.remedy
+    );
+}
+
+#[test]
+fn repmgrd_naming_a_stopped_directory_gives_its_start_command() {
+    let f = fixture();
+    stopped(&f);
+    write_proc(
+        &f,
+        4500,
+        1,
+        'S',
+        &[
+            "/usr/lib/postgresql/16/bin/repmgrd",
+            "-f",
+            "/etc/repmgr.conf",
+            "--daemonize=false",
+        ],
+    );
+    fs::create_dir_all(f.opts.root.at("/etc")).unwrap();
+    fs::write(
+        f.opts.root.at("/etc/repmgr.conf"),
+        format!(
+            "node_id=1\nnode_name='node1'\ndata_directory='{}'\nservice_start_command='sudo systemctl start postgresql@16-main'\n",
+            f.data.display()
+        ),
+    )
+    .unwrap();
+    let r = status(&f.data, &f.opts).unwrap();
+    assert_eq!(r.verdict, Verdict::WillStart);
+    assert_eq!(
+        r.managed_by.manager,
+        Manager::Repmgr {
+            config: "/etc/repmgr.conf".into(),
+            start_command: Some("sudo systemctl start postgresql@16-main".into())
+        }
+    );
+    assert!(
+        remedy_has(&r, "Start it the way repmgr does (service_start_command): sudo systemctl start postgresql@16-main"),
+        "{:?}",
+        r.remedy
+    );
+}
+
+#[test]
+fn debians_enabled_unit_likely_manages_a_stopped_cluster() {
+    let f = fixture();
+    stopped(&f);
+    let conf = f.opts.root.at("/etc/postgresql/16/main");
+    fs::create_dir_all(&conf).unwrap();
+    fs::write(
+        conf.join("postgresql.conf"),
+        format!("data_directory = '{}'\nport = 5432\n", f.data.display()),
+    )
+    .unwrap();
+    let r = status(&f.data, &f.opts).unwrap();
+    assert_eq!(r.managed_by.manager, Manager::None, "{:?}", r.managed_by);
+    assert!(
+        r.managed_by.evidence.contains("not enabled"),
+        "{}",
+        r.managed_by.evidence
+    );
+    assert!(remedy_has(&r, "pg_ctl start -D"), "{:?}", r.remedy);
+
+    let wants = f
+        .opts
+        .root
+        .at("/etc/systemd/system/multi-user.target.wants");
+    fs::create_dir_all(&wants).unwrap();
+    fs::write(wants.join("postgresql@16-main.service"), "").unwrap();
+    let r = status(&f.data, &f.opts).unwrap();
+    assert_eq!(
+        r.managed_by.manager,
+        Manager::Systemd {
+            unit: "postgresql@16-main.service".into()
+        }
+    );
+    assert_eq!(r.managed_by.how_known, HowKnown::Likely);
+    assert!(
+        remedy_has(
+            &r,
+            "Start it through systemd: systemctl start postgresql@16-main.service"
+        ),
+        "{:?}",
+        r.remedy
+    );
+}
+
+#[test]
+fn a_running_postmaster_in_its_unit_is_restarted_through_systemd() {
+    let f = fixture();
+    let pid_file = f.data.join("postmaster.pid");
+    let text = fs::read_to_string(&pid_file).unwrap();
+    fs::write(&pid_file, text.replacen(&DEAD_PID.to_string(), "4242", 1)).unwrap();
+    let data = f.data.display().to_string();
+    write_proc(
+        &f,
+        4242,
+        1,
+        'S',
+        &["/usr/lib/postgresql/16/bin/postgres", "-D", &data],
+    );
+    in_cgroup(
+        &f,
+        4242,
+        "/system.slice/postgresql@16-main.service",
+        &[4242],
+    );
+    let r = status(&f.data, &f.opts).unwrap();
+    assert_eq!(r.verdict, Verdict::Running, "{:#?}", r.findings);
+    assert_eq!(
+        r.managed_by.manager,
+        Manager::Systemd {
+            unit: "postgresql@16-main.service".into()
+        }
+    );
+    assert!(
+        remedy_has(&r, "systemctl restart postgresql@16-main.service"),
+        "{:?}",
+        r.remedy
+    );
+    assert!(!remedy_has(&r, "pg_ctl stop"), "{:?}", r.remedy);
 }
