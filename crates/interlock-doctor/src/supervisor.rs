@@ -589,6 +589,48 @@ pub(crate) fn of_process(host: &Host, pid: i32) -> Result<ManagedBy, String> {
     }
 }
 
+/// The repmgr configuration files where repmgr and its packages put them
+/// (`/etc/repmgr.conf`, `/etc/repmgr/repmgr.conf`,
+/// `/etc/repmgr/VERSION/repmgr.conf`, `/etc/postgresql/V/C/repmgr.conf`)
+/// whose `data_directory` is one of `dirs`, with their
+/// `service_start_command`. A repmgrd started with a configuration
+/// elsewhere (`-f PATH`) is not looked for unless one of these names the
+/// directory too.
+fn repmgr_configs_naming(root: &HostRoot, dirs: &[&Path]) -> Vec<(String, Option<String>)> {
+    let mut candidates: Vec<String> =
+        vec!["/etc/repmgr.conf".into(), "/etc/repmgr/repmgr.conf".into()];
+    let sub = |dir: &str, depth: usize| -> Vec<String> {
+        let mut found = vec![dir.to_string()];
+        for _ in 0..depth {
+            found = found
+                .iter()
+                .flat_map(|d| {
+                    std::fs::read_dir(root.at(d))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .filter_map(|e| Some(format!("{d}/{}", e.file_name().to_str()?)))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        }
+        found
+            .into_iter()
+            .map(|d| format!("{d}/repmgr.conf"))
+            .collect()
+    };
+    candidates.extend(sub("/etc/repmgr", 1));
+    candidates.extend(sub("/etc/postgresql", 2));
+    candidates
+        .into_iter()
+        .filter_map(|c| {
+            let text = config_file(root, &c)?;
+            let (data, start) = repmgr_conf(&text);
+            data.filter(|d| same_dir(d, dirs)).map(|_| (c, start))
+        })
+        .collect()
+}
+
 /// `repmgrd` processes and their configuration files, read once per host.
 pub(crate) fn repmgrd_configs(host: &mut Host) -> Vec<(i32, String)> {
     let root = host.root.clone();
@@ -742,22 +784,43 @@ pub(crate) fn managed_by(
         }
     }
     let root = host.root.clone();
-    for (pid, config) in repmgrd_configs(host) {
-        let Some(text) = config_file(&root, &config) else {
-            continue;
-        };
-        let (data, start_command) = repmgr_conf(&text);
-        if data.as_deref().is_some_and(|d| same_dir(d, dirs)) {
+    // repmgr only where one of its configuration files names this
+    // directory: looking for a running repmgrd means reading every
+    // process's name, which a host of thousands of processes should not
+    // pay for on every status.
+    let named = repmgr_configs_naming(&root, dirs);
+    if !named.is_empty() {
+        for (pid, config) in repmgrd_configs(host) {
+            let Some(text) = config_file(&root, &config) else {
+                continue;
+            };
+            let (data, start_command) = repmgr_conf(&text);
+            if data.as_deref().is_some_and(|d| same_dir(d, dirs)) {
+                return ManagedBy {
+                    manager: Manager::Repmgr {
+                        config: config.clone(),
+                        start_command,
+                    },
+                    how_known: HowKnown::Proven,
+                    evidence: format!(
+                        "repmgrd (PID {pid}) runs with {}, whose data_directory is this one",
+                        shell::display(&config)
+                    ),
+                };
+            }
+        }
+        if running.is_none() {
+            let (config, start_command) = named.into_iter().next().unwrap_or_default();
             return ManagedBy {
-                manager: Manager::Repmgr {
-                    config: config.clone(),
-                    start_command,
-                },
-                how_known: HowKnown::Proven,
                 evidence: format!(
-                    "repmgrd (PID {pid}) runs with {}, whose data_directory is this one",
+                    "{} names this data_directory, though no repmgrd runs with it now",
                     shell::display(&config)
                 ),
+                manager: Manager::Repmgr {
+                    config,
+                    start_command,
+                },
+                how_known: HowKnown::Likely,
             };
         }
     }
