@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod assets;
 mod control;
 mod demo;
 mod exit;
@@ -40,6 +41,12 @@ struct Args {
     /// removals would reach the real host.
     #[arg(long, value_name = "DIR", hide = true, default_value = "/")]
     root: PathBuf,
+    /// For packagers, hidden from --help: write the man pages (DIR/man/
+    /// interlock.1, interlock-SUBCOMMAND.1) and the bash, zsh and fish
+    /// completions (DIR/complete/) generated from these definitions, then
+    /// exit. `scripts/package` runs it.
+    #[arg(long, value_name = "DIR", hide = true)]
+    generate_assets: Option<PathBuf>,
     /// What to do [default: scan].
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -171,6 +178,9 @@ pub(crate) fn user_name(uid: u32) -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.generate_assets {
+        return ExitCode::from(assets::run::<Args>(dir));
+    }
     let _ = ROOT.set(HostRoot::new(&args.root));
     let code = match args.command {
         Some(Cmd::Hold(hold)) => hold::run(&hold),
