@@ -14,6 +14,7 @@ mod explain;
 mod fix;
 mod hold;
 mod limits;
+mod monitor;
 mod out;
 mod scan;
 mod status;
@@ -158,7 +159,7 @@ pub(crate) fn user_name(uid: u32) -> String {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = monitor::parse();
     let _ = ROOT.set(HostRoot::new(&args.root));
     let code = match args.command {
         Some(Cmd::Hold(hold)) => hold::run(&hold),
