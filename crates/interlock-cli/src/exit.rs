@@ -46,6 +46,8 @@ Exit codes:
        it would start alongside processes of an earlier server (unsafe)
   2    status, scan: unknown (something that decides could not be read),
        or an error
+  status, scan --format nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+       (the plugin API; see `interlock status --help`)
   fix: 0 ready to start (after --yes, or already) or running, 1 not yet
        (the plan waits for --yes, or did not finish), 2 unknown or error,
        3 refused
@@ -73,14 +75,37 @@ Exit codes:
   1    blocked: it would stop with a FATAL error (shown); or unsafe: it would
        start alongside processes of an earlier server still attached
   2    unknown: something that decides could not be read (run as root); or
-       an error (no such directory)";
+       an error (no such directory)
+
+With --format nagios (the Nagios plugin API):
+  0    OK: PostgreSQL runs, or would start safely, and nothing was found
+       worth a warning
+  1    WARNING: it runs or would start safely, but something is left over
+       or wrong (a leaked segment, leaked DSM files: any finding of
+       severity warning or above)
+  2    CRITICAL: blocked; or unsafe: it would start alongside processes of
+       an earlier server (orphans attached)
+  3    UNKNOWN: the answer cannot be told; an error (no such directory, a
+       textfile that cannot be written); or invalid arguments
+Status line: INTERLOCK STATE - DATADIR: what | perfdata holders, orphans
+(critical above 0), leaked_segments (warning above 0), leaked_dsm_bytes
+(B); then each finding of severity warning or above, one a line.";
 
 /// Shown after `scan --help`.
 pub const SCAN_EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    every data directory found runs, or would start safely
   1    at least one is blocked, or unsafe to start
-  2    none is blocked, and at least one is unknown";
+  2    none is blocked, and at least one is unknown
+
+With --format nagios: the worst directory's state (CRITICAL over UNKNOWN
+over WARNING over OK; the host's own leftovers, such as leaked segments
+of no known directory, are a WARNING), 3 UNKNOWN for an error or invalid
+arguments. Status line: totals; perfdata data_dirs, running, would_start,
+unsafe, blocked, unknown, holders, orphans, leaked_segments,
+leaked_dsm_bytes (B), and 'would_start DATADIR' (1 runs or would start
+safely, else 0) per directory; then one line per directory: STATE
+DATADIR: what.";
 
 /// Shown after `preflight --help`.
 pub const PREFLIGHT_EXIT_CODES_HELP: &str = "\

@@ -15,6 +15,7 @@ mod explain;
 mod fix;
 mod hold;
 mod limits;
+mod monitor;
 mod out;
 mod preflight;
 mod scan;
@@ -177,7 +178,7 @@ pub(crate) fn user_name(uid: u32) -> String {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = monitor::parse();
     if let Some(dir) = &args.generate_assets {
         return ExitCode::from(assets::run::<Args>(dir));
     }

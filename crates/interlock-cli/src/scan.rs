@@ -6,6 +6,7 @@ use crate::user_name;
 use interlock_doctor::{DsmStatus, ScanOptions, ScanReport, Severity, StatusOptions, Verdict};
 
 use crate::exit;
+use crate::monitor::{self, Format};
 use crate::status::{esc, paint, BOLD, DIM, GREEN, RED, YELLOW};
 
 /// Arguments of `interlock scan`.
@@ -14,16 +15,20 @@ pub struct ScanArgs {
     /// Data directories to include besides those found (the working
     /// directories of PostgreSQL processes, and /var/lib/postgresql/*/*).
     pub dirs: Vec<PathBuf>,
-    /// Print one JSON object instead of the report.
-    #[arg(long)]
-    pub json: bool,
+    /// Output: --format, --json, --prometheus-textfile.
+    #[command(flatten)]
+    pub output: crate::monitor::OutputArgs,
 }
 
 pub fn run(args: &ScanArgs) -> u8 {
     // A directory given that is not a data directory is an error, not
     // something to skip in silence.
+    let format = args.output.format();
     for d in &args.dirs {
         if let Err(e) = interlock_doctor::require_data_dir(d) {
+            if format == Format::Nagios {
+                return monitor::nagios_error(&e);
+            }
             return exit::error(&e);
         }
     }
@@ -37,10 +42,22 @@ pub fn run(args: &ScanArgs) -> u8 {
         debian_root: root.at(ScanOptions::default().debian_root),
     };
     let report = interlock_doctor::scan(&opts);
-    if crate::status::print(args.json, &report, render).is_err() {
-        return exit::UNKNOWN;
-    }
-    exit_code(&report)
+    let written = args.output.prometheus_textfile.as_deref().map(|dir| {
+        let host = interlock_doctor::limits::host_facts(root.root());
+        monitor::write_or_say(
+            dir,
+            monitor::SCAN_FILE_NAME,
+            &monitor::prometheus_scan(&report, &host),
+        )
+    });
+    monitor::finish(
+        format,
+        written,
+        &report,
+        render,
+        monitor::nagios_scan,
+        exit_code,
+    )
 }
 
 /// 1 if any directory is blocked or unsafe to start, else 2 if any is

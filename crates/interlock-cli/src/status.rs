@@ -8,6 +8,7 @@ use interlock_doctor::{
 };
 
 use crate::exit;
+use crate::monitor::{self, Format};
 use crate::user_name;
 
 /// Arguments of `interlock status`.
@@ -15,9 +16,9 @@ use crate::user_name;
 pub struct StatusArgs {
     /// The data directory.
     pub datadir: PathBuf,
-    /// Print one JSON object instead of the report.
-    #[arg(long)]
-    pub json: bool,
+    /// Output: --format, --json, --prometheus-textfile.
+    #[command(flatten)]
+    pub output: crate::monitor::OutputArgs,
     /// The server binary, to learn its exact version [default: the running
     /// server's executable, else `postgres` on PATH, else
     /// /usr/lib/postgresql/MAJOR/bin/postgres].
@@ -43,14 +44,27 @@ pub fn run(args: &StatusArgs) -> u8 {
         attach: args.attach,
         root: crate::host_root().clone(),
     };
+    let format = args.output.format();
     let report = match interlock_doctor::status(&args.datadir, &opts) {
         Ok(r) => r,
+        Err(e) if format == Format::Nagios => return monitor::nagios_error(&e),
         Err(e) => return exit::error(&e),
     };
-    if print(args.json, &report, render).is_err() {
-        return exit::UNKNOWN;
-    }
-    exit_code(&report)
+    let written = args.output.prometheus_textfile.as_deref().map(|dir| {
+        monitor::write_or_say(
+            dir,
+            &monitor::status_file_name(&report.data_dir),
+            &monitor::prometheus_status(&report),
+        )
+    });
+    monitor::finish(
+        format,
+        written,
+        &report,
+        render,
+        monitor::nagios_status,
+        exit_code,
+    )
 }
 
 /// Print `value` as pretty JSON, or as `render` makes it (styles stripped
