@@ -190,3 +190,87 @@ fn fix_yes_refuses_a_fixture_root() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn a_directory_on_nfs_by_the_fixtures_mountinfo_is_shared_storage() {
+    let (_tmp, root, data) = fixture();
+    let data = data.canonicalize().unwrap();
+    write(
+        &root,
+        "proc/self/mountinfo",
+        format!(
+            "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n40 22 0:40 / {} rw - nfs4 filer:/export/pg rw\n",
+            data.display()
+        ),
+    );
+    let r = status_json(&root, &data);
+    let shared: Vec<_> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "shared_storage")
+        .collect();
+    assert_eq!(shared.len(), 1, "{r:#}");
+    assert_eq!(shared[0]["severity"], "problem", "{r:#}");
+    assert!(
+        shared[0]["message"].as_str().unwrap().contains("is on nfs"),
+        "{r:#}"
+    );
+    // The plan refuses: the lock file may be another host's server's.
+    let out = Command::cargo_bin("interlock")
+        .unwrap()
+        .arg("--root")
+        .arg(&root)
+        .args(["fix", "--json"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert!(
+        plan["plan"]["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "other_host"),
+        "{plan:#}"
+    );
+    assert!(
+        !plan["plan"]["remove"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x.to_string().contains("postmaster.pid")),
+        "{plan:#}"
+    );
+}
+
+#[test]
+fn local_directories_on_the_real_host_are_not_shared_storage() {
+    // The real /: the test's temporary directory (ext4, overlay…) and a
+    // copy under /dev/shm (tmpfs), told by statfs.
+    let (_tmp, _root, data) = fixture();
+    let shm = tempfile::tempdir_in("/dev/shm").ok();
+    let mut dirs = vec![data.clone()];
+    if let Some(shm) = &shm {
+        let copy = shm.path().join("data");
+        fs::create_dir_all(copy.join("global")).unwrap();
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::copy(data.join("PG_VERSION"), copy.join("PG_VERSION")).unwrap();
+        fs::copy(
+            data.join("global/pg_control"),
+            copy.join("global/pg_control"),
+        )
+        .unwrap();
+        dirs.push(copy);
+    }
+    for d in dirs {
+        let r = status_json(Path::new("/"), &d);
+        assert!(r["verdict"].is_string(), "{r:#}");
+        assert!(
+            !r.to_string().contains("shared_storage"),
+            "{}: {r:#}",
+            d.display()
+        );
+    }
+}

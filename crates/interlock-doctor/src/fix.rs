@@ -296,6 +296,9 @@ pub enum RefusalCode {
     /// manager runs (a systemd unit, Patroni, Pacemaker, CloudNativePG):
     /// stopping it behind the manager's back makes the manager fight it.
     ManagedServer,
+    /// The lock file is on a network or cluster file system and is not
+    /// proven this host's: it may be a live server's on another host.
+    OtherHost,
 }
 
 /// One reason the plan is refused.
@@ -561,7 +564,26 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
         (LockState::Present, Some(Identity::Reused)) => Some("its PID now belongs to another process, not to a server of this directory, yet the server's kill(pid, 0) sees it alive"),
         _ => None,
     };
-    match stale_because {
+    // On shared storage a lock file not proven this host's server's may be
+    // a live server's on another host (status/storage.rs): never removed.
+    let other_host = r
+        .findings
+        .iter()
+        .find(|f| f.code == Code::SharedStorage)
+        .filter(|_| {
+            !matches!(lock.state, LockState::Absent) && lock.identity != Some(Identity::Owner)
+        });
+    if let Some(f) = other_host {
+        refuse(
+            RefusalCode::OtherHost,
+            lock.pid.map(i32::abs),
+            format!(
+                "{}; fix never removes {} there: check the other hosts that mount it, and fence the directory across hosts with `interlock run --etcd ENDPOINTS`",
+                f.message, lock.path
+            ),
+        );
+    }
+    match stale_because.filter(|_| other_host.is_none()) {
         Some(why) => {
             let path = PathBuf::from(&lock.path);
             match read_exact_file(&path) {
@@ -585,7 +607,9 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
                 ),
             }
         }
-        None if matches!(lock.identity, Some(Identity::Gone | Identity::OtherUser)) => {
+        None if other_host.is_none()
+            && matches!(lock.identity, Some(Identity::Gone | Identity::OtherUser)) =>
+        {
             p.left_to_server.push(format!(
                 "{}: its PID {} is {}; the server removes the file itself",
                 lock.path,

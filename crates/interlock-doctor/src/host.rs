@@ -229,6 +229,11 @@ impl Host {
         self.children.entry(pid).or_insert(read.children);
     }
 
+    /// `/proc/stat`'s boot time (`btime`), read once.
+    pub fn boot_time(&self) -> Option<i64> {
+        *self.boot_time.get_or_init(|| self.procfs.boot_time().ok())
+    }
+
     /// The boot time [`Host::info`] uses, if it was read already.
     pub fn boot_time_read(&self) -> Option<Option<i64>> {
         self.boot_time.get().copied()

@@ -57,7 +57,7 @@ pub use control::{control, ControlReport};
 pub use error::Error;
 pub use fix::{carry_out, plan, FixOptions, Outcome, Plan};
 pub use preflight::{preflight, preflight_wait, Gate, Orphan, Refusal};
-pub use root::HostRoot;
+pub use root::{HostRoot, SharedStorage};
 pub use scan::{scan, ScanOptions, ScanReport};
 pub use status::status;
 pub use supervisor::{HowKnown, ManagedBy, Manager};
@@ -364,6 +364,11 @@ pub enum Code {
     /// regular file (a FIFO, a device), a symbolic link in a directory
     /// another user owns, or far larger than PostgreSQL writes it.
     UnsafeFile,
+    /// The data directory is on a network or cluster file system (NFS,
+    /// CIFS, GFS2, OCFS2, CephFS, GlusterFS…): another host may run a
+    /// server on it that the lock file's PID check and the segment check,
+    /// which see this host only, cannot see.
+    SharedStorage,
 }
 
 /// One thing found, with a stable code.

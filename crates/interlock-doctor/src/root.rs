@@ -15,6 +15,19 @@
 use std::path::{Path, PathBuf};
 
 use interlock::process::{passwd_entry_in, ProcFs};
+use interlock_format::statfs::{
+    mount_of, network_fs_name, network_fs_type, parse_mountinfo, FUSE_SUPER_MAGIC,
+};
+
+/// A network or cluster file system a directory is on
+/// ([`HostRoot::shared_storage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedStorage {
+    /// Its name (`nfs`, `cifs`, `glusterfs`).
+    pub fs: String,
+    /// How it was told (the magic number, or the mount and its type).
+    pub how: String,
+}
 
 /// Where the host's files are: `/`, or a tree laid out like it.
 #[derive(Debug, Clone)]
@@ -72,6 +85,46 @@ impl HostRoot {
         user_name_in(self.passwd().as_deref(), uid)
     }
 
+    /// The network or cluster file system `dir` (absolute, links
+    /// resolved) is on, if it is on one: another host may mount it too.
+    ///
+    /// `statfs(dir)` first (the directory is real even under a fixture
+    /// root, so what the kernel says of it always counts), by magic number
+    /// ([`network_fs_name`]); then, when the magic is FUSE's (GlusterFS,
+    /// ceph-fuse, sshfs: only the type name tells), or when the root is
+    /// not the host's `/`, the type of the mount holding `dir` in
+    /// `ROOT/proc/self/mountinfo` ([`network_fs_type`]). A fixture says
+    /// "this directory is on NFS" by listing its mount point there with
+    /// type `nfs4`; without that file it is taken for local.
+    pub fn shared_storage(&self, dir: &Path) -> Option<SharedStorage> {
+        use std::os::unix::ffi::OsStrExt;
+        let magic = rustix::fs::statfs(dir).ok().map(|s| s.f_type as u64);
+        if let Some(name) = magic.and_then(network_fs_name) {
+            return Some(SharedStorage {
+                fs: name.to_string(),
+                how: format!("statfs: file system magic {:#x}", magic.unwrap_or(0)),
+            });
+        }
+        if self.is_host() && magic != Some(FUSE_SUPER_MAGIC) {
+            return None;
+        }
+        let path = self.at("/proc/self/mountinfo");
+        let text = std::fs::read(&path).ok()?;
+        let mounts = parse_mountinfo(&text);
+        let m = mount_of(&mounts, dir.as_os_str().as_bytes())?;
+        let name = network_fs_type(&m.fs_type)?;
+        Some(SharedStorage {
+            fs: name.to_string(),
+            how: format!(
+                "{}: mounted at {} from {} as {}",
+                path.display(),
+                String::from_utf8_lossy(&m.mount_point),
+                String::from_utf8_lossy(&m.source),
+                m.fs_type
+            ),
+        })
+    }
+
     /// `ROOT/etc/passwd`'s text, if it can be read.
     pub(crate) fn passwd(&self) -> Option<String> {
         std::fs::read_to_string(self.at("/etc/passwd")).ok()
@@ -89,4 +142,50 @@ pub(crate) fn user_name_in(passwd: Option<&str>, uid: u32) -> String {
 fn at(root: &Path, path: impl AsRef<Path>) -> PathBuf {
     let p = path.as_ref();
     root.join(p.strip_prefix("/").unwrap_or(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The real host: a temporary directory (ext4, overlay, tmpfs…) and
+    /// `/dev/shm` (tmpfs) are local, by `statfs`.
+    #[test]
+    fn local_directories_of_this_host_are_not_shared_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostRoot::default();
+        let tmp = dir.path().canonicalize().unwrap();
+        let magic = rustix::fs::statfs(&tmp).unwrap().f_type as u64;
+        if network_fs_name(magic).is_none() {
+            assert_eq!(host.shared_storage(&tmp), None, "{magic:#x}");
+        }
+        if Path::new("/dev/shm").is_dir() {
+            assert_eq!(host.shared_storage(Path::new("/dev/shm")), None);
+        }
+    }
+
+    /// Under a fixture root, `ROOT/proc/self/mountinfo` says it; a mount
+    /// above another path, or a local type, says nothing.
+    #[test]
+    fn a_fixture_root_says_it_through_mountinfo() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().canonicalize().unwrap().join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(root.path().join("proc/self")).unwrap();
+        let host = HostRoot::new(root.path());
+        assert_eq!(host.shared_storage(&dir), None, "no mountinfo: local");
+        std::fs::write(
+            root.path().join("proc/self/mountinfo"),
+            format!(
+                "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 0:40 / {} rw - nfs4 filer:/pg rw\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let s = host.shared_storage(&dir).unwrap();
+        assert_eq!(s.fs, "nfs");
+        assert!(s.how.contains("from filer:/pg as nfs4"), "{}", s.how);
+        assert_eq!(host.shared_storage(&dir.join("sub")).unwrap().fs, "nfs");
+        assert_eq!(host.shared_storage(root.path()), None);
+    }
 }

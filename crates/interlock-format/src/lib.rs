@@ -19,6 +19,7 @@
 //! * [`serverlog`]: server and `pg_ctl` log output, and the startup failures in it;
 //! * [`nettcp`]: the kernel's `/proc/net/tcp` and `/proc/net/tcp6` socket tables;
 //! * [`sysctl`]: the kernel limit files, `/proc/meminfo`, `logind.conf`, `login.defs`;
+//! * [`statfs`]: network and cluster file systems by `statfs` magic and `mountinfo` type, and `/proc/PID/mountinfo`;
 //! * [`shell`]: shell quoting of the commands the tools print, and escaping of paths in prose.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -37,6 +38,7 @@ pub mod procstat;
 pub mod serverlog;
 pub mod shell;
 pub mod shmem_header;
+pub mod statfs;
 pub mod sysctl;
 pub mod sysvipc;
 

@@ -10,6 +10,8 @@
 //! - [`probe`](mod@probe): the first key and the key probe (`PGSharedMemoryCreate`);
 //! - [`segments`]: whose each segment is, line 7's segment, and the
 //!   segments the probe never reaches;
+//! - [`storage`]: whether the directory is on a network or cluster file
+//!   system, where another host's server is invisible here;
 //! - [`verdict`]: the first of those steps that stops the server, with its
 //!   FATAL message and [`Stage`];
 //! - [`holders`]: the processes attached to this directory's segments and
@@ -54,6 +56,7 @@ mod probe;
 mod remedy;
 mod segments;
 mod sockets;
+mod storage;
 #[cfg(test)]
 mod tests;
 mod verdict;
@@ -65,6 +68,7 @@ use probe::*;
 use remedy::*;
 use segments::*;
 use sockets::*;
+use storage::*;
 use verdict::*;
 
 /// Whose a segment is.
@@ -426,6 +430,9 @@ fn status_once(
         parts,
     } = read_lock(&mut cx);
 
+    // --- the file system: shared with other hosts? -----------------------
+    let other_host_unknown = storage_check(&mut cx, &stage, &lock_info);
+
     // --- holders: who is attached to which segment ----------------------
     let line7_shmid = reading
         .as_ref()
@@ -507,6 +514,14 @@ fn status_once(
         &control_stage,
         &probe_end,
     );
+    // On shared storage, a lock file whose PID does not run here may be
+    // another host's live server's: the server here would remove it and
+    // start, which is safe only if none runs there (`storage`).
+    let (verdict, stop) = if other_host_unknown && verdict == Verdict::WillStart {
+        (Verdict::Unknown, None)
+    } else {
+        (verdict, stop)
+    };
     let (stops_at, would_say) = stop.unzip();
     let (verdict, undecided) =
         unattributed_segments(&mut cx, verdict, line7_shmid.filter(|_| line7_undecided));

@@ -35,6 +35,21 @@ pub(super) fn remedy(
             steps.push(format!("Fix the data directory first: {}.", f.message));
         }
     }
+    if cx
+        .findings
+        .iter()
+        .any(|f| f.code == Code::SharedStorage && f.severity == Severity::Problem)
+    {
+        steps.push(format!(
+            "Do not start the server here or remove {lock} until you have checked every other host that mounts {dir} for a PostgreSQL server on it (ps -C postgres -o pid,args there; see the shared_storage finding); fix never removes this lock file. To make a second host refuse by itself, run the server on every host through the etcd fence: interlock run --etcd ENDPOINTS {dir} -- postgres -D {dir}"
+        ));
+    } else if cx.findings.iter().any(|f| f.code == Code::SharedStorage)
+        && r.verdict != Verdict::Running
+    {
+        steps.push(format!(
+            "The lock file and the segment guard this host only, and {dir} is on storage other hosts may mount: start the server through the etcd fence on every host (interlock run --etcd ENDPOINTS {dir} -- postgres -D {dir}), so that a second host refuses."
+        ));
+    }
     match r.verdict {
         Verdict::Running => {
             let pid = r.lock_file.pid.unwrap_or(0);

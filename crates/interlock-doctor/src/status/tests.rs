@@ -1053,3 +1053,205 @@ fn a_running_postmaster_in_its_unit_is_restarted_through_systemd() {
     );
     assert!(!remedy_has(&r, "pg_ctl stop"), "{:?}", r.remedy);
 }
+
+/// A stopped cluster whose `postmaster.pid` names `pid` (started at line
+/// 3's `start`), with no segment: under a fixture root whose
+/// `proc/self/mountinfo` mounts the directory's parent as `fs_type` (none:
+/// no mountinfo, a local file system).
+fn shared_fixture(
+    fs_type: Option<&str>,
+    lock: Option<(i32, i64)>,
+) -> (tempfile::TempDir, PathBuf, StatusOptions) {
+    let (root, data) = data_dir_of(16, interlock_format::pgcontrol::DbState::ShutDown);
+    let data = data.canonicalize().unwrap();
+    if let Some((pid, start)) = lock {
+        fs::write(
+            data.join("postmaster.pid"),
+            format!(
+                "{pid}\n{}\n{start}\n5432\n/tmp\n*\n        0         0\nready   \n",
+                data.display()
+            ),
+        )
+        .unwrap();
+    }
+    let proc_root = root.path().join("proc");
+    fs::create_dir_all(proc_root.join("sysvipc")).unwrap();
+    fs::create_dir_all(proc_root.join("self")).unwrap();
+    fs::write(
+        proc_root.join("stat"),
+        format!("cpu 1 2 3\nbtime {BTIME}\n"),
+    )
+    .unwrap();
+    fs::write(
+        proc_root.join("sysvipc/shm"),
+        interlock_format::sysvipc::SHM_TABLE_HEADER,
+    )
+    .unwrap();
+    if let Some(t) = fs_type {
+        // The parent's mount, escaped as the kernel writes it.
+        let mp = data
+            .parent()
+            .unwrap()
+            .display()
+            .to_string()
+            .replace(' ', "\\040");
+        fs::write(
+            proc_root.join("self/mountinfo"),
+            format!(
+                "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                 40 22 0:40 / {mp} rw,relatime shared:20 - {t} filer:/export/pg rw,vers=4.2\n"
+            ),
+        )
+        .unwrap();
+    }
+    let opts = StatusOptions {
+        root: crate::HostRoot::new(root.path()),
+        ..StatusOptions::default()
+    };
+    (root, data, opts)
+}
+
+fn fix_plan(data: &Path, opts: &StatusOptions) -> crate::Plan {
+    crate::fix::plan(
+        data,
+        &crate::FixOptions {
+            status: opts.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn shared_finding(r: &StatusReport) -> Option<&Finding> {
+    r.findings.iter().find(|f| f.code == Code::SharedStorage)
+}
+
+#[test]
+fn on_nfs_a_lock_file_whose_pid_is_not_here_is_unknown_and_never_removed() {
+    // Written before this host's boot: before a reboot, or on another host.
+    let (_root, data, opts) = shared_fixture(Some("nfs4"), Some((DEAD_PID, BTIME - 3600)));
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.verdict, Verdict::Unknown, "{:#?}", r.findings);
+    assert!(!r.safe_to_start);
+    assert_eq!(r.postgres_would_say, None);
+    let f = shared_finding(&r).unwrap_or_else(|| panic!("{:#?}", r.findings));
+    assert_eq!(f.severity, Severity::Problem);
+    assert!(f.message.contains("is on nfs"), "{}", f.message);
+    assert!(f.message.contains("another host may run a server on it"));
+    assert!(f
+        .message
+        .contains(&format!("names PID {DEAD_PID}, which does not run here")));
+    assert!(
+        f.message.contains("before this host booted"),
+        "{}",
+        f.message
+    );
+    assert!(remedy_has(&r, "interlock run --etcd"), "{:?}", r.remedy);
+    assert!(!remedy_has(&r, "pg_ctl start"), "{:?}", r.remedy);
+
+    let plan = fix_plan(&data, &opts);
+    let refusal = plan
+        .refused
+        .iter()
+        .find(|r| r.code == crate::fix::RefusalCode::OtherHost)
+        .unwrap_or_else(|| panic!("{:?}", plan.refused));
+    assert_eq!(refusal.pid, Some(DEAD_PID));
+    assert!(plan.remove.is_empty(), "{:?}", plan.remove);
+    assert!(plan.left_to_server.is_empty(), "{:?}", plan.left_to_server);
+    assert!(plan.stop.is_empty());
+}
+
+#[test]
+fn on_glusterfs_through_fuse_the_mount_type_tells() {
+    let (_root, data, opts) = shared_fixture(Some("fuse.glusterfs"), Some((DEAD_PID, BTIME + 100)));
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.verdict, Verdict::Unknown, "{:#?}", r.findings);
+    let f = shared_finding(&r).unwrap();
+    assert!(f.message.contains("is on glusterfs"), "{}", f.message);
+    assert!(f.message.contains("as fuse.glusterfs"), "{}", f.message);
+    // After boot: nothing said of a reboot.
+    assert!(!f.message.contains("booted"), "{}", f.message);
+}
+
+#[test]
+fn on_a_local_file_system_the_same_lock_file_is_left_to_the_server() {
+    for fs_type in [None, Some("ext4")] {
+        let (_root, data, opts) = shared_fixture(fs_type, Some((DEAD_PID, BTIME - 3600)));
+        let r = status(&data, &opts).unwrap();
+        assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+        assert!(r.safe_to_start);
+        assert!(shared_finding(&r).is_none(), "{:#?}", r.findings);
+        assert!(
+            r.findings.iter().any(|f| f.code == Code::StaleLockFile),
+            "{:#?}",
+            r.findings
+        );
+        let plan = fix_plan(&data, &opts);
+        assert!(plan.refused.is_empty(), "{:?}", plan.refused);
+        assert!(plan.remove.is_empty(), "{:?}", plan.remove);
+        assert_eq!(plan.left_to_server.len(), 1, "{:?}", plan.left_to_server);
+    }
+}
+
+#[test]
+fn on_nfs_without_a_lock_file_it_will_start_with_a_warning() {
+    let (_root, data, opts) = shared_fixture(Some("nfs"), None);
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+    assert!(r.safe_to_start);
+    let f = shared_finding(&r).unwrap();
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("none runs on it now"), "{}", f.message);
+    assert!(remedy_has(&r, "interlock run --etcd"), "{:?}", r.remedy);
+    let plan = fix_plan(&data, &opts);
+    assert!(plan.refused.is_empty(), "{:?}", plan.refused);
+}
+
+#[test]
+fn on_nfs_a_reused_pids_lock_file_is_never_removed() {
+    // PID 4242 runs here, a shell of the owner working elsewhere: locally
+    // a reused PID, whose lock file fix removes; on NFS it may be another
+    // host's live server's.
+    for (fs_type, removed) in [(None, true), (Some("nfs4"), false)] {
+        let (root, data, opts) = shared_fixture(fs_type, Some((4242, BTIME - 3600)));
+        let uid = fs::metadata(&data).unwrap().uid();
+        let p = root.path().join("proc/4242");
+        fs::create_dir_all(&p).unwrap();
+        let hz = rustix::param::clock_ticks_per_second() as i64;
+        fs::write(
+            p.join("stat"),
+            format!(
+                "4242 (bash) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {} \
+                 228147200 2000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+                100 * hz
+            ),
+        )
+        .unwrap();
+        fs::write(
+            p.join("status"),
+            format!("Name:\tbash\nState:\tS (sleeping)\nPPid:\t1\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t0\t0\t0\t0\nNSpid:\t4242\n"),
+        )
+        .unwrap();
+        fs::write(p.join("cmdline"), b"-bash\0").unwrap();
+        fs::write(p.join("maps"), b"").unwrap();
+        std::os::unix::fs::symlink("/", p.join("cwd")).unwrap();
+        let r = status(&data, &opts).unwrap();
+        assert_eq!(r.verdict, Verdict::Blocked, "{:#?}", r.findings);
+        assert_eq!(r.lock_file.identity, Some(Identity::Reused));
+        let plan = fix_plan(&data, &opts);
+        let has_other_host = plan
+            .refused
+            .iter()
+            .any(|r| r.code == crate::fix::RefusalCode::OtherHost);
+        assert_eq!(has_other_host, !removed, "{:?}", plan.refused);
+        assert_eq!(
+            plan.remove
+                .iter()
+                .any(|x| matches!(x, crate::fix::Removal::LockFile { .. })),
+            removed,
+            "{:?} {:?}",
+            plan.remove,
+            plan.refused
+        );
+    }
+}
