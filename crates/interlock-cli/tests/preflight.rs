@@ -98,7 +98,14 @@ fn wait_returns_as_soon_as_the_orphan_exits() {
     c.pid(gate.id() as i32);
     std::thread::sleep(Duration::from_secs(1));
     // Still waiting: the orphan is there, and the gate did not touch it.
-    assert!(gate.try_wait().unwrap().is_none(), "the gate did not wait");
+    if let Some(status) = gate.try_wait().unwrap() {
+        let out = gate.wait_with_output().unwrap();
+        panic!(
+            "the gate did not wait: {status}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     assert_eq!(state_of(ck), Some('T'));
     // The test's own orphan, by PID.
     let exited = Instant::now();
