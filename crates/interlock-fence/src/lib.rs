@@ -9,3 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod timing;
+
+#[cfg(feature = "etcd")]
+pub mod etcd;
