@@ -1,0 +1,280 @@
+//! `interlock run --etcd`: the fence across hosts, against a real etcd
+//! (Debian's etcd-server, one member on loopback; skipped where it is not
+//! installed). COMMAND is `sleep 600`; TTL 3 s: renew every 0.5 s, fence
+//! after 1 s without a renewal, SIGKILL 0.5 s after the SIGQUIT.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use interlock_testkit::etcd::{free_port, Etcd};
+use rustix::process::Signal;
+
+const TTL: &str = "3";
+/// fence_after + stop_within for a TTL of 3 s.
+const STOPPED_BY: Duration = Duration::from_millis(1500);
+/// Scheduling slack on a loaded test machine.
+const SLACK: Duration = Duration::from_millis(700);
+
+/// A fenced `interlock run` in the background, its output in files.
+struct Run {
+    child: Child,
+    out: std::path::PathBuf,
+    err: std::path::PathBuf,
+}
+
+impl Run {
+    fn start(etcd: &str, data: &Path, name: &str, logs: &Path, c: &mut Cleanup) -> Run {
+        let tag = format!("{}", logs.read_dir().unwrap().count());
+        let out = logs.join(format!("out{tag}"));
+        let err = logs.join(format!("err{tag}"));
+        let child = Command::new(bin())
+            .args(["run", "--etcd", etcd, "--ttl", TTL, "--name", name])
+            .arg(data)
+            .args(["--", "sleep", "600"])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        c.pid(child.id() as i32);
+        Run { child, out, err }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// The fencing token and COMMAND's PID, once it runs.
+    fn started(&self, c: &mut Cleanup) -> (i64, i32) {
+        let mut found = None;
+        wait_until("interlock run to start COMMAND", || {
+            let out = std::fs::read_to_string(&self.out).unwrap_or_default();
+            let err = self.stderr();
+            let token = out
+                .lines()
+                .find_map(|l| l.strip_prefix("fencing token "))
+                .and_then(|t| t.trim().parse::<i64>().ok());
+            let pid = err
+                .split("while PID ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse::<i32>().ok());
+            found = token.zip(pid);
+            found.is_some()
+        });
+        let (token, pid) = found.unwrap();
+        c.pid(pid);
+        (token, pid)
+    }
+
+    fn wait_code(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "interlock run did not exit: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Exited: gone, or a zombie (reparented to an init that may not reap).
+fn dead(pid: i32) -> bool {
+    !running(pid)
+}
+
+/// How long until `pid` is dead, panicking after `limit`.
+fn time_to_death(pid: i32, from: Instant, limit: Duration) -> Duration {
+    loop {
+        if dead(pid) {
+            return from.elapsed();
+        }
+        assert!(
+            from.elapsed() < limit,
+            "PID {pid} still runs after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Two data directories with one system identifier (a copy), and a
+/// directory for logs.
+fn dirs() -> (tempfile::TempDir, tempfile::TempDir, tempfile::TempDir) {
+    let a = fake_cluster();
+    let b = fake_cluster();
+    if is_root() {
+        // As PostgreSQL, `run` acts as the data directory's owner.
+        chown_r(a.path());
+        chown_r(b.path());
+    }
+    (a, b, tempfile::tempdir().unwrap())
+}
+
+fn run_once(etcd: &str, data: &Path, name: &str, cmd: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(["run", "--etcd", etcd, "--ttl", TTL, "--name", name])
+        .arg(data)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn second_holder_refused_naming_the_first_then_takes_over_after_release() {
+    let bin = interlock_testkit::require_etcd!();
+    let etcd = Etcd::start(&bin);
+    let (a, b, logs) = dirs();
+    let mut c = Cleanup::for_dir(a.path());
+    c.dirs.push(b.path().to_path_buf());
+    let mut first = Run::start(&etcd.endpoint, a.path(), "shared", logs.path(), &mut c);
+    let (token, cmd) = first.started(&mut c);
+    assert!(token > 0);
+    let fence = std::fs::read_to_string(a.path().join("interlock.fence")).unwrap();
+    assert!(fence.starts_with(&format!("token {token}\n")), "{fence}");
+    assert!(fence.contains("key /interlock/"), "{fence}");
+
+    let out = run_once(&etcd.endpoint, b.path(), "shared", &["true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains(" is held by host "), "{stderr}");
+    assert!(
+        stderr.contains(&format!("PID {}", first.child.id())),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("token {token}")), "{stderr}");
+    assert!(stderr.contains("lease expires in "), "{stderr}");
+    assert!(!b.path().join("interlock.fence").exists());
+
+    // SIGTERM is passed on; COMMAND's exit revokes the lease at once.
+    signal(first.child.id() as i32, Signal::TERM);
+    assert_eq!(first.wait_code(Duration::from_secs(5)), Some(128 + 15));
+    assert!(dead(cmd));
+    let out = run_once(&etcd.endpoint, b.path(), "shared", &["true"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second: i64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .strip_prefix("fencing token ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(second > token, "tokens grow: {token} then {second}");
+}
+
+#[test]
+fn sigkill_of_run_the_watchdog_stops_command_then_the_lease_lapses() {
+    let bin = interlock_testkit::require_etcd!();
+    let etcd = Etcd::start(&bin);
+    let (a, b, logs) = dirs();
+    let mut c = Cleanup::for_dir(a.path());
+    c.dirs.push(b.path().to_path_buf());
+    let mut first = Run::start(&etcd.endpoint, a.path(), "k", logs.path(), &mut c);
+    let (_, cmd) = first.started(&mut c);
+    std::thread::sleep(Duration::from_millis(700)); // a renewal or two
+    let killed = Instant::now();
+    signal(first.child.id() as i32, Signal::KILL);
+    let took = time_to_death(cmd, killed, STOPPED_BY + SLACK);
+    eprintln!("COMMAND stopped {took:?} after SIGKILL of interlock run");
+    first.child.wait().unwrap();
+    // The key stays until the lease lapses (no one revoked it), then the
+    // other directory takes it.
+    let deadline = Duration::from_secs(3) + Duration::from_secs(3);
+    loop {
+        let out = run_once(&etcd.endpoint, b.path(), "k", &["true"]);
+        match out.status.code() {
+            Some(0) => break,
+            Some(75) => {
+                assert!(killed.elapsed() < deadline, "never taken over");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => panic!("{other:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+    let after = killed.elapsed();
+    eprintln!("taken over {after:?} after the SIGKILL");
+    assert!(after >= took, "taken over before COMMAND stopped");
+}
+
+#[test]
+fn sigstop_of_run_the_watchdog_stops_command_in_time() {
+    let bin = interlock_testkit::require_etcd!();
+    let etcd = Etcd::start(&bin);
+    let (a, _b, logs) = dirs();
+    let mut c = Cleanup::for_dir(a.path());
+    let mut first = Run::start(&etcd.endpoint, a.path(), "k", logs.path(), &mut c);
+    let (_, cmd) = first.started(&mut c);
+    std::thread::sleep(Duration::from_millis(700));
+    let stopped = Instant::now();
+    signal(first.child.id() as i32, Signal::STOP);
+    let took = time_to_death(cmd, stopped, STOPPED_BY + SLACK);
+    eprintln!("COMMAND stopped {took:?} after SIGSTOP of interlock run");
+    signal(first.child.id() as i32, Signal::CONT);
+    // Woken, it finds COMMAND dead of the SIGQUIT and exits with it.
+    assert_eq!(first.wait_code(Duration::from_secs(5)), Some(128 + 3));
+}
+
+#[test]
+fn etcd_stopped_the_holder_self_fences_in_time() {
+    let bin = interlock_testkit::require_etcd!();
+    let etcd = Etcd::start(&bin);
+    let (a, _b, logs) = dirs();
+    let mut c = Cleanup::for_dir(a.path());
+    let mut first = Run::start(&etcd.endpoint, a.path(), "k", logs.path(), &mut c);
+    let (_, cmd) = first.started(&mut c);
+    std::thread::sleep(Duration::from_millis(700));
+    let lost = Instant::now();
+    signal(etcd.pid(), Signal::STOP); // CONT again when the guard drops
+    let took = time_to_death(cmd, lost, STOPPED_BY + SLACK);
+    eprintln!("COMMAND stopped {took:?} after etcd was stopped");
+    assert_eq!(first.wait_code(Duration::from_secs(5)), Some(128 + 3));
+    let stderr = first.stderr();
+    assert!(
+        stderr.contains("lease not renewed for ") && stderr.contains("(self-fence)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn etcd_unreachable_at_start_refused_unless_local_only() {
+    let (a, _b, _logs) = dirs();
+    let _c = Cleanup::for_dir(a.path());
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let out = run_once(&nowhere, a.path(), "k", &["true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("etcd unreachable"), "{stderr}");
+    assert!(stderr.contains("--local-only"), "{stderr}");
+
+    let out = Command::new(bin())
+        .args(["run", "--local-only"])
+        .arg(a.path())
+        .args(["--", "sh", "-c", "exit 7"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("not fenced across hosts"), "{stderr}");
+
+    // Neither: refused before anything.
+    let out = Command::new(bin())
+        .arg("run")
+        .arg(a.path())
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+}
