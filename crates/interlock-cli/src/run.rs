@@ -12,7 +12,8 @@
 //!   process group) receives over a pipe the send time of every successful
 //!   renewal and enforces the same deadline; if the pipe closes while
 //!   COMMAND runs (`interlock run` died), it stops COMMAND at once;
-//! - the lock's keeper, as for `hold`, keeps the local interlock.
+//! - the lock's keeper, as for `hold`, keeps the local interlock (with
+//!   `--server-locks`, COMMAND is the server and takes it itself).
 //!
 //! The key is `/interlock/<system identifier>/<name>`: pg_control's system
 //! identifier (shared by replicas) and `--name`, or else the data
@@ -58,8 +59,14 @@ pub struct RunArgs {
     pub name: Option<String>,
     /// Take the local interlock only, as `hold` does: no etcd, not fenced
     /// across hosts.
-    #[arg(long, conflicts_with = "etcd")]
+    #[arg(long, conflicts_with_all = ["etcd", "server_locks"])]
     pub local_only: bool,
+    /// COMMAND is the server itself (`postgres -D DATADIR`), which takes
+    /// the data directory's local interlock on its own: take none here
+    /// (the one `hold` takes would make the server refuse to start), hold
+    /// only the etcd lease.
+    #[arg(long)]
+    pub server_locks: bool,
     /// Port for line 4 of the lock file [default: the cluster's
     /// configured port, else 5432].
     #[arg(long)]
@@ -351,7 +358,12 @@ pub fn run(args: &RunArgs) -> u8 {
             return exit::HOLD_FAILED;
         }
     };
-    let lock = match DataDirLock::acquire_with(&datadir, &opts) {
+    let acquired = if args.server_locks {
+        Ok(None)
+    } else {
+        DataDirLock::acquire_with(&datadir, &opts).map(Some)
+    };
+    let lock = match acquired {
         Ok(lock) => lock,
         Err(e) => {
             report(&e);
@@ -442,7 +454,11 @@ pub fn run(args: &RunArgs) -> u8 {
     cmd.args(rest);
     // Its own process group, so that a fence stops all of it.
     cmd.process_group(0);
-    let mut child = match lock.spawn(&mut cmd) {
+    let spawned = match &lock {
+        Some(lock) => lock.spawn(&mut cmd).map(Spawned::Kept),
+        None => Spawned::plain(&mut cmd),
+    };
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             eprintln!("interlock: cannot run {}: {e}", program.to_string_lossy());
@@ -468,13 +484,21 @@ pub fn run(args: &RunArgs) -> u8 {
         w.send(&format!("pid {}\n", child.id()));
     }
     if !args.quiet {
-        eprintln!(
-            "interlock: holding {} (segment key {}, ID {}) while PID {} runs",
-            lock.data_dir().display(),
-            lock.key(),
-            lock.shmid(),
-            child.id()
-        );
+        match &lock {
+            Some(lock) => eprintln!(
+                "interlock: holding {} (segment key {}, ID {}) while PID {} runs",
+                lock.data_dir().display(),
+                lock.key(),
+                lock.shmid(),
+                child.id()
+            ),
+            None => eprintln!(
+                "interlock: the server takes the local interlock itself; fencing {} \
+                 while PID {} runs",
+                datadir.display(),
+                child.id()
+            ),
+        }
     }
 
     // The renewer.
@@ -524,14 +548,54 @@ pub fn run(args: &RunArgs) -> u8 {
             exit::HOLD_FAILED
         }
     };
-    match lock.release() {
-        Released::Deferred { nattch } if !args.quiet => eprintln!(
+    match lock.map(DataDirLock::release) {
+        Some(Released::Deferred { nattch }) if !args.quiet => eprintln!(
             "interlock: {nattch} process(es) started by the command still hold the directory; \
              the lock stays until they exit"
         ),
         _ => {}
     }
     code
+}
+
+/// COMMAND: kept by the lock's keeper, or on its own (`--server-locks`).
+enum Spawned {
+    Kept(interlock::KeptChild),
+    Plain(Child, OwnedFd),
+}
+
+impl Spawned {
+    fn plain(cmd: &mut Command) -> std::io::Result<Spawned> {
+        interlock::sys::proc::unblock_signals_in(cmd);
+        let child = cmd.spawn()?;
+        // Our unreaped child: its PID cannot be reused.
+        let pidfd = rustix::process::pidfd_open(
+            Pid::from_child(&child),
+            rustix::process::PidfdFlags::empty(),
+        )?;
+        Ok(Spawned::Plain(child, pidfd))
+    }
+
+    fn id(&self) -> u32 {
+        match self {
+            Spawned::Kept(k) => k.id(),
+            Spawned::Plain(c, _) => c.id(),
+        }
+    }
+
+    fn pidfd(&self) -> &OwnedFd {
+        match self {
+            Spawned::Kept(k) => k.pidfd(),
+            Spawned::Plain(_, fd) => fd,
+        }
+    }
+
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self {
+            Spawned::Kept(k) => k.wait(),
+            Spawned::Plain(c, _) => c.wait(),
+        }
+    }
 }
 
 fn renew_loop(
@@ -582,7 +646,7 @@ fn renew_loop(
 /// Wait for COMMAND, passing on the signals we receive to its process
 /// group and, with a lease, self-fencing when its deadline passes.
 fn wait_fencing(
-    child: &mut interlock::KeptChild,
+    child: &mut Spawned,
     pgid: Pid,
     signals: &SignalFd,
     fence: Option<(&AtomicU64, &Timing)>,

@@ -28,13 +28,27 @@ struct Run {
 
 impl Run {
     fn start(etcd: &str, data: &Path, name: &str, logs: &Path, c: &mut Cleanup) -> Run {
+        Run::start_with(etcd, data, name, &[], &["sleep", "600"], logs, c)
+    }
+
+    fn start_with(
+        etcd: &str,
+        data: &Path,
+        name: &str,
+        opts: &[&str],
+        cmd: &[&str],
+        logs: &Path,
+        c: &mut Cleanup,
+    ) -> Run {
         let tag = format!("{}", logs.read_dir().unwrap().count());
         let out = logs.join(format!("out{tag}"));
         let err = logs.join(format!("err{tag}"));
         let child = Command::new(bin())
             .args(["run", "--etcd", etcd, "--ttl", TTL, "--name", name])
+            .args(opts)
             .arg(data)
-            .args(["--", "sleep", "600"])
+            .arg("--")
+            .args(cmd)
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap())
             .stdin(Stdio::null())
@@ -277,4 +291,145 @@ fn etcd_unreachable_at_start_refused_unless_local_only() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
+}
+
+/// Whether a process of group `pgid` still runs.
+fn group_alive(pgid: i32) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .any(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let f: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            // state, ppid, pgrp
+            f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z" && f[0] != "X"
+        })
+}
+
+fn ready(data: &Path) -> bool {
+    std::fs::read_to_string(data.join("postmaster.pid")).is_ok_and(|s| s.contains("ready"))
+}
+
+/// Real PostgreSQL 15 as COMMAND (`--server-locks`: the server takes the
+/// local interlock itself): a copy with the same system identifier is
+/// refused while it runs; SIGKILL of its `interlock run` stops the whole
+/// server (the watchdog's SIGQUIT to its process group); after the lease
+/// lapses the copy starts, fenced.
+#[test]
+fn postgres_fenced_refused_then_stopped_by_the_watchdog_then_taken_over() {
+    let etcd_bin = interlock_testkit::require_etcd!();
+    let bindir = interlock_testkit::require_postgres!();
+    let etcd = Etcd::start(&etcd_bin);
+    let (t1, t2) = (cluster(&bindir), cluster(&bindir));
+    let logs = tempfile::tempdir().unwrap();
+    let mut c = Cleanup::for_dir(&t1.data);
+    c.dirs.push(t2.data.clone());
+    let postgres = bindir.join("postgres").display().to_string();
+    let server = |data: &Path| -> Vec<String> {
+        let d = data.display().to_string();
+        vec![
+            postgres.clone(),
+            "-D".into(),
+            d.clone(),
+            "-k".into(),
+            d,
+            "-c".into(),
+            "listen_addresses=".into(),
+        ]
+    };
+    let (s1, s2) = (server(&t1.data), server(&t2.data));
+    let s1: Vec<&str> = s1.iter().map(String::as_str).collect();
+    let s2: Vec<&str> = s2.iter().map(String::as_str).collect();
+    let opts = ["--server-locks"];
+
+    let mut first = Run::start_with(
+        &etcd.endpoint,
+        &t1.data,
+        "pg",
+        &opts,
+        &s1,
+        logs.path(),
+        &mut c,
+    );
+    let (token, pm) = first.started(&mut c);
+    wait_until("the first server to be ready", || ready(&t1.data));
+    assert_eq!(postmaster_pid(&t1.data), Some(pm));
+
+    let out = Command::new(bin())
+        .args([
+            "run",
+            "--etcd",
+            &etcd.endpoint,
+            "--ttl",
+            TTL,
+            "--name",
+            "pg",
+        ])
+        .args(opts)
+        .arg(&t2.data)
+        .arg("--")
+        .args(&s2)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(
+        stderr.contains(&format!("PID {}, token {token}", first.child.id())),
+        "{stderr}"
+    );
+    assert!(!t2.data.join("postmaster.pid").exists(), "the copy started");
+
+    std::thread::sleep(Duration::from_millis(700));
+    let killed = Instant::now();
+    signal(first.child.id() as i32, Signal::KILL);
+    let took = time_to_death(pm, killed, STOPPED_BY + SLACK);
+    wait_until("the server's process group to be gone", || !group_alive(pm));
+    eprintln!("postmaster stopped {took:?} after SIGKILL of interlock run");
+    first.child.wait().unwrap();
+
+    // The key lapses with the lease; then the copy starts, fenced.
+    let mut second = loop {
+        let mut r = Run::start_with(
+            &etcd.endpoint,
+            &t2.data,
+            "pg",
+            &opts,
+            &s2,
+            logs.path(),
+            &mut c,
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        match r.child.try_wait().unwrap() {
+            Some(st) if st.code() == Some(75) => {
+                assert!(
+                    killed.elapsed() < Duration::from_secs(8),
+                    "never taken over"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Some(st) => panic!("{st:?}: {}", r.stderr()),
+            None => {
+                let (t, pid) = r.started(&mut c);
+                assert!(t > token, "tokens grow: {token} then {t}");
+                eprintln!("taken over {:?} after the SIGKILL", killed.elapsed());
+                let _ = pid;
+                break r;
+            }
+        }
+    };
+    wait_until("the second server to be ready", || ready(&t2.data));
+    // SIGINT (fast shutdown) is passed on; the server's status is ours.
+    signal(second.child.id() as i32, Signal::INT);
+    assert_eq!(
+        second.wait_code(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        second.stderr()
+    );
 }
