@@ -57,7 +57,8 @@ Exit codes:
   limits: 0 ok, 1 a limit too low, 2 unknown or error
   control: 0 clean, 1 crash recovery next or damaged, 2 unreadable
   hold: COMMAND's own status, or 75 (directory in use), 125 (hold failed),
-        126 (COMMAND not executable), 127 (COMMAND not found)";
+        126 (COMMAND not executable), 127 (COMMAND not found)
+  run: as hold; 75 also when the etcd key is held or etcd is unreachable";
 
 /// Shown after `hold --help`.
 pub const HOLD_EXIT_CODES_HELP: &str = "\
@@ -65,6 +66,19 @@ Exit codes:
   N      COMMAND's exit status (128+N if COMMAND died of signal N)
   75     the data directory is in use (a server or its leftover processes); COMMAND did not run
   125    the hold failed before COMMAND ran
+  126    COMMAND was found but could not be executed
+  127    COMMAND was not found";
+
+/// Shown after `run --help`.
+pub const RUN_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  N      COMMAND's exit status (128+N if COMMAND died of signal N; 131 after
+         a self-fence's SIGQUIT, 137 after its SIGKILL)
+  75     the data directory is in use here, or its etcd key is held by
+         another holder (named), or etcd could not be reached at start;
+         COMMAND did not run
+  125    the run failed before COMMAND ran (no --etcd nor --local-only, an
+         unreadable pg_control, a TTL below 3 s)
   126    COMMAND was found but could not be executed
   127    COMMAND was not found";
 

@@ -18,6 +18,7 @@ mod limits;
 mod monitor;
 mod out;
 mod preflight;
+mod run;
 mod scan;
 mod status;
 
@@ -163,6 +164,26 @@ enum Cmd {
     /// COMMAND. Exits with COMMAND's status (128+N if it died of signal N).
     #[command(after_help = exit::HOLD_EXIT_CODES_HELP)]
     Hold(hold::HoldArgs),
+    /// Hold DATADIR as `hold` does and, across hosts, an etcd lease while
+    /// COMMAND runs.
+    ///
+    /// The key /interlock/SYSID/NAME (pg_control's system identifier and
+    /// --name, or the data directory's absolute path) is created only if
+    /// absent, bound to a lease of --ttl seconds, and its revision printed
+    /// as the fencing token and written to DATADIR/interlock.fence. COMMAND
+    /// runs in its own process group. The lease is renewed every TTL/6; if
+    /// no renewal succeeds for TTL/3, COMMAND's group gets SIGQUIT, then
+    /// SIGKILL after TTL/6 (self-fence) — enforced also by a watchdog
+    /// process, so a killed or stopped `interlock run` cannot leave COMMAND
+    /// running unfenced. On COMMAND's exit the lease is revoked. Exits with
+    /// COMMAND's status, or 75 when the key is held (naming the holder) or
+    /// etcd cannot be reached at start (--local-only runs without etcd,
+    /// unfenced across hosts).
+    #[command(after_help = exit::RUN_EXIT_CODES_HELP)]
+    Run(run::RunArgs),
+    /// The fence's watchdog, started by `run` (internal).
+    #[command(hide = true)]
+    FenceWatchdog(run::WatchdogArgs),
 }
 
 static ROOT: OnceLock<HostRoot> = OnceLock::new();
@@ -185,6 +206,8 @@ fn main() -> ExitCode {
     let _ = ROOT.set(HostRoot::new(&args.root));
     let code = match args.command {
         Some(Cmd::Hold(hold)) => hold::run(&hold),
+        Some(Cmd::Run(r)) => run::run(&r),
+        Some(Cmd::FenceWatchdog(w)) => run::watchdog(&w),
         Some(Cmd::Status(st)) => status::run(&st),
         Some(Cmd::Scan(sc)) => scan::run(&sc),
         Some(Cmd::Fix(f)) => fix::run(&f),

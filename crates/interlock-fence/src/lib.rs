@@ -63,3 +63,6 @@
 
 pub mod protocol;
 pub mod timing;
+
+#[cfg(feature = "etcd")]
+pub mod etcd;

@@ -10,6 +10,7 @@
 
 pub mod cleanup;
 pub mod dsm;
+pub mod etcd;
 pub mod postgres;
 pub mod process;
 pub mod users;

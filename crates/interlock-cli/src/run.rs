@@ -1,0 +1,846 @@
+//! `interlock run [--etcd ENDPOINTS] DATADIR -- COMMAND...`: the local
+//! interlock, as `hold` takes it, and a lease in etcd keyed by the data
+//! directory's identity, held while COMMAND runs; renewed, and a
+//! self-fence (COMMAND's process group stopped) before it can lapse.
+//!
+//! Three processes enforce the lease deadline, so that no single pause or
+//! death leaves COMMAND running unfenced:
+//! - `interlock run` renews every `renew_every` and self-fences when
+//!   `fence_after` passes on CLOCK_MONOTONIC since the send time of the
+//!   last renewal that succeeded;
+//! - `interlock fence-watchdog` (this binary re-executed, in its own
+//!   process group) receives over a pipe the send time of every successful
+//!   renewal and enforces the same deadline; if the pipe closes while
+//!   COMMAND runs (`interlock run` died), it stops COMMAND at once;
+//! - the lock's keeper, as for `hold`, keeps the local interlock (with
+//!   `--server-locks`, COMMAND is the server and takes it itself).
+//!
+//! The key is `/interlock/<system identifier>/<name>`: pg_control's system
+//! identifier (shared by replicas) and `--name`, or else the data
+//! directory's absolute path (which identifies the storage only when
+//! every host mounts it at the same path: give `--name` otherwise).
+
+use std::ffi::OsString;
+use std::io::{ErrorKind, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use interlock::sys::signal::SignalFd;
+use interlock::{DataDirLock, Error, LockOptions, Released};
+use interlock_fence::etcd::{Client, Created, Holder, Renewed};
+use interlock_fence::timing::{Timing, DEFAULT_TTL, MIN_TTL};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::process::{kill_process_group, Pid, Signal};
+
+use crate::exit;
+
+/// Arguments of `interlock run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The data directory.
+    pub datadir: PathBuf,
+    /// etcd client endpoints, comma-separated (http://HOST:PORT). Required
+    /// unless --local-only.
+    #[arg(long, value_name = "ENDPOINTS")]
+    pub etcd: Option<String>,
+    /// The lease's time-to-live in seconds (at least 3). The holder
+    /// renews every TTL/6 and stops COMMAND after TTL/3 without a renewal.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TTL.as_secs())]
+    pub ttl: u64,
+    /// What identifies the storage, with pg_control's system identifier,
+    /// in the key /interlock/SYSID/NAME [default: the data directory's
+    /// absolute path — give a name when hosts mount it at different paths].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Take the local interlock only, as `hold` does: no etcd, not fenced
+    /// across hosts.
+    #[arg(long, conflicts_with_all = ["etcd", "server_locks"])]
+    pub local_only: bool,
+    /// COMMAND is the server itself (`postgres -D DATADIR`), which takes
+    /// the data directory's local interlock on its own: take none here
+    /// (the one `hold` takes would make the server refuse to start), hold
+    /// only the etcd lease.
+    #[arg(long)]
+    pub server_locks: bool,
+    /// Port for line 4 of the lock file [default: the cluster's
+    /// configured port, else 5432].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Seconds to wait for another interlock process that is acquiring
+    /// the same directory.
+    #[arg(long, default_value_t = 10)]
+    pub wait: u64,
+    /// Print nothing but errors (and the self-fence).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub command: Vec<OsString>,
+}
+
+/// Arguments of the hidden `interlock fence-watchdog` (started by `run`;
+/// reads `hb NS` and `pid N` lines on its standard input).
+#[derive(Debug, clap::Args)]
+pub struct WatchdogArgs {
+    #[arg(long)]
+    pub fence_after_ms: u64,
+    #[arg(long)]
+    pub stop_within_ms: u64,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the one clock `run` and its watchdog
+/// share.
+fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Whether the fence is due: `fence_after` has passed since the send time
+/// of the last renewal that succeeded.
+pub fn fence_due(last_ok_ns: u64, now_ns: u64, fence_after: Duration) -> bool {
+    now_ns >= last_ok_ns.saturating_add(fence_after.as_nanos() as u64)
+}
+
+fn timeout_until(deadline_ns: u64) -> Timespec {
+    let left = deadline_ns.saturating_sub(now_ns());
+    Timespec {
+        tv_sec: (left / 1_000_000_000) as _,
+        tv_nsec: (left % 1_000_000_000) as _,
+    }
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Now, UTC, as `2026-12-02T17:07:34Z`.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn report(err: &Error) {
+    eprintln!("interlock: {err}");
+    if let Some(hint) = err.hint() {
+        eprintln!("hint: {hint}");
+    }
+}
+
+/// The key's identity: pg_control's system identifier.
+fn system_identifier(datadir: &Path) -> Result<u64, String> {
+    let path = datadir.join("global/pg_control");
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cf = interlock_format::pgcontrol::parse_pg_control(&bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(cf.system_identifier)
+}
+
+/// Describe a holder from the value it wrote.
+fn describe_holder(h: &Holder) -> String {
+    let v: serde_json::Value = serde_json::from_str(&h.value).unwrap_or_default();
+    let field = |k: &str| match v.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "?".into(),
+    };
+    let ttl = match h.ttl_remaining {
+        Some(t) if t >= 0 => format!("lease expires in {t} s"),
+        Some(_) => "lease expired".into(),
+        None => "lease TTL unknown".into(),
+    };
+    format!(
+        "host {} (boot id {}, PID {}, token {}, since {}; {ttl})",
+        field("host"),
+        field("boot_id"),
+        field("pid"),
+        h.create_revision,
+        field("since")
+    )
+}
+
+/// Write `DATADIR/interlock.fence` atomically (a temporary file renamed).
+fn write_fence_file(datadir: &Path, content: &str) -> std::io::Result<()> {
+    let tmp = datadir.join(format!("interlock.fence.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, datadir.join("interlock.fence"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The lease held in etcd.
+struct Lease {
+    client: Client,
+    id: i64,
+    token: i64,
+    key: String,
+    /// CLOCK_MONOTONIC when the grant was sent: the lease's start, at the
+    /// latest, on our clock.
+    granted_sent_ns: u64,
+}
+
+/// Acquire the key; `Err(message)` on a holder or an unreachable etcd.
+fn acquire_lease(
+    endpoints: &str,
+    key: &str,
+    value: &str,
+    timing: &Timing,
+) -> Result<Lease, String> {
+    let client = Client::new(endpoints).map_err(|e| e.to_string())?;
+    let limit = timing.renew_every;
+    let granted_sent_ns = now_ns();
+    let id = client
+        .grant(timing.ttl.as_secs() as i64, limit)
+        .map_err(|e| format!("cannot take a lease: {e}"))?;
+    match client.create_with_lease(key, value, id, limit) {
+        Ok(Created::Ok { revision }) => Ok(Lease {
+            client,
+            id,
+            token: revision,
+            key: key.to_string(),
+            granted_sent_ns,
+        }),
+        Ok(Created::Held(h)) => {
+            let _ = client.revoke(id, limit);
+            Err(format!("{key} is held by {}", describe_holder(&h)))
+        }
+        Err(e) => {
+            let _ = client.revoke(id, limit);
+            Err(format!("cannot create {key}: {e}"))
+        }
+    }
+}
+
+/// The pipe to the watchdog; lines `hb NS` and `pid N`.
+struct WatchdogLink {
+    child: Child,
+    stdin: Mutex<Option<ChildStdin>>,
+}
+
+impl WatchdogLink {
+    fn start(timing: &Timing) -> std::io::Result<WatchdogLink> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .arg("fence-watchdog")
+            .arg("--fence-after-ms")
+            .arg(timing.fence_after.as_millis().to_string())
+            .arg("--stop-within-ms")
+            .arg(timing.stop_within.as_millis().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            // Not in our process group: a Ctrl-C or a group kill aimed at
+            // `interlock run` must not end the watchdog.
+            .process_group(0)
+            .spawn()?;
+        let stdin = child.stdin.take();
+        Ok(WatchdogLink {
+            child,
+            stdin: Mutex::new(stdin),
+        })
+    }
+
+    fn send(&self, line: &str) {
+        let mut g = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = g.as_mut() {
+            if w.write_all(line.as_bytes()).is_err() {
+                eprintln!("interlock: warning: the fence watchdog is gone");
+                *g = None;
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        drop(self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let _ = self.child.wait();
+    }
+}
+
+fn signal_group(pgid: Pid, sig: Signal) {
+    // ESRCH: the group is gone already.
+    let _ = kill_process_group(pgid, sig);
+}
+
+pub fn run(args: &RunArgs) -> u8 {
+    if args.etcd.is_none() && !args.local_only {
+        eprintln!("interlock: run needs --etcd ENDPOINTS, or --local-only to run unfenced");
+        return exit::HOLD_FAILED;
+    }
+    if let Err(e) = interlock::act_as_owner(&args.datadir) {
+        report(&e);
+        return exit::HOLD_FAILED;
+    }
+    let ttl = Duration::from_secs(args.ttl);
+    if ttl < MIN_TTL {
+        eprintln!(
+            "interlock: --ttl {} is below the minimum of {} s",
+            args.ttl,
+            MIN_TTL.as_secs()
+        );
+        return exit::HOLD_FAILED;
+    }
+    let timing = Timing::for_ttl(ttl);
+    let datadir = match std::path::absolute(&args.datadir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("interlock: {}: {e}", args.datadir.display());
+            return exit::HOLD_FAILED;
+        }
+    };
+    let key = if args.local_only {
+        None
+    } else {
+        let sysid = match system_identifier(&datadir) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("interlock: cannot read the system identifier: {e}");
+                return exit::HOLD_FAILED;
+            }
+        };
+        let name = args
+            .name
+            .clone()
+            .unwrap_or_else(|| datadir.display().to_string());
+        Some(format!(
+            "/interlock/{sysid}/{}",
+            name.trim_start_matches('/')
+        ))
+    };
+
+    let settings =
+        interlock_doctor::config::read_settings(&interlock_doctor::HostRoot::default(), &datadir);
+    for r in &settings.refused {
+        eprintln!("interlock: warning: {r}");
+    }
+    let port = args.port.or(settings.port()).unwrap_or(5432);
+    let opts = LockOptions::new()
+        .standalone(true)
+        .port(port)
+        .lock_file(true)
+        .wait(Duration::from_secs(args.wait));
+
+    // Block the signals we pass on before any thread or process is
+    // started, so that none is lost.
+    let signals = match SignalFd::for_forwarding() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("interlock: cannot set up signal forwarding: {e}");
+            return exit::HOLD_FAILED;
+        }
+    };
+    let acquired = if args.server_locks {
+        Ok(None)
+    } else {
+        DataDirLock::acquire_with(&datadir, &opts).map(Some)
+    };
+    let lock = match acquired {
+        Ok(lock) => lock,
+        Err(e) => {
+            report(&e);
+            return match e {
+                Error::LockFileHeld { .. }
+                | Error::LockFileOwnerUnknown { .. }
+                | Error::SegmentInUse { .. }
+                | Error::SegmentAnalysisFailed { .. } => exit::HOLD_BUSY,
+                _ => exit::HOLD_FAILED,
+            };
+        }
+    };
+
+    let host = read_trimmed("/proc/sys/kernel/hostname");
+    let boot_id = read_trimmed("/proc/sys/kernel/random/boot_id");
+    let since = utc_now();
+    let lease = match (&key, &args.etcd) {
+        (Some(key), Some(endpoints)) => {
+            let value = serde_json::json!({
+                "host": host,
+                "boot_id": boot_id,
+                "pid": std::process::id(),
+                "since": since,
+                "datadir": datadir.display().to_string(),
+            })
+            .to_string();
+            match acquire_lease(endpoints, key, &value, &timing) {
+                Ok(l) => Some(l),
+                Err(msg) => {
+                    eprintln!("interlock: {msg}; not running the command");
+                    if !msg.contains(" is held by ") {
+                        eprintln!(
+                            "hint: without etcd the data directory cannot be fenced across \
+                             hosts; --local-only runs it with the local interlock only"
+                        );
+                    }
+                    drop(lock);
+                    return exit::HOLD_BUSY;
+                }
+            }
+        }
+        _ => None,
+    };
+    if let Some(l) = &lease {
+        let content = format!(
+            "token {}\nkey {}\nhost {host}\nboot_id {boot_id}\npid {}\nsince {since}\n",
+            l.token,
+            l.key,
+            std::process::id()
+        );
+        if let Err(e) = write_fence_file(&datadir, &content) {
+            eprintln!("interlock: warning: cannot write interlock.fence: {e}");
+        }
+        if !args.quiet {
+            eprintln!(
+                "interlock: fenced by etcd key {} (fencing token {}, lease TTL {} s)",
+                l.key,
+                l.token,
+                timing.ttl.as_secs()
+            );
+        }
+        println!("fencing token {}", l.token);
+        let _ = std::io::stdout().flush();
+    } else if !args.quiet {
+        eprintln!("interlock: --local-only: not fenced across hosts (local interlock only)");
+    }
+
+    let watchdog = match &lease {
+        Some(l) => match WatchdogLink::start(&timing) {
+            Ok(w) => {
+                w.send(&format!("hb {}\n", l.granted_sent_ns));
+                Some(Arc::new(w))
+            }
+            Err(e) => {
+                eprintln!("interlock: cannot start the fence watchdog: {e}");
+                let _ = l.client.revoke(l.id, timing.renew_every);
+                return exit::HOLD_FAILED;
+            }
+        },
+        None => None,
+    };
+
+    let (program, rest) = match args.command.split_first() {
+        Some(split) => split,
+        None => return exit::HOLD_FAILED, // clap requires at least one
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(rest);
+    // Its own process group, so that a fence stops all of it.
+    cmd.process_group(0);
+    let spawned = match &lock {
+        Some(lock) => lock.spawn(&mut cmd).map(Spawned::Kept),
+        None => Spawned::plain(&mut cmd),
+    };
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("interlock: cannot run {}: {e}", program.to_string_lossy());
+            if let Some(l) = &lease {
+                let _ = l.client.revoke(l.id, timing.renew_every);
+            }
+            if let Some(w) = watchdog {
+                if let Ok(w) = Arc::try_unwrap(w) {
+                    w.finish();
+                }
+            }
+            return match e.kind() {
+                ErrorKind::NotFound => exit::HOLD_NOT_FOUND,
+                ErrorKind::PermissionDenied => exit::HOLD_CANNOT_EXEC,
+                _ => exit::HOLD_FAILED,
+            };
+        }
+    };
+    let Some(pgid) = Pid::from_raw(child.id() as i32) else {
+        return exit::HOLD_FAILED;
+    };
+    if let Some(w) = &watchdog {
+        w.send(&format!("pid {}\n", child.id()));
+    }
+    if !args.quiet {
+        match &lock {
+            Some(lock) => eprintln!(
+                "interlock: holding {} (segment key {}, ID {}) while PID {} runs",
+                lock.data_dir().display(),
+                lock.key(),
+                lock.shmid(),
+                child.id()
+            ),
+            None => eprintln!(
+                "interlock: the server takes the local interlock itself; fencing {} \
+                 while PID {} runs",
+                datadir.display(),
+                child.id()
+            ),
+        }
+    }
+
+    // The renewer.
+    let last_ok = Arc::new(AtomicU64::new(
+        lease.as_ref().map(|l| l.granted_sent_ns).unwrap_or(0),
+    ));
+    let done = Arc::new(AtomicBool::new(false));
+    let renewer = lease.as_ref().map(|l| {
+        let client = l.client.clone();
+        let id = l.id;
+        let (last_ok, done, watchdog) = (last_ok.clone(), done.clone(), watchdog.clone());
+        std::thread::spawn(move || renew_loop(&client, id, &timing, &last_ok, &done, watchdog))
+    });
+
+    let status = wait_fencing(
+        &mut child,
+        pgid,
+        &signals,
+        lease.is_some().then_some((&*last_ok, &timing)),
+    );
+    done.store(true, Ordering::SeqCst);
+    drop(signals);
+    if let Some(h) = renewer {
+        let _ = h.join();
+    }
+    if let Some(l) = &lease {
+        if let Err(e) = l.client.revoke(l.id, timing.renew_every) {
+            eprintln!(
+                "interlock: warning: could not revoke the lease ({e}); it lapses within {} s",
+                timing.ttl.as_secs()
+            );
+        }
+    }
+    if let Some(w) = watchdog {
+        if let Ok(w) = Arc::try_unwrap(w) {
+            w.finish();
+        }
+    }
+    let code = match status {
+        Ok(st) => match (st.code(), st.signal()) {
+            (Some(c), _) => c.clamp(0, 255) as u8,
+            (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+            _ => exit::HOLD_FAILED,
+        },
+        Err(e) => {
+            eprintln!("interlock: waiting for the command failed: {e}");
+            exit::HOLD_FAILED
+        }
+    };
+    match lock.map(DataDirLock::release) {
+        Some(Released::Deferred { nattch }) if !args.quiet => eprintln!(
+            "interlock: {nattch} process(es) started by the command still hold the directory; \
+             the lock stays until they exit"
+        ),
+        _ => {}
+    }
+    code
+}
+
+/// COMMAND: kept by the lock's keeper, or on its own (`--server-locks`).
+enum Spawned {
+    Kept(interlock::KeptChild),
+    Plain(Child, OwnedFd),
+}
+
+impl Spawned {
+    fn plain(cmd: &mut Command) -> std::io::Result<Spawned> {
+        interlock::sys::proc::unblock_signals_in(cmd);
+        let child = cmd.spawn()?;
+        // Our unreaped child: its PID cannot be reused.
+        let pidfd = rustix::process::pidfd_open(
+            Pid::from_child(&child),
+            rustix::process::PidfdFlags::empty(),
+        )?;
+        Ok(Spawned::Plain(child, pidfd))
+    }
+
+    fn id(&self) -> u32 {
+        match self {
+            Spawned::Kept(k) => k.id(),
+            Spawned::Plain(c, _) => c.id(),
+        }
+    }
+
+    fn pidfd(&self) -> &OwnedFd {
+        match self {
+            Spawned::Kept(k) => k.pidfd(),
+            Spawned::Plain(_, fd) => fd,
+        }
+    }
+
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self {
+            Spawned::Kept(k) => k.wait(),
+            Spawned::Plain(c, _) => c.wait(),
+        }
+    }
+}
+
+fn renew_loop(
+    client: &Client,
+    id: i64,
+    timing: &Timing,
+    last_ok: &AtomicU64,
+    done: &AtomicBool,
+    watchdog: Option<Arc<WatchdogLink>>,
+) {
+    let every = timing.renew_every.as_nanos() as u64;
+    let mut next = last_ok.load(Ordering::SeqCst) + every;
+    let mut failing = false;
+    while !done.load(Ordering::SeqCst) {
+        let now = now_ns();
+        if now < next {
+            std::thread::sleep(Duration::from_nanos((next - now).min(50_000_000)));
+            continue;
+        }
+        let sent = now_ns();
+        next = sent + every;
+        match client.keep_alive_once(id, timing.renew_every) {
+            Ok(Renewed::Ttl(_)) => {
+                last_ok.fetch_max(sent, Ordering::SeqCst);
+                if let Some(w) = &watchdog {
+                    w.send(&format!("hb {sent}\n"));
+                }
+                if failing {
+                    eprintln!("interlock: lease renewed again");
+                    failing = false;
+                }
+            }
+            Ok(Renewed::Gone) => {
+                eprintln!("interlock: the lease is gone at etcd (expired or revoked)");
+                // Nothing more to renew: the deadline will fence.
+                return;
+            }
+            Err(e) => {
+                if !failing {
+                    eprintln!("interlock: lease renewal failed: {e}");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Wait for COMMAND, passing on the signals we receive to its process
+/// group and, with a lease, self-fencing when its deadline passes.
+fn wait_fencing(
+    child: &mut Spawned,
+    pgid: Pid,
+    signals: &SignalFd,
+    fence: Option<(&AtomicU64, &Timing)>,
+) -> std::io::Result<std::process::ExitStatus> {
+    let mut kill_at: Option<u64> = None;
+    loop {
+        let deadline = match (fence, kill_at) {
+            (_, Some(k)) => Some(k),
+            (Some((last_ok, t)), None) => {
+                Some(last_ok.load(Ordering::SeqCst) + t.fence_after.as_nanos() as u64)
+            }
+            (None, None) => None,
+        };
+        let timeout = deadline.map(timeout_until);
+        let pidfd: &OwnedFd = child.pidfd();
+        let mut fds = [
+            PollFd::new(pidfd, PollFlags::IN),
+            PollFd::new(signals, PollFlags::IN),
+        ];
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let exited = !fds[0].revents().is_empty();
+        while let Some(got) = signals.read()? {
+            if !exited {
+                if let Some(sig) = Signal::from_named_raw(got.signo) {
+                    signal_group(pgid, sig);
+                }
+            }
+        }
+        if exited {
+            if kill_at.is_some() {
+                // The leader is a zombie still, so the group's ID is not
+                // reused: sweep what is left of it.
+                signal_group(pgid, Signal::KILL);
+            }
+            return child.wait();
+        }
+        let now = now_ns();
+        match (fence, kill_at) {
+            (_, Some(k)) if now >= k => {
+                eprintln!("interlock: COMMAND did not stop: SIGKILL to its process group");
+                signal_group(pgid, Signal::KILL);
+                kill_at = Some(u64::MAX);
+            }
+            (Some((last_ok, t)), None) => {
+                let last = last_ok.load(Ordering::SeqCst);
+                if fence_due(last, now, t.fence_after) {
+                    eprintln!(
+                        "interlock: lease not renewed for {} ms: stopping COMMAND (self-fence)",
+                        (now - last) / 1_000_000
+                    );
+                    signal_group(pgid, Signal::QUIT);
+                    kill_at = Some(now + t.stop_within.as_nanos() as u64);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `interlock fence-watchdog`: enforce the lease deadline from the
+/// heartbeats `run` sends on standard input; stop COMMAND's process group
+/// when it passes or when `run` is gone. Exits when COMMAND has exited.
+pub fn watchdog(args: &WatchdogArgs) -> u8 {
+    let fence_after = Duration::from_millis(args.fence_after_ms);
+    let stop_within = Duration::from_millis(args.stop_within_ms).as_nanos() as u64;
+    let mut last_ok: u64 = now_ns();
+    let mut target: Option<(Pid, OwnedFd)> = None;
+    let mut buf = Vec::new();
+    let mut eof = false;
+    let mut kill_at: Option<u64> = None;
+    loop {
+        let deadline = kill_at.unwrap_or(last_ok + fence_after.as_nanos() as u64);
+        let timeout = timeout_until(deadline);
+        let (in_ready, exited) = {
+            let stdin_fd = std::io::stdin();
+            let mut fds = vec![PollFd::new(&stdin_fd, PollFlags::IN)];
+            if eof {
+                fds.clear();
+            }
+            let at = fds.len();
+            if let Some((_, fd)) = &target {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+            }
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return 1,
+            }
+            let in_ready = !eof && !fds[0].revents().is_empty();
+            let exited = target.is_some() && !fds[at].revents().is_empty();
+            (in_ready, exited)
+        };
+        if exited {
+            if let (Some((pgid, _)), Some(_)) = (&target, kill_at) {
+                signal_group(*pgid, Signal::KILL);
+            }
+            return 0;
+        }
+        if in_ready {
+            let mut chunk = [0u8; 4096];
+            match rustix::io::read(std::io::stdin().as_fd(), &mut chunk) {
+                Ok(0) => eof = true,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+                Err(_) => eof = true,
+            }
+            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let line = String::from_utf8_lossy(&line);
+                let mut words = line.split_whitespace();
+                match (
+                    words.next(),
+                    words.next().and_then(|w| w.parse::<u64>().ok()),
+                ) {
+                    (Some("hb"), Some(ns)) => last_ok = last_ok.max(ns),
+                    (Some("pid"), Some(pid)) if target.is_none() => {
+                        let Some(pid) = Pid::from_raw(pid as i32) else {
+                            continue;
+                        };
+                        match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+                        {
+                            Ok(fd) => target = Some((pid, fd)),
+                            // Already gone: nothing to guard.
+                            Err(_) => return 0,
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if eof {
+                let Some((pgid, _)) = &target else {
+                    // `run` ended before COMMAND started: nothing to guard.
+                    return 0;
+                };
+                if kill_at.is_none() {
+                    eprintln!(
+                        "interlock fence-watchdog: interlock run is gone: stopping COMMAND \
+                         (self-fence)"
+                    );
+                    signal_group(*pgid, Signal::QUIT);
+                    kill_at = Some(now_ns() + stop_within);
+                }
+            }
+            continue;
+        }
+        let now = now_ns();
+        match kill_at {
+            Some(k) if now >= k => {
+                if let Some((pgid, _)) = &target {
+                    eprintln!(
+                        "interlock fence-watchdog: COMMAND did not stop: SIGKILL to its group"
+                    );
+                    signal_group(*pgid, Signal::KILL);
+                }
+                kill_at = Some(u64::MAX / 2);
+            }
+            None if fence_due(last_ok, now, fence_after) => {
+                eprintln!(
+                    "interlock fence-watchdog: lease not renewed for {} ms: stopping COMMAND \
+                     (self-fence)",
+                    (now - last_ok) / 1_000_000
+                );
+                match &target {
+                    Some((pgid, _)) => {
+                        signal_group(*pgid, Signal::QUIT);
+                        kill_at = Some(now + stop_within);
+                    }
+                    // COMMAND not started yet: `run` will not start it
+                    // without a lease either; wait for its pid or EOF.
+                    None => last_ok = now,
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fence_is_due_after_fence_after() {
+        let s = 1_000_000_000;
+        assert!(!fence_due(s, s + 999_999_999, Duration::from_secs(1)));
+        assert!(fence_due(s, s + 1_000_000_000, Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn utc_is_formatted() {
+        let t = utc_now();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    }
+}
