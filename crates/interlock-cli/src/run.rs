@@ -87,10 +87,9 @@ pub struct RunArgs {
 /// reads `hb NS` and `pid N` lines on its standard input).
 #[derive(Debug, clap::Args)]
 pub struct WatchdogArgs {
+    /// The lease's TTL: the watchdog derives the same `Timing` as `run`.
     #[arg(long)]
-    pub fence_after_ms: u64,
-    #[arg(long)]
-    pub stop_within_ms: u64,
+    pub ttl_ms: u64,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the one clock `run` and its watchdog
@@ -101,9 +100,10 @@ fn now_ns() -> u64 {
 }
 
 /// Whether the fence is due: `fence_after` has passed since the send time
-/// of the last renewal that succeeded.
-pub fn fence_due(last_ok_ns: u64, now_ns: u64, fence_after: Duration) -> bool {
-    now_ns >= last_ok_ns.saturating_add(fence_after.as_nanos() as u64)
+/// of the last renewal that succeeded (`interlock_fence::protocol`'s rule,
+/// the one the model checks, on CLOCK_MONOTONIC nanoseconds).
+pub fn fence_due(last_ok_ns: u64, now_ns: u64, timing: &Timing) -> bool {
+    interlock_fence::protocol::must_fence(now_ns / 1_000, last_ok_ns / 1_000, timing)
 }
 
 fn timeout_until(deadline_ns: u64) -> Timespec {
@@ -253,10 +253,8 @@ impl WatchdogLink {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .arg("fence-watchdog")
-            .arg("--fence-after-ms")
-            .arg(timing.fence_after.as_millis().to_string())
-            .arg("--stop-within-ms")
-            .arg(timing.stop_within.as_millis().to_string())
+            .arg("--ttl-ms")
+            .arg(timing.ttl.as_millis().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             // Not in our process group: a Ctrl-C or a group kill aimed at
@@ -695,7 +693,7 @@ fn wait_fencing(
             }
             (Some((last_ok, t)), None) => {
                 let last = last_ok.load(Ordering::SeqCst);
-                if fence_due(last, now, t.fence_after) {
+                if fence_due(last, now, t) {
                     eprintln!(
                         "interlock: lease not renewed for {} ms: stopping COMMAND (self-fence)",
                         (now - last) / 1_000_000
@@ -713,8 +711,9 @@ fn wait_fencing(
 /// heartbeats `run` sends on standard input; stop COMMAND's process group
 /// when it passes or when `run` is gone. Exits when COMMAND has exited.
 pub fn watchdog(args: &WatchdogArgs) -> u8 {
-    let fence_after = Duration::from_millis(args.fence_after_ms);
-    let stop_within = Duration::from_millis(args.stop_within_ms).as_nanos() as u64;
+    let timing = Timing::for_ttl(Duration::from_millis(args.ttl_ms));
+    let fence_after = timing.fence_after;
+    let stop_within = timing.stop_within.as_nanos() as u64;
     let mut last_ok: u64 = now_ns();
     let mut target: Option<(Pid, OwnedFd)> = None;
     let mut buf = Vec::new();
@@ -805,7 +804,7 @@ pub fn watchdog(args: &WatchdogArgs) -> u8 {
                 }
                 kill_at = Some(u64::MAX / 2);
             }
-            None if fence_due(last_ok, now, fence_after) => {
+            None if fence_due(last_ok, now, &timing) => {
                 eprintln!(
                     "interlock fence-watchdog: lease not renewed for {} ms: stopping COMMAND \
                      (self-fence)",
@@ -832,9 +831,12 @@ mod tests {
 
     #[test]
     fn fence_is_due_after_fence_after() {
+        // TTL 3 s: fence_after is 1 s.
+        let t = Timing::for_ttl(Duration::from_secs(3));
+        assert_eq!(t.fence_after, Duration::from_secs(1));
         let s = 1_000_000_000;
-        assert!(!fence_due(s, s + 999_999_999, Duration::from_secs(1)));
-        assert!(fence_due(s, s + 1_000_000_000, Duration::from_secs(1)));
+        assert!(!fence_due(s, s + 999_999_999, &t));
+        assert!(fence_due(s, s + 1_000_000_000, &t));
     }
 
     #[test]

@@ -46,10 +46,33 @@ pub struct Etcd {
 }
 
 impl Etcd {
-    /// Start one member and wait until it answers.
+    /// Start one member and wait until it answers. Ports picked free can be
+    /// taken by a test running beside this one before etcd binds them: a
+    /// member that exits at once is started again on other ports.
     pub fn start(bin: &Path) -> Etcd {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Etcd::try_start(bin) {
+                Ok(etcd) => return etcd,
+                Err(log) if attempt < 4 => eprintln!("etcd exited at start, again: {log}"),
+                Err(log) => panic!("etcd did not come up: {log}"),
+            }
+        }
+    }
+
+    fn try_start(bin: &Path) -> Result<Etcd, String> {
         let dir = tempfile::tempdir().unwrap();
-        let (cp, pp) = (free_port(), free_port());
+        // Both listeners held until both ports are known: two ports picked
+        // one after the other can be the same.
+        let (cp, pp) = {
+            let a = TcpListener::bind("127.0.0.1:0").unwrap();
+            let b = TcpListener::bind("127.0.0.1:0").unwrap();
+            (
+                a.local_addr().unwrap().port(),
+                b.local_addr().unwrap().port(),
+            )
+        };
         let client = format!("http://127.0.0.1:{cp}");
         let peer = format!("http://127.0.0.1:{pp}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
@@ -66,21 +89,26 @@ impl Etcd {
             .stderr(log)
             .spawn()
             .expect("start etcd");
-        let etcd = Etcd {
+        let mut etcd = Etcd {
             child,
             endpoint: client,
             _dir: dir,
         };
         let start = Instant::now();
         while !etcd.healthy() {
+            let log =
+                || std::fs::read_to_string(etcd._dir.path().join("etcd.log")).unwrap_or_default();
+            if etcd.child.try_wait().ok().flatten().is_some() {
+                return Err(log());
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "etcd did not come up: {}",
-                std::fs::read_to_string(etcd._dir.path().join("etcd.log")).unwrap_or_default()
+                log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        etcd
+        Ok(etcd)
     }
 
     /// The member's PID.
