@@ -691,6 +691,18 @@ pub fn human_bytes(bytes: u64) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for epoch seconds.
 pub fn format_utc(epoch: i64) -> String {
+    let (y, m, d, hh, mm, ss) = civil_utc(epoch);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339) for epoch seconds.
+pub fn format_rfc3339_utc(epoch: i64) -> String {
+    let (y, m, d, hh, mm, ss) = civil_utc(epoch);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
+/// Year, month, day, hour, minute, second (UTC) of epoch seconds.
+fn civil_utc(epoch: i64) -> (i64, i64, i64, i64, i64, i64) {
     let days = epoch.div_euclid(86_400);
     let secs = epoch.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.
@@ -703,12 +715,7 @@ pub fn format_utc(epoch: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 #[cfg(test)]
@@ -781,6 +788,7 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 
     #[test]
