@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use interlock::sys::signal::SignalFd;
 use interlock::{DataDirLock, Error, LockOptions, Released};
-use interlock_fence::etcd::{Client, Created, Holder, Renewed};
+use interlock_fence::etcd::{Client, Created, Renewed};
 use interlock_fence::timing::{Timing, DEFAULT_TTL, MIN_TTL};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{kill_process_group, Pid, Signal};
@@ -114,12 +114,6 @@ fn timeout_until(deadline_ns: u64) -> Timespec {
     }
 }
 
-fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 /// Now, UTC, as `2026-12-02T17:07:34Z`.
 fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
@@ -134,38 +128,6 @@ fn report(err: &Error) {
     if let Some(hint) = err.hint() {
         eprintln!("hint: {hint}");
     }
-}
-
-/// The key's identity: pg_control's system identifier.
-fn system_identifier(datadir: &Path) -> Result<u64, String> {
-    let path = datadir.join("global/pg_control");
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let cf = interlock_format::pgcontrol::parse_pg_control(&bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(cf.system_identifier)
-}
-
-/// Describe a holder from the value it wrote.
-fn describe_holder(h: &Holder) -> String {
-    let v: serde_json::Value = serde_json::from_str(&h.value).unwrap_or_default();
-    let field = |k: &str| match v.get(k) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => "?".into(),
-    };
-    let ttl = match h.ttl_remaining {
-        Some(t) if t >= 0 => format!("lease expires in {t} s"),
-        Some(_) => "lease expired".into(),
-        None => "lease TTL unknown".into(),
-    };
-    format!(
-        "host {} (boot id {}, PID {}, token {}, since {}; {ttl})",
-        field("host"),
-        field("boot_id"),
-        field("pid"),
-        h.create_revision,
-        field("since")
-    )
 }
 
 /// Write `DATADIR/interlock.fence` atomically (a temporary file renamed).
@@ -217,7 +179,10 @@ fn acquire_lease(
         }),
         Ok(Created::Held(h)) => {
             let _ = client.revoke(id, limit);
-            Err(format!("{key} is held by {}", describe_holder(&h)))
+            Err(format!(
+                "{key} is held by {}",
+                interlock_fence::key::describe_holder(&h)
+            ))
         }
         Err(e) => {
             let _ = client.revoke(id, limit);
@@ -302,21 +267,13 @@ pub fn run(args: &RunArgs) -> u8 {
     let key = if args.local_only {
         None
     } else {
-        let sysid = match system_identifier(&datadir) {
-            Ok(s) => s,
+        match interlock_fence::key::key_for(&datadir, args.name.as_deref()) {
+            Ok(k) => Some(k),
             Err(e) => {
                 eprintln!("interlock: cannot read the system identifier: {e}");
                 return exit::HOLD_FAILED;
             }
-        };
-        let name = args
-            .name
-            .clone()
-            .unwrap_or_else(|| datadir.display().to_string());
-        Some(format!(
-            "/interlock/{sysid}/{}",
-            name.trim_start_matches('/')
-        ))
+        }
     };
 
     let settings =
@@ -359,19 +316,19 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     };
 
-    let host = read_trimmed("/proc/sys/kernel/hostname");
-    let boot_id = read_trimmed("/proc/sys/kernel/random/boot_id");
+    let host = interlock_fence::key::this_host();
+    let boot_id = interlock_fence::key::this_boot_id();
     let since = utc_now();
     let lease = match (&key, &args.etcd) {
         (Some(key), Some(endpoints)) => {
-            let value = serde_json::json!({
-                "host": host,
-                "boot_id": boot_id,
-                "pid": std::process::id(),
-                "since": since,
-                "datadir": datadir.display().to_string(),
-            })
-            .to_string();
+            let value = interlock_fence::key::HolderValue {
+                host: host.clone(),
+                boot_id: boot_id.clone(),
+                pid: Some(std::process::id()),
+                since: since.clone(),
+                datadir: datadir.display().to_string(),
+            }
+            .to_json();
             match acquire_lease(endpoints, key, &value, &timing) {
                 Ok(l) => Some(l),
                 Err(msg) => {

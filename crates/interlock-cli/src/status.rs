@@ -35,6 +35,15 @@ pub struct StatusArgs {
     /// starting at that moment would count us and refuse to start.
     #[arg(long)]
     pub attach: bool,
+    /// etcd client endpoints, comma-separated (http://HOST:PORT): also read
+    /// the fence `interlock run --etcd` holds there. Another host holding
+    /// it makes the verdict blocked; etcd unreachable makes it unknown.
+    #[arg(long, value_name = "ENDPOINTS")]
+    pub etcd: Option<String>,
+    /// The name in the fence's key /interlock/SYSID/NAME, as given to
+    /// `interlock run --name` [default: the data directory's absolute path].
+    #[arg(long, requires = "etcd")]
+    pub name: Option<String>,
 }
 
 pub fn run(args: &StatusArgs) -> u8 {
@@ -45,11 +54,19 @@ pub fn run(args: &StatusArgs) -> u8 {
         root: crate::host_root().clone(),
     };
     let format = args.output.format();
-    let report = match interlock_doctor::status(&args.datadir, &opts) {
+    let mut report = match interlock_doctor::status(&args.datadir, &opts) {
         Ok(r) => r,
         Err(e) if format == Format::Nagios => return monitor::nagios_error(&e),
         Err(e) => return exit::error(&e),
     };
+    if let Some(endpoints) = &args.etcd {
+        interlock_doctor::fence::check_fence(
+            &mut report,
+            &args.datadir,
+            endpoints,
+            args.name.as_deref(),
+        );
+    }
     let written = args.output.prometheus_textfile.as_deref().map(|dir| {
         monitor::write_or_say(
             dir,
@@ -239,6 +256,9 @@ pub fn render(r: &StatusReport) -> String {
         esc(&r.probe.outcome)
     );
     s += &format!("  {:<10}{}\n", "control", esc(&r.control.line));
+    if let Some(f) = &r.fence {
+        s += &format!("  {:<10}{}\n", "fence", esc(&f.line));
+    }
 
     if !r.holders.is_empty() {
         s += &format!("\n  {}\n", paint(BOLD, "attached processes"));

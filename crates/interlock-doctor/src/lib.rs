@@ -34,6 +34,7 @@ pub mod config;
 pub mod control;
 mod error;
 pub mod explain;
+pub mod fence;
 pub mod fix;
 mod host;
 pub mod limits;
@@ -369,6 +370,16 @@ pub enum Code {
     /// server on it that the lock file's PID check and the segment check,
     /// which see this host only, cannot see.
     SharedStorage,
+    /// Another host (or this host in another boot) holds the data
+    /// directory's fence in etcd (`interlock run --etcd`): a server
+    /// started here would be the second one.
+    FencedElsewhere,
+    /// This host holds the data directory's fence in etcd.
+    FencedHere,
+    /// The fence in etcd could not be read (etcd unreachable, the system
+    /// identifier unreadable): whether another host holds the directory
+    /// cannot be told.
+    FenceUnknown,
 }
 
 /// One thing found, with a stable code.
@@ -614,6 +625,9 @@ pub struct StatusReport {
     pub findings: Vec<Finding>,
     /// What to do, safest first.
     pub remedy: Vec<String>,
+    /// The fence across hosts in etcd, when asked for (`--etcd`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fence: Option<fence::FenceInfo>,
 }
 
 /// `global/pg_control` as `status` shows it.

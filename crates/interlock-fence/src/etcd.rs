@@ -247,6 +247,35 @@ impl Client {
         }))
     }
 
+    /// Who holds `key`, if anyone (with its lease's remaining time when
+    /// it can be read within `limit`).
+    pub fn get(&self, key: &str, limit: Duration) -> Result<Option<Holder>, EtcdError> {
+        let start = std::time::Instant::now();
+        let v = self.call("/v3/kv/range", &json!({ "key": B64.encode(key) }), limit)?;
+        let Some(kv) = v.pointer("/kvs/0") else {
+            return Ok(None);
+        };
+        let value = kv
+            .get("value")
+            .and_then(Value::as_str)
+            .and_then(|s| B64.decode(s).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let lease = field_int(kv, "lease");
+        let left = limit.saturating_sub(start.elapsed());
+        let ttl_remaining = if lease != 0 && !left.is_zero() {
+            self.time_to_live(lease, left).ok()
+        } else {
+            None
+        };
+        Ok(Some(Holder {
+            value,
+            create_revision: field_int(kv, "create_revision"),
+            lease,
+            ttl_remaining,
+        }))
+    }
+
     /// Seconds left on `lease` (-1: it has expired or does not exist).
     pub fn time_to_live(&self, lease: i64, limit: Duration) -> Result<i64, EtcdError> {
         let v = self.call(

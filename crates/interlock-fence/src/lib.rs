@@ -66,3 +66,5 @@ pub mod timing;
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(feature = "etcd")]
+pub mod key;

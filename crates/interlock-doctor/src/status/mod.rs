@@ -605,6 +605,7 @@ fn status_once(
         managed_by,
         findings: Vec::new(),
         remedy: Vec::new(),
+        fence: None,
     };
     report.remedy = remedy(&report, &cx, &stage, recycled.is_some());
     report.findings = std::mem::take(&mut cx.findings);
