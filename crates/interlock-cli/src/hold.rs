@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -46,25 +46,29 @@ fn report(err: &Error) {
     }
 }
 
+/// The lock a holder takes on `datadir`, as a standalone backend: on
+/// `port`, else the configuration's, else 5432 (the key of 10–12 follows
+/// it); files of the configuration refused as unsafe are warned about.
+pub fn lock_options(datadir: &Path, port: Option<u16>, lock_file: bool, wait: u64) -> LockOptions {
+    let settings =
+        interlock_doctor::config::read_settings(&interlock_doctor::HostRoot::default(), datadir);
+    for r in &settings.refused {
+        eprintln!("interlock: warning: {r}");
+    }
+    LockOptions::new()
+        .standalone(true)
+        .port(port.or(settings.port()).unwrap_or(5432))
+        .lock_file(lock_file)
+        .wait(Duration::from_secs(wait))
+}
+
 pub fn run(args: &HoldArgs) -> u8 {
     // As PostgreSQL must run as the directory's owner, so must its lock.
     if let Err(e) = interlock::act_as_owner(&args.datadir) {
         report(&e);
         return exit::HOLD_FAILED;
     }
-    let settings = interlock_doctor::config::read_settings(
-        &interlock_doctor::HostRoot::default(),
-        &args.datadir,
-    );
-    for r in &settings.refused {
-        eprintln!("interlock: warning: {r}");
-    }
-    let port = args.port.or(settings.port()).unwrap_or(5432);
-    let opts = LockOptions::new()
-        .standalone(true)
-        .port(port)
-        .lock_file(!args.no_lock_file)
-        .wait(Duration::from_secs(args.wait));
+    let opts = lock_options(&args.datadir, args.port, !args.no_lock_file, args.wait);
 
     // Block the signals we pass on before anything is forked, so none is
     // lost and the keeper inherits the block.

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use interlock::sys::signal::SignalFd;
-use interlock::{DataDirLock, Error, LockOptions, Released};
+use interlock::{DataDirLock, Error, Released};
 use interlock_fence::etcd::{Client, Created, Renewed};
 use interlock_fence::timing::{Timing, DEFAULT_TTL, MIN_TTL};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -276,17 +276,7 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     };
 
-    let settings =
-        interlock_doctor::config::read_settings(&interlock_doctor::HostRoot::default(), &datadir);
-    for r in &settings.refused {
-        eprintln!("interlock: warning: {r}");
-    }
-    let port = args.port.or(settings.port()).unwrap_or(5432);
-    let opts = LockOptions::new()
-        .standalone(true)
-        .port(port)
-        .lock_file(true)
-        .wait(Duration::from_secs(args.wait));
+    let opts = crate::hold::lock_options(&datadir, args.port, true, args.wait);
 
     // Block the signals we pass on before any thread or process is
     // started, so that none is lost.
