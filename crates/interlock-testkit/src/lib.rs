@@ -3,7 +3,8 @@
 //! ([`process`]), clean-up guards that kill only a test's own processes and
 //! remove only the segments naming its directories ([`cleanup`]), Unix
 //! users and data directories owned by them ([`users`]), DSM files
-//! ([`dsm`]), and PostgreSQL fixtures ([`postgres`]).
+//! ([`dsm`]), PostgreSQL fixtures ([`postgres`]), etcd ([`etcd`]) and
+//! "hosts" in namespaces of their own ([`nshost`]).
 //!
 //! Everything is re-exported at the root, so a test's `common` module can
 //! be `pub use interlock_testkit::*;`.
@@ -11,6 +12,7 @@
 pub mod cleanup;
 pub mod dsm;
 pub mod etcd;
+pub mod nshost;
 pub mod postgres;
 pub mod process;
 pub mod users;
