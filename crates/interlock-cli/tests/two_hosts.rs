@@ -226,9 +226,10 @@ fn without_the_fence_both_hosts_start_on_one_data_directory() {
         a.stderr()
     );
     // What `interlock status` says on host B meanwhile, without etcd: the
-    // lock file's PID is not a postgres process there, and the segment is
-    // not in its kernel: PostgreSQL will start. That is the prediction,
-    // and it is right: see below.
+    // lock file names a PID that does not run there and the segment is
+    // not in its IPC namespace, so PostgreSQL will start (as it does,
+    // below); but in a container's namespace that cannot prove the
+    // directory unused: `unknown`, and `fix` refuses to touch the file.
     let st = s.start(
         "host-b",
         &[
@@ -242,8 +243,32 @@ fn without_the_fence_both_hosts_start_on_one_data_directory() {
     let report: serde_json::Value = serde_json::from_str(&st.stdout())
         .unwrap_or_else(|e| panic!("{e}: {} {}", st.stdout(), st.stderr()));
     eprintln!("status on host-b: {}", report["verdict"]);
-    assert_eq!(report["verdict"], "will_start", "{report:#}");
+    assert_eq!(report["verdict"], "unknown", "{report:#}");
+    let codes: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"container_namespace"), "{report:#}");
     drop(st);
+    let fix = s.start(
+        "host-b",
+        &[
+            bin().display().to_string(),
+            "fix".into(),
+            "--json".into(),
+            s.data().display().to_string(),
+        ],
+    );
+    fix.wait_exit(Duration::from_secs(20)).expect("fix ended");
+    assert!(
+        fix.stdout().contains("\"other_host\""),
+        "fix on host-b: {} {}",
+        fix.stdout(),
+        fix.stderr()
+    );
+    drop(fix);
 
     let b = s.start("host-b", &s.unfenced("host-b"));
     match outcome(&s, &b, START_LIMIT) {

@@ -565,11 +565,12 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
         _ => None,
     };
     // On shared storage a lock file not proven this host's server's may be
-    // a live server's on another host (status/storage.rs): never removed.
+    // a live server's on another host, and in a container another
+    // container's (status/storage.rs): never removed.
     let other_host = r
         .findings
         .iter()
-        .find(|f| f.code == Code::SharedStorage)
+        .find(|f| matches!(f.code, Code::SharedStorage | Code::ContainerNamespace))
         .filter(|_| {
             !matches!(lock.state, LockState::Absent) && lock.identity != Some(Identity::Owner)
         });
@@ -578,7 +579,7 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
             RefusalCode::OtherHost,
             lock.pid.map(i32::abs),
             format!(
-                "{}; fix never removes {} there: check the other hosts that mount it, and fence the directory across hosts with `interlock run --etcd ENDPOINTS`",
+                "{}; fix never removes {} there: check the other hosts or containers that share it, and fence the directory across them with `interlock run --etcd ENDPOINTS`",
                 f.message, lock.path
             ),
         );

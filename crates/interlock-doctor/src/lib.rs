@@ -370,6 +370,11 @@ pub enum Code {
     /// server on it that the lock file's PID check and the segment check,
     /// which see this host only, cannot see.
     SharedStorage,
+    /// `interlock` runs in a PID namespace that is not the host's initial
+    /// one (a container): a server in another container, or on the host,
+    /// that shares the data directory is invisible to the lock file's PID
+    /// check here.
+    ContainerNamespace,
     /// Another host (or this host in another boot) holds the data
     /// directory's fence in etcd (`interlock run --etcd`): a server
     /// started here would be the second one.

@@ -19,6 +19,10 @@ use interlock_format::statfs::{
     mount_of, network_fs_name, network_fs_type, parse_mountinfo, FUSE_SUPER_MAGIC,
 };
 
+/// The inode of the initial PID namespace's `/proc/PID/ns/pid`
+/// (`PROC_PID_INIT_INO`, include/linux/proc_ns.h).
+pub const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+
 /// A network or cluster file system a directory is on
 /// ([`HostRoot::shared_storage`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +127,23 @@ impl HostRoot {
                 m.fs_type
             ),
         })
+    }
+
+    /// The PID namespace `interlock` runs in, when it is not the host's
+    /// initial one (a container's): `pid:[INODE]` as `ROOT/proc/self/ns/pid`
+    /// reads. The initial namespace's inode is a constant of the kernel
+    /// (`PROC_PID_INIT_INO`, include/linux/proc_ns.h), so the test needs
+    /// nothing outside the namespace. `None` when it is the initial one or
+    /// cannot be read (a fixture tree without that link).
+    pub fn nested_pid_namespace(&self) -> Option<String> {
+        let link = std::fs::read_link(self.at("/proc/self/ns/pid")).ok()?;
+        let link = link.to_string_lossy().into_owned();
+        let inode: u64 = link
+            .strip_prefix("pid:[")?
+            .strip_suffix(']')?
+            .parse()
+            .ok()?;
+        (inode != PROC_PID_INIT_INO).then_some(link)
     }
 
     /// `ROOT/etc/passwd`'s text, if it can be read.

@@ -38,6 +38,14 @@ pub(super) fn remedy(
     if cx
         .findings
         .iter()
+        .any(|f| f.code == Code::ContainerNamespace && f.severity == Severity::Problem)
+    {
+        steps.push(format!(
+            "Do not start the server here or remove {lock} until you know that no other container (nor the host) runs a server on {dir}: run `interlock status` on the host itself, where every container's processes are visible, on this volume's path there (see the container_namespace finding); fix never removes this lock file here. To make a second container refuse by itself, run the server in every container through the etcd fence: interlock run --etcd ENDPOINTS {dir} -- postgres -D {dir}"
+        ));
+    } else if cx
+        .findings
+        .iter()
         .any(|f| f.code == Code::SharedStorage && f.severity == Severity::Problem)
     {
         steps.push(format!(

@@ -21,6 +21,13 @@
 //!   server here stops either way), and `fix` never removes the file
 //!   (`RefusalCode::OtherHost`): it may be another host's live server's.
 //!
+//! The same holds inside a container (a PID namespace other than the
+//! host's initial one, [`HostRoot::nested_pid_namespace`]) for a directory
+//! that other containers may share (a Docker volume, a Kubernetes volume
+//! mounted by a new pod while the old one terminates):
+//! `Code::ContainerNamespace`, with the same consequences, whenever there
+//! is a lock file not proven this namespace's server's.
+//!
 //! Line 3's start time before this host's boot time says the file was
 //! written before this boot or on another host; on a local file system
 //! that is PostgreSQL's own reboot case, and nothing changes. What cannot
@@ -36,10 +43,26 @@ use crate::SharedStorage;
 /// lock file's state leaves unprovable. Returns whether the verdict must
 /// be `unknown` (a lock file whose PID does not run here).
 pub(super) fn storage_check(cx: &mut Ctx<'_>, stage: &LockStage, lock: &LockFileInfo) -> bool {
-    let Some(SharedStorage { fs, how }) = cx.opts.root.shared_storage(&cx.real) else {
-        return false;
-    };
     let dir = shell::quote_os(cx.shown.as_os_str());
+    let (code, base) = match cx.opts.root.shared_storage(&cx.real) {
+        Some(SharedStorage { fs, how }) => (
+            Code::SharedStorage,
+            format!(
+                "{dir} is on {fs} ({how}): another host may run a server on it that this host cannot see; the lock file and the segment check only this host"
+            ),
+        ),
+        None => match cx.opts.root.nested_pid_namespace() {
+            // Only a lock file to judge matters here: with none, no
+            // server runs on the directory (the file system is shared).
+            Some(ns) if !matches!(stage, LockStage::Absent | LockStage::Live(Identity::Owner)) => (
+                Code::ContainerNamespace,
+                format!(
+                    "interlock runs in a container's PID namespace ({ns}, not the host's): a server of another container, or of the host, that shares {dir} is invisible here; the lock file's PID and the segment are checked in this namespace only"
+                ),
+            ),
+            _ => return false,
+        },
+    };
     let lock_path = &lock.path;
     let pid = lock.pid.unwrap_or(0).abs();
     let boot = cx.host.boot_time();
@@ -51,9 +74,6 @@ pub(super) fn storage_check(cx: &mut Ctx<'_>, stage: &LockStage, lock: &LockFile
         ),
         _ => String::new(),
     };
-    let base = format!(
-        "{dir} is on {fs} ({how}): another host may run a server on it that this host cannot see; the lock file and the segment check only this host"
-    );
     let (severity, more, unknown) = match (stage, lock.state) {
         (LockStage::Absent, _) => (
             Severity::Warning,
@@ -92,6 +112,6 @@ pub(super) fn storage_check(cx: &mut Ctx<'_>, stage: &LockStage, lock: &LockFile
         ),
         _ => (Severity::Warning, String::new(), false),
     };
-    cx.find(Code::SharedStorage, severity, format!("{base}{more}"));
+    cx.find(code, severity, format!("{base}{more}"));
     unknown
 }

@@ -1255,3 +1255,70 @@ fn on_nfs_a_reused_pids_lock_file_is_never_removed() {
         );
     }
 }
+
+/// [`shared_fixture`] on a local file system, seen from a PID namespace
+/// whose `proc/self/ns/pid` link names `ns_inode`.
+fn container_fixture(
+    ns_inode: u64,
+    lock: Option<(i32, i64)>,
+) -> (tempfile::TempDir, PathBuf, StatusOptions) {
+    let (root, data, opts) = shared_fixture(None, lock);
+    let ns = root.path().join("proc/self/ns");
+    fs::create_dir_all(&ns).unwrap();
+    std::os::unix::fs::symlink(format!("pid:[{ns_inode}]"), ns.join("pid")).unwrap();
+    (root, data, opts)
+}
+
+#[test]
+fn in_a_container_a_lock_file_whose_pid_is_not_here_is_unknown_and_never_removed() {
+    let (_root, data, opts) = container_fixture(4026532301, Some((DEAD_PID, BTIME + 100)));
+    assert_eq!(
+        opts.root.nested_pid_namespace().as_deref(),
+        Some("pid:[4026532301]")
+    );
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.verdict, Verdict::Unknown, "{:#?}", r.findings);
+    assert!(!r.safe_to_start);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.code == Code::ContainerNamespace)
+        .unwrap_or_else(|| panic!("{:#?}", r.findings));
+    assert_eq!(f.severity, Severity::Problem);
+    assert!(f.message.contains("pid:[4026532301]"), "{}", f.message);
+    assert!(f
+        .message
+        .contains(&format!("names PID {DEAD_PID}, which does not run here")));
+    assert!(remedy_has(&r, "on the host itself"), "{:?}", r.remedy);
+    assert!(remedy_has(&r, "interlock run --etcd"), "{:?}", r.remedy);
+    let plan = fix_plan(&data, &opts);
+    assert!(
+        plan.refused
+            .iter()
+            .any(|r| r.code == crate::fix::RefusalCode::OtherHost),
+        "{:?}",
+        plan.refused
+    );
+    assert!(plan.remove.is_empty() && plan.left_to_server.is_empty());
+}
+
+#[test]
+fn in_the_hosts_own_pid_namespace_or_without_a_lock_file_nothing_changes() {
+    // The initial namespace (PROC_PID_INIT_INO): the stale lock file is
+    // left to the server, as on any host.
+    let (_root, data, opts) = container_fixture(0xEFFF_FFFC, Some((DEAD_PID, BTIME + 100)));
+    assert_eq!(opts.root.nested_pid_namespace(), None);
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+    // A container without a lock file: no server runs on the directory.
+    let (_root, data, opts) = container_fixture(4026532301, None);
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+    assert!(
+        !r.findings
+            .iter()
+            .any(|f| f.code == Code::ContainerNamespace),
+        "{:#?}",
+        r.findings
+    );
+}
