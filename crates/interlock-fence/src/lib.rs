@@ -68,3 +68,5 @@ pub mod timing;
 pub mod etcd;
 #[cfg(feature = "etcd")]
 pub mod key;
+#[cfg(feature = "etcd")]
+pub mod lease;
