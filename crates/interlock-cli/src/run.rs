@@ -22,7 +22,7 @@
 //!
 //! The key, its value and `interlock.fence` (`interlock_fence::key`), taking
 //! the lease and renewing it (`interlock_fence::lease`) are the library's,
-//! shared;
+//! shared with its one-call `Fence` (`crates/interlock-fence/src/fence.rs`);
 //! what is here is the CLI's: COMMAND, its stop, and the watchdog process.
 
 use std::ffi::OsString;

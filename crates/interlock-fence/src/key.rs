@@ -1,5 +1,5 @@
 //! The fence's key and the holder's value, shared by the holders
-//! (`interlock run`,
+//! ([`crate::fence::Fence`], and `interlock run`,
 //! `crates/interlock-cli/src/run.rs`, which create the key) and
 //! `interlock status` (`crates/interlock-doctor/src/fence.rs`, which reads
 //! it); and the holder's record in the data directory, `interlock.fence`.

@@ -2,7 +2,7 @@
 //! keeping it ([`Renewer`]), timed on CLOCK_MONOTONIC ([`now_ns`]) by the
 //! rules of [`crate::protocol`].
 //!
-//! Used by
+//! Used by [`crate::fence::Fence`] (the one call for a Rust server) and by
 //! `interlock run` (`crates/interlock-cli/src/run.rs`), which adds its
 //! watchdog process and stops COMMAND itself.
 
