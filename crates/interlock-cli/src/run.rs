@@ -19,20 +19,26 @@
 //! identifier (shared by replicas) and `--name`, or else the data
 //! directory's absolute path (which identifies the storage only when
 //! every host mounts it at the same path: give `--name` otherwise).
+//!
+//! The key, its value and `interlock.fence` (`interlock_fence::key`), taking
+//! the lease and renewing it (`interlock_fence::lease`) are the library's,
+//! shared with its one-call `Fence` (`crates/interlock-fence/src/fence.rs`);
+//! what is here is the CLI's: COMMAND, its stop, and the watchdog process.
 
 use std::ffi::OsString;
 use std::io::{ErrorKind, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use interlock::sys::signal::SignalFd;
 use interlock::{DataDirLock, Error, Released};
-use interlock_fence::etcd::{Client, Created, Renewed};
+use interlock_fence::key::HolderValue;
+use interlock_fence::lease::{fence_due, now_ns, AcquireError, Lease, RenewEvent, Renewer};
 use interlock_fence::timing::{Timing, DEFAULT_TTL, MIN_TTL};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{kill_process_group, Pid, Signal};
@@ -92,20 +98,6 @@ pub struct WatchdogArgs {
     pub ttl_ms: u64,
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the one clock `run` and its watchdog
-/// share.
-fn now_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-/// Whether the fence is due: `fence_after` has passed since the send time
-/// of the last renewal that succeeded (`interlock_fence::protocol`'s rule,
-/// the one the model checks, on CLOCK_MONOTONIC nanoseconds).
-pub fn fence_due(last_ok_ns: u64, now_ns: u64, timing: &Timing) -> bool {
-    interlock_fence::protocol::must_fence(now_ns / 1_000, last_ok_ns / 1_000, timing)
-}
-
 fn timeout_until(deadline_ns: u64) -> Timespec {
     let left = deadline_ns.saturating_sub(now_ns());
     Timespec {
@@ -114,80 +106,10 @@ fn timeout_until(deadline_ns: u64) -> Timespec {
     }
 }
 
-/// Now, UTC, as `2026-12-02T17:07:34Z`.
-fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    interlock_doctor::format_rfc3339_utc(secs)
-}
-
 fn report(err: &Error) {
     eprintln!("interlock: {err}");
     if let Some(hint) = err.hint() {
         eprintln!("hint: {hint}");
-    }
-}
-
-/// Write `DATADIR/interlock.fence` atomically (a temporary file renamed).
-fn write_fence_file(datadir: &Path, content: &str) -> std::io::Result<()> {
-    let tmp = datadir.join(format!("interlock.fence.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(content.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, datadir.join("interlock.fence"))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// The lease held in etcd.
-struct Lease {
-    client: Client,
-    id: i64,
-    token: i64,
-    key: String,
-    /// CLOCK_MONOTONIC when the grant was sent: the lease's start, at the
-    /// latest, on our clock.
-    granted_sent_ns: u64,
-}
-
-/// Acquire the key; `Err(message)` on a holder or an unreachable etcd.
-fn acquire_lease(
-    endpoints: &str,
-    key: &str,
-    value: &str,
-    timing: &Timing,
-) -> Result<Lease, String> {
-    let client = Client::new(endpoints).map_err(|e| e.to_string())?;
-    let limit = timing.renew_every;
-    let granted_sent_ns = now_ns();
-    let id = client
-        .grant(timing.ttl.as_secs() as i64, limit)
-        .map_err(|e| format!("cannot take a lease: {e}"))?;
-    match client.create_with_lease(key, value, id, limit) {
-        Ok(Created::Ok { revision }) => Ok(Lease {
-            client,
-            id,
-            token: revision,
-            key: key.to_string(),
-            granted_sent_ns,
-        }),
-        Ok(Created::Held(h)) => {
-            let _ = client.revoke(id, limit);
-            Err(format!(
-                "{key} is held by {}",
-                interlock_fence::key::describe_holder(&h)
-            ))
-        }
-        Err(e) => {
-            let _ = client.revoke(id, limit);
-            Err(format!("cannot create {key}: {e}"))
-        }
     }
 }
 
@@ -306,24 +228,14 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     };
 
-    let host = interlock_fence::key::this_host();
-    let boot_id = interlock_fence::key::this_boot_id();
-    let since = utc_now();
+    let holder = HolderValue::this_process(&datadir);
     let lease = match (&key, &args.etcd) {
         (Some(key), Some(endpoints)) => {
-            let value = interlock_fence::key::HolderValue {
-                host: host.clone(),
-                boot_id: boot_id.clone(),
-                pid: Some(std::process::id()),
-                since: since.clone(),
-                datadir: datadir.display().to_string(),
-            }
-            .to_json();
-            match acquire_lease(endpoints, key, &value, &timing) {
+            match Lease::acquire(endpoints, key, &holder.to_json(), &timing) {
                 Ok(l) => Some(l),
-                Err(msg) => {
-                    eprintln!("interlock: {msg}; not running the command");
-                    if !msg.contains(" is held by ") {
+                Err(e) => {
+                    eprintln!("interlock: {e}; not running the command");
+                    if !matches!(e, AcquireError::Held { .. }) {
                         eprintln!(
                             "hint: without etcd the data directory cannot be fenced across \
                              hosts; --local-only runs it with the local interlock only"
@@ -337,24 +249,20 @@ pub fn run(args: &RunArgs) -> u8 {
         _ => None,
     };
     if let Some(l) = &lease {
-        let content = format!(
-            "token {}\nkey {}\nhost {host}\nboot_id {boot_id}\npid {}\nsince {since}\n",
-            l.token,
-            l.key,
-            std::process::id()
-        );
-        if let Err(e) = write_fence_file(&datadir, &content) {
+        if let Err(e) =
+            interlock_fence::key::write_fence_file(&datadir, l.token(), l.key(), &holder)
+        {
             eprintln!("interlock: warning: cannot write interlock.fence: {e}");
         }
         if !args.quiet {
             eprintln!(
                 "interlock: fenced by etcd key {} (fencing token {}, lease TTL {} s)",
-                l.key,
-                l.token,
+                l.key(),
+                l.token(),
                 timing.ttl.as_secs()
             );
         }
-        println!("fencing token {}", l.token);
+        println!("fencing token {}", l.token());
         let _ = std::io::stdout().flush();
     } else if !args.quiet {
         eprintln!("interlock: --local-only: not fenced across hosts (local interlock only)");
@@ -363,12 +271,12 @@ pub fn run(args: &RunArgs) -> u8 {
     let watchdog = match &lease {
         Some(l) => match WatchdogLink::start(&timing) {
             Ok(w) => {
-                w.send(&format!("hb {}\n", l.granted_sent_ns));
+                w.send(&format!("hb {}\n", l.granted_sent_ns()));
                 Some(Arc::new(w))
             }
             Err(e) => {
                 eprintln!("interlock: cannot start the fence watchdog: {e}");
-                let _ = l.client.revoke(l.id, timing.renew_every);
+                let _ = l.revoke(timing.renew_every);
                 return exit::HOLD_FAILED;
             }
         },
@@ -392,7 +300,7 @@ pub fn run(args: &RunArgs) -> u8 {
         Err(e) => {
             eprintln!("interlock: cannot run {}: {e}", program.to_string_lossy());
             if let Some(l) = &lease {
-                let _ = l.client.revoke(l.id, timing.renew_every);
+                let _ = l.revoke(timing.renew_every);
             }
             if let Some(w) = watchdog {
                 if let Ok(w) = Arc::try_unwrap(w) {
@@ -430,17 +338,33 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     }
 
-    // The renewer.
-    let last_ok = Arc::new(AtomicU64::new(
-        lease.as_ref().map(|l| l.granted_sent_ns).unwrap_or(0),
-    ));
-    let done = Arc::new(AtomicBool::new(false));
-    let renewer = lease.as_ref().map(|l| {
-        let client = l.client.clone();
-        let id = l.id;
-        let (last_ok, done, watchdog) = (last_ok.clone(), done.clone(), watchdog.clone());
-        std::thread::spawn(move || renew_loop(&client, id, &timing, &last_ok, &done, watchdog))
+    // The renewer, which heartbeats the watchdog. Without it (no thread),
+    // the deadline passes and fences COMMAND.
+    let renewer = lease.as_ref().and_then(|l| {
+        let watchdog = watchdog.clone();
+        let started = Renewer::start(l, &timing, move |ev| match ev {
+            RenewEvent::Renewed { sent_ns } => {
+                if let Some(w) = &watchdog {
+                    w.send(&format!("hb {sent_ns}\n"));
+                }
+            }
+            RenewEvent::Recovered => eprintln!("interlock: lease renewed again"),
+            RenewEvent::Failing(e) => eprintln!("interlock: lease renewal failed: {e}"),
+            // Nothing more to renew: the deadline will fence.
+            RenewEvent::Gone => {
+                eprintln!("interlock: the lease is gone at etcd (expired or revoked)")
+            }
+        });
+        started
+            .map_err(|e| eprintln!("interlock: cannot start the lease renewer: {e}"))
+            .ok()
     });
+    let last_ok = match (&renewer, &lease) {
+        (Some(r), _) => r.last_ok().clone(),
+        (None, l) => Arc::new(AtomicU64::new(
+            l.as_ref().map(Lease::granted_sent_ns).unwrap_or(0),
+        )),
+    };
 
     let status = wait_fencing(
         &mut child,
@@ -448,13 +372,12 @@ pub fn run(args: &RunArgs) -> u8 {
         &signals,
         lease.is_some().then_some((&*last_ok, &timing)),
     );
-    done.store(true, Ordering::SeqCst);
     drop(signals);
-    if let Some(h) = renewer {
-        let _ = h.join();
+    if let Some(r) = renewer {
+        r.stop();
     }
     if let Some(l) = &lease {
-        if let Err(e) = l.client.revoke(l.id, timing.renew_every) {
+        if let Err(e) = l.revoke(timing.renew_every) {
             eprintln!(
                 "interlock: warning: could not revoke the lease ({e}); it lapses within {} s",
                 timing.ttl.as_secs()
@@ -523,51 +446,6 @@ impl Spawned {
         match self {
             Spawned::Kept(k) => k.wait(),
             Spawned::Plain(c, _) => c.wait(),
-        }
-    }
-}
-
-fn renew_loop(
-    client: &Client,
-    id: i64,
-    timing: &Timing,
-    last_ok: &AtomicU64,
-    done: &AtomicBool,
-    watchdog: Option<Arc<WatchdogLink>>,
-) {
-    let every = timing.renew_every.as_nanos() as u64;
-    let mut next = last_ok.load(Ordering::SeqCst) + every;
-    let mut failing = false;
-    while !done.load(Ordering::SeqCst) {
-        let now = now_ns();
-        if now < next {
-            std::thread::sleep(Duration::from_nanos((next - now).min(50_000_000)));
-            continue;
-        }
-        let sent = now_ns();
-        next = sent + every;
-        match client.keep_alive_once(id, timing.renew_every) {
-            Ok(Renewed::Ttl(_)) => {
-                last_ok.fetch_max(sent, Ordering::SeqCst);
-                if let Some(w) = &watchdog {
-                    w.send(&format!("hb {sent}\n"));
-                }
-                if failing {
-                    eprintln!("interlock: lease renewed again");
-                    failing = false;
-                }
-            }
-            Ok(Renewed::Gone) => {
-                eprintln!("interlock: the lease is gone at etcd (expired or revoked)");
-                // Nothing more to renew: the deadline will fence.
-                return;
-            }
-            Err(e) => {
-                if !failing {
-                    eprintln!("interlock: lease renewal failed: {e}");
-                    failing = true;
-                }
-            }
         }
     }
 }
@@ -753,27 +631,5 @@ pub fn watchdog(args: &WatchdogArgs) -> u8 {
             }
             _ => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fence_is_due_after_fence_after() {
-        // TTL 3 s: fence_after is 1 s.
-        let t = Timing::for_ttl(Duration::from_secs(3));
-        assert_eq!(t.fence_after, Duration::from_secs(1));
-        let s = 1_000_000_000;
-        assert!(!fence_due(s, s + 999_999_999, &t));
-        assert!(fence_due(s, s + 1_000_000_000, &t));
-    }
-
-    #[test]
-    fn utc_is_formatted() {
-        let t = utc_now();
-        assert_eq!(t.len(), 20, "{t}");
-        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
     }
 }

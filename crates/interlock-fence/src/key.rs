@@ -1,5 +1,8 @@
-//! The fence's key and the holder's value, shared by `interlock run`
-//! (which creates the key) and `interlock status` (which reads it).
+//! The fence's key and the holder's value, shared by the holders
+//! ([`crate::fence::Fence`], and `interlock run`,
+//! `crates/interlock-cli/src/run.rs`, which create the key) and
+//! `interlock status` (`crates/interlock-doctor/src/fence.rs`, which reads
+//! it); and the holder's record in the data directory, `interlock.fence`.
 //!
 //! The key is `/interlock/<system identifier>/<name>`: pg_control's system
 //! identifier (shared by replicas) and a name, by default the data
@@ -7,6 +10,7 @@
 //! host mounts it at the same path). The value is JSON: the holder's host
 //! name, boot id, PID, start time and data directory.
 
+use std::io::Write;
 use std::path::Path;
 
 use serde_json::Value;
@@ -51,6 +55,34 @@ pub fn this_boot_id() -> String {
     read_trimmed("/proc/sys/kernel/random/boot_id")
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC) for epoch seconds.
+pub fn rfc3339_utc(epoch: i64) -> String {
+    let days = epoch.div_euclid(86_400);
+    let secs = epoch.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days
+    // (https://howardhinnant.github.io/date_algorithms.html).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (hh, mm, ss) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
+/// Now, as [`rfc3339_utc`]: a holder's `since`.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    rfc3339_utc(secs)
+}
+
 /// What a holder writes as the key's value.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HolderValue {
@@ -62,6 +94,17 @@ pub struct HolderValue {
 }
 
 impl HolderValue {
+    /// This process, on this host and boot, holding `datadir` from now.
+    pub fn this_process(datadir: &Path) -> HolderValue {
+        HolderValue {
+            host: this_host(),
+            boot_id: this_boot_id(),
+            pid: Some(std::process::id()),
+            since: utc_now(),
+            datadir: datadir.display().to_string(),
+        }
+    }
+
     /// The value as JSON.
     pub fn to_json(&self) -> String {
         serde_json::json!({
@@ -96,6 +139,43 @@ impl HolderValue {
     pub fn is_here(&self, host: &str, boot_id: &str) -> bool {
         self.host == host && self.boot_id == boot_id
     }
+}
+
+/// The holder's record in the data directory: `DATADIR/interlock.fence`.
+pub const FENCE_FILE: &str = "interlock.fence";
+
+/// The content of [`FENCE_FILE`]: one `name value` line each for the
+/// fencing token, the key, and the holder's host, boot id, PID and start.
+pub fn fence_file_content(token: i64, key: &str, holder: &HolderValue) -> String {
+    format!(
+        "token {token}\nkey {key}\nhost {}\nboot_id {}\npid {}\nsince {}\n",
+        holder.host,
+        holder.boot_id,
+        holder.pid.map_or("?".into(), |p| p.to_string()),
+        holder.since
+    )
+}
+
+/// Write [`FENCE_FILE`] in `datadir` atomically (a temporary file, synced,
+/// renamed over it), for the holder of `key` with fencing token `token`.
+pub fn write_fence_file(
+    datadir: &Path,
+    token: i64,
+    key: &str,
+    holder: &HolderValue,
+) -> std::io::Result<()> {
+    let content = fence_file_content(token, key, holder);
+    let tmp = datadir.join(format!("{FENCE_FILE}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, datadir.join(FENCE_FILE))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The lease's remaining time, in words.
@@ -149,5 +229,33 @@ mod tests {
             "host a (boot id b, PID 3, token 9, since s; lease expires in 4 s)"
         );
         assert_eq!(HolderValue::parse("junk").host, "?");
+        assert_eq!(
+            fence_file_content(9, "/interlock/7/k", &v),
+            "token 9\nkey /interlock/7/k\nhost a\nboot_id b\npid 3\nsince s\n"
+        );
+    }
+
+    #[test]
+    fn utc_is_formatted() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_795_986_454), "2026-11-29T21:07:34Z");
+        let t = utc_now();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    }
+
+    #[test]
+    fn fence_file_is_written_and_replaced() {
+        let d = std::env::temp_dir().join(format!("interlock-fence-key-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let v = HolderValue::this_process(&d);
+        assert_eq!(v.pid, Some(std::process::id()));
+        write_fence_file(&d, 1, "/k", &v).unwrap();
+        write_fence_file(&d, 2, "/k", &v).unwrap();
+        let got = std::fs::read_to_string(d.join(FENCE_FILE)).unwrap();
+        assert!(got.starts_with("token 2\nkey /k\n"), "{got}");
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -8,6 +8,42 @@
 //! code that renews and self-fences uses both, and so does the model that
 //! checks the protocol.
 //!
+//! With the feature `etcd` (off by default: without it the crate pulls in
+//! no HTTP stack and no serde):
+//! - `etcd`: a small blocking etcd v3 client (grant, create-if-absent,
+//!   keep-alive, revoke, get) on etcd's JSON gateway;
+//! - `key`: the key (`/interlock/SYSID/NAME`), the holder's value, and
+//!   `DATADIR/interlock.fence`, the holder's record of its fencing token;
+//! - `lease`: taking the key under a lease (`Lease::acquire`) and renewing
+//!   it (`Renewer`), on CLOCK_MONOTONIC;
+//! - `fence`: all of it in one call for a Rust server, `Fence::acquire`:
+//!   the key taken, the token recorded, the lease renewed, and the
+//!   deadline enforced by a thread that calls `on_lost` (by default,
+//!   `Fence::acquire_or_abort`, the process is killed). `interlock run`
+//!   (`crates/interlock-cli/src/run.rs`) uses `lease` and `key` too, and
+//!   adds a watchdog process, which also covers a frozen process: an
+//!   in-process fence cannot (see `fence`'s documentation).
+//!
+//! ```no_run
+//! # #[cfg(feature = "etcd")]
+//! # fn main() -> Result<(), interlock_fence::fence::FenceError> {
+//! use interlock_fence::fence::{Fence, FenceOptions};
+//!
+//! // Refused if another host holds the directory (the error names it).
+//! let fence = Fence::acquire_or_abort(
+//!     std::path::Path::new("/srv/pg/orders"),
+//!     &FenceOptions::new("http://10.0.0.1:2379").name("orders-db"),
+//! )?;
+//! eprintln!("holding {} with fencing token {}", fence.key(), fence.token());
+//! // ... serve; if the lease cannot be renewed in time, the process is
+//! // killed before another host can take the key.
+//! fence.release()?; // after the last write
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "etcd"))]
+//! # fn main() {}
+//! ```
+//!
 //! # The model, checked
 //!
 //! `tests/model.rs` checks the protocol exhaustively with `stateright`.
@@ -67,4 +103,8 @@ pub mod timing;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 #[cfg(feature = "etcd")]
+pub mod fence;
+#[cfg(feature = "etcd")]
 pub mod key;
+#[cfg(feature = "etcd")]
+pub mod lease;
