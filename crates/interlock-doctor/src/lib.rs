@@ -59,7 +59,7 @@ pub use error::Error;
 pub use fix::{carry_out, plan, FixOptions, Outcome, Plan};
 pub use preflight::{preflight, preflight_wait, Gate, Orphan, Refusal};
 pub use root::{HostRoot, SharedStorage};
-pub use scan::{scan, ScanOptions, ScanReport};
+pub use scan::{scan, ScanEtcd, ScanOptions, ScanReport};
 pub use status::status;
 pub use supervisor::{HowKnown, ManagedBy, Manager};
 pub use version::VersionInfo;
