@@ -133,9 +133,10 @@ Exit codes:
        first thing to do); or processes of the last server are still
        attached (named: PID, role, state; --wait gives them time to exit,
        `interlock fix --yes DATADIR` stops them); or it already runs (the
-       PID is named), so a start would fail
-  2    it cannot be told (run as root), or an error (no such directory or
-       cluster)
+       PID is named), so a start would fail; or, with --etcd, another host
+       holds its fence (named)
+  2    it cannot be told (run as root; with --etcd, etcd unreachable), or
+       an error (no such directory or cluster)
 
 systemd: ExecStartPre=+/usr/bin/interlock preflight --wait 30 --debian-cluster %I
 (packaging/systemd/ has drop-ins for Debian's and the PGDG units).";

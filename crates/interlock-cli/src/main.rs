@@ -107,7 +107,9 @@ enum Cmd {
     /// gives orphans of the last server time to exit on their own. Reads
     /// only: never signals, attaches or removes anything (`interlock fix
     /// --yes DATADIR` stops orphans). Prints a few plain lines, fit for a
-    /// journal.
+    /// journal. With --etcd (or INTERLOCK_ETCD), also refuses while another
+    /// host holds the directory's fence, as `status --etcd` reads it, and
+    /// cannot tell while etcd is unreachable.
     #[command(after_help = exit::PREFLIGHT_EXIT_CODES_HELP)]
     Preflight(preflight::PreflightArgs),
     /// Read DATADIR/global/pg_control (10–18): CRC, state, latest

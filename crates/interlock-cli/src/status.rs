@@ -50,6 +50,20 @@ pub const ETCD_ENV: &str = "INTERLOCK_ETCD";
 /// The environment variable that gives `status --name`.
 pub const ETCD_NAME_ENV: &str = "INTERLOCK_ETCD_NAME";
 
+/// The fence's name to read, `--name` (or INTERLOCK_ETCD_NAME; empty: not
+/// set); `None` (an error said) when `--name` is given on the command line
+/// without etcd, as clap's `requires` would say. INTERLOCK_ETCD_NAME alone
+/// is no mistake (it may be set for a host where etcd is given only
+/// sometimes), so clap cannot check it.
+pub fn fence_name<'a>(etcd: &EtcdArgs, name: Option<&'a str>) -> Option<Option<&'a str>> {
+    let from_env = name.is_some() && std::env::var(ETCD_NAME_ENV).ok().as_deref() == name;
+    if name.is_some() && etcd.endpoints().is_none() && !from_env {
+        eprintln!("error: --name needs --etcd ENDPOINTS (or {ETCD_ENV})");
+        return None;
+    }
+    Some(name.filter(|n| !n.is_empty()))
+}
+
 /// Where etcd is, for the fence across hosts (`status`, `scan`,
 /// `preflight`).
 #[derive(Debug, Default, Clone, clap::Args)]
@@ -79,14 +93,9 @@ impl EtcdArgs {
 }
 
 pub fn run(args: &StatusArgs) -> u8 {
-    // `--name` given without etcd is a mistake (as clap's `requires` would
-    // say); INTERLOCK_ETCD_NAME alone is not (it may be set for a host
-    // where etcd is given only sometimes), so clap cannot check it.
-    let name_from_env = args.name.is_some() && std::env::var(ETCD_NAME_ENV).ok() == args.name;
-    if args.name.is_some() && args.etcd.endpoints().is_none() && !name_from_env {
-        eprintln!("error: --name needs --etcd ENDPOINTS (or {ETCD_ENV})");
+    let Some(name) = fence_name(&args.etcd, args.name.as_deref()) else {
         return exit::UNKNOWN;
-    }
+    };
     let opts = StatusOptions {
         postgres: args.postgres.clone(),
         port: args.port,
@@ -100,7 +109,6 @@ pub fn run(args: &StatusArgs) -> u8 {
         Err(e) => return exit::error(&e),
     };
     if let Some(endpoints) = args.etcd.endpoints() {
-        let name = args.name.as_deref().filter(|n| !n.is_empty());
         interlock_doctor::fence::check_fence(&mut report, &args.datadir, endpoints, name);
     }
     let written = args.output.prometheus_textfile.as_deref().map(|dir| {

@@ -314,3 +314,66 @@ fn etcd_unreachable_is_every_fence_unknown_said_once_within_one_limit() {
     }
     drop(silent);
 }
+
+/// `interlock preflight DIR` with `env`: exit code and stderr.
+fn preflight(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("preflight")
+        .args(args)
+        .arg(dir)
+        .env_remove("INTERLOCK_ETCD")
+        .env_remove("INTERLOCK_ETCD_NAME")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn preflight_refuses_while_another_host_holds_the_fence() {
+    let etcd_bin = interlock_testkit::require_etcd!();
+    let etcd = Etcd::start(&etcd_bin);
+    let client = Client::new(&etcd.endpoint).unwrap();
+    let free = cluster();
+    let held = cluster();
+    let token = hold_key(&client, held.path(), Some("lun7"), other_host());
+    let env = [("INTERLOCK_ETCD", etcd.endpoint.as_str())];
+
+    let (code, err) = preflight(free.path(), &[], &env);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = preflight(held.path(), &["--name", "lun7"], &env);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "must not start: {}",
+            key_for(&std::path::absolute(held.path()).unwrap(), Some("lun7")).unwrap()
+        )) && err.contains(&format!("held by host db-other (PID 4242, token {token},")),
+        "{err}"
+    );
+    assert!(
+        err.contains("what to do: Do not start the server here"),
+        "{err}"
+    );
+    // The same from --etcd and INTERLOCK_ETCD_NAME.
+    let (code, err) = preflight(
+        held.path(),
+        &["--etcd", &etcd.endpoint],
+        &[("INTERLOCK_ETCD_NAME", "lun7")],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    // Without the fence it would start.
+    let (code, err) = preflight(held.path(), &[], &[]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // etcd unreachable: it cannot be told.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let (code, err) = preflight(free.path(), &["--etcd", &nowhere], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("etcd unreachable"), "{err}");
+    assert!(err.contains("reach etcd first"), "{err}");
+}
