@@ -87,9 +87,10 @@ pub const STATUS_EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    PostgreSQL runs, or would start safely
   1    blocked: it would stop with a FATAL error (shown); or unsafe: it would
-       start alongside processes of an earlier server still attached
-  2    unknown: something that decides could not be read (run as root); or
-       an error (no such directory)
+       start alongside processes of an earlier server still attached; or,
+       with --etcd, another host holds its fence (named)
+  2    unknown: something that decides could not be read (run as root;
+       with --etcd, etcd unreachable); or an error (no such directory)
 
 With --format nagios (the Nagios plugin API):
   0    OK: PostgreSQL runs, or would start safely, and nothing was found
@@ -111,6 +112,8 @@ Exit codes:
   0    every data directory found runs, or would start safely
   1    at least one is blocked, or unsafe to start
   2    none is blocked, and at least one is unknown
+With --etcd, a directory whose fence another host holds is blocked, and
+etcd unreachable makes every directory unknown.
 
 With --format nagios: the worst directory's state (CRITICAL over UNKNOWN
 over WARNING over OK; the host's own leftovers, such as leaked segments
@@ -130,9 +133,10 @@ Exit codes:
        first thing to do); or processes of the last server are still
        attached (named: PID, role, state; --wait gives them time to exit,
        `interlock fix --yes DATADIR` stops them); or it already runs (the
-       PID is named), so a start would fail
-  2    it cannot be told (run as root), or an error (no such directory or
-       cluster)
+       PID is named), so a start would fail; or, with --etcd, another host
+       holds its fence (named)
+  2    it cannot be told (run as root; with --etcd, etcd unreachable), or
+       an error (no such directory or cluster)
 
 systemd: ExecStartPre=+/usr/bin/interlock preflight --wait 30 --debian-cluster %I
 (packaging/systemd/ has drop-ins for Debian's and the PGDG units).";

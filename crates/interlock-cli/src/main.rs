@@ -76,7 +76,12 @@ enum Cmd {
     /// diagnoses each as `status` does; maps every segment to its data
     /// directory without attaching; reports leaked segments and DSM files,
     /// directories that probe the same keys, and servers in other
-    /// namespaces (containers).
+    /// namespaces (containers). With --etcd (or INTERLOCK_ETCD), also each
+    /// directory's fence across hosts, as `status --etcd` reads it without
+    /// --name: the key /interlock/SYSID/PATH of its absolute path as found
+    /// (a directory fenced under another name is not seen); etcd is given
+    /// 3 s for every directory together, and once unreachable is not tried
+    /// again.
     #[command(after_help = exit::SCAN_EXIT_CODES_HELP)]
     Scan(scan::ScanArgs),
     /// Get a blocked PostgreSQL started without harming anything else: print
@@ -102,7 +107,9 @@ enum Cmd {
     /// gives orphans of the last server time to exit on their own. Reads
     /// only: never signals, attaches or removes anything (`interlock fix
     /// --yes DATADIR` stops orphans). Prints a few plain lines, fit for a
-    /// journal.
+    /// journal. With --etcd (or INTERLOCK_ETCD), also refuses while another
+    /// host holds the directory's fence, as `status --etcd` reads it, and
+    /// cannot tell while etcd is unreachable.
     #[command(after_help = exit::PREFLIGHT_EXIT_CODES_HELP)]
     Preflight(preflight::PreflightArgs),
     /// Read DATADIR/global/pg_control (10–18): CRC, state, latest
@@ -217,7 +224,10 @@ fn main() -> ExitCode {
         Some(Cmd::Explain(x)) => explain::run(&x),
         Some(Cmd::Demo(d)) => demo::run(&d),
         Some(Cmd::DemoServer { dir }) => demo::example_server(&dir),
-        None => scan::run(&scan::ScanArgs::default()),
+        None => scan::run(&scan::ScanArgs {
+            etcd: status::EtcdArgs::from_env(),
+            ..scan::ScanArgs::default()
+        }),
     };
     if out::closed() {
         // The reader went away (`| head -1`): not a failure.

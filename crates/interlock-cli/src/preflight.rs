@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use interlock_doctor::preflight::{debian_data_directory, preflight_wait};
-use interlock_doctor::{Gate, Orphan, Refusal, StatusOptions};
+use interlock_doctor::{FenceQuery, Gate, Orphan, Refusal, StatusOptions};
 
 use crate::exit;
-use crate::status::esc;
+use crate::status::{self, esc, EtcdArgs, ETCD_NAME_ENV};
 
 /// How often the directory is diagnosed again while waiting.
 const EVERY: Duration = Duration::from_millis(200);
@@ -32,9 +32,24 @@ pub struct PreflightArgs {
     /// as soon as they are gone. They are never signalled.
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub wait: u64,
+    /// etcd: --etcd.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// The name in the fence's key /interlock/SYSID/NAME, as given to
+    /// `interlock run --name` [default: the data directory's absolute path].
+    /// Read only with --etcd (or INTERLOCK_ETCD); an empty value is not set.
+    #[arg(long, env = ETCD_NAME_ENV, hide_env_values = true)]
+    pub name: Option<String>,
 }
 
 pub fn run(args: &PreflightArgs) -> u8 {
+    let Some(name) = status::fence_name(&args.etcd, args.name.as_deref()) else {
+        return exit::UNKNOWN;
+    };
+    let fence = args
+        .etcd
+        .endpoints()
+        .map(|endpoints| FenceQuery { endpoints, name });
     let root = crate::host_root();
     let data = match (&args.datadir, &args.debian_cluster) {
         (Some(d), _) => d.clone(),
@@ -50,7 +65,7 @@ pub fn run(args: &PreflightArgs) -> u8 {
         ..StatusOptions::default()
     };
     let wait = Duration::from_secs(args.wait);
-    let waited = preflight_wait(&data, &opts, wait, EVERY, |gate| {
+    let waited = preflight_wait(&data, &opts, fence, wait, EVERY, |gate| {
         if let Gate::Refuse(Refusal::Orphans { orphans, .. }) = gate {
             eprintln!(
                 "interlock preflight: {shown}: waiting up to {} s for {} of the last server to exit: {}",
@@ -79,12 +94,16 @@ pub fn run(args: &PreflightArgs) -> u8 {
             );
             exit::OK
         }
-        Gate::Unknown { reason } => {
+        Gate::Unknown { reason, fence } => {
             eprintln!(
                 "interlock preflight: {shown}: cannot tell whether PostgreSQL may start: {}",
                 esc(&reason)
             );
-            eprintln!("interlock preflight: run as root; `interlock status {shown}` shows what could not be read");
+            if fence {
+                eprintln!("interlock preflight: reach etcd first: another host may run a server on {shown}");
+            } else {
+                eprintln!("interlock preflight: run as root; `interlock status {shown}` shows what could not be read");
+            }
             exit::UNKNOWN
         }
         Gate::Refuse(Refusal::Running { pid, what, fatal }) => {
@@ -123,6 +142,16 @@ pub fn run(args: &PreflightArgs) -> u8 {
                 eprintln!("interlock preflight: what to do: {}", esc(&r));
             }
             eprintln!("interlock preflight: `interlock fix --yes {shown}` stops them (the gate never does)");
+            exit::BLOCKED
+        }
+        Gate::Refuse(Refusal::Fenced { holder, remedy }) => {
+            eprintln!(
+                "interlock preflight: {shown}: must not start: {}",
+                esc(&holder)
+            );
+            if let Some(r) = remedy {
+                eprintln!("interlock preflight: what to do: {}", esc(&r));
+            }
             exit::BLOCKED
         }
         Gate::Refuse(Refusal::Blocked { fatal, remedy }) => {

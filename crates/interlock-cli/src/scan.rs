@@ -3,11 +3,14 @@
 use std::path::PathBuf;
 
 use crate::user_name;
-use interlock_doctor::{DsmStatus, ScanOptions, ScanReport, Severity, StatusOptions, Verdict};
+use interlock_doctor::fence::FenceState;
+use interlock_doctor::{
+    Code, DsmStatus, ScanOptions, ScanReport, Severity, StatusOptions, Verdict,
+};
 
 use crate::exit;
 use crate::monitor::{self, Format};
-use crate::status::{esc, paint, BOLD, DIM, GREEN, RED, YELLOW};
+use crate::status::{esc, paint, EtcdArgs, BOLD, DIM, GREEN, RED, YELLOW};
 
 /// Arguments of `interlock scan`.
 #[derive(Debug, Default, clap::Args)]
@@ -18,6 +21,9 @@ pub struct ScanArgs {
     /// Output: --format, --json, --prometheus-textfile.
     #[command(flatten)]
     pub output: crate::monitor::OutputArgs,
+    /// etcd: --etcd.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 pub fn run(args: &ScanArgs) -> u8 {
@@ -40,6 +46,7 @@ pub fn run(args: &ScanArgs) -> u8 {
             ..StatusOptions::default()
         },
         debian_root: root.at(ScanOptions::default().debian_root),
+        etcd: args.etcd.endpoints().map(str::to_string),
     };
     let report = interlock_doctor::scan(&opts);
     let written = args.output.prometheus_textfile.as_deref().map(|dir| {
@@ -97,6 +104,38 @@ pub fn render(r: &ScanReport) -> String {
         r.dsm.len(),
         if r.dsm.len() == 1 { "file" } else { "files" },
     );
+    // etcd unreachable is said once, here and in the findings, not under
+    // every directory.
+    let etcd_down = r.etcd.as_ref().is_some_and(|e| e.unreachable.is_some());
+    if let Some(e) = &r.etcd {
+        s += &format!(
+            "{}: {}\n",
+            paint(BOLD, "etcd"),
+            match &e.unreachable {
+                Some(why) => paint(
+                    YELLOW,
+                    &format!(
+                        "{}: cannot be reached ({}): every directory's fence is unknown",
+                        esc(&e.endpoints),
+                        esc(why)
+                    )
+                ),
+                None => format!(
+                    "{}: {} of {} fenced from another host",
+                    esc(&e.endpoints),
+                    r.data_dirs
+                        .iter()
+                        .filter(|d| d
+                            .status
+                            .fence
+                            .as_ref()
+                            .is_some_and(|f| f.state == FenceState::HeldElsewhere))
+                        .count(),
+                    r.data_dirs.len()
+                ),
+            }
+        );
+    }
     if !r.data_dirs.is_empty() {
         s += &format!("\n  {}\n", paint(BOLD, "data directories"));
         for d in &r.data_dirs {
@@ -139,11 +178,18 @@ pub fn render(r: &ScanReport) -> String {
                     esc(&st.managed_by.line())
                 );
             }
-            for f in st
-                .findings
-                .iter()
-                .filter(|f| f.severity >= Severity::Problem)
+            if let Some(f) = st
+                .fence
+                .as_ref()
+                .filter(|f| f.state != FenceState::Unknown || !etcd_down)
             {
+                s += &format!("                 fence  {}\n", esc(&f.line));
+            }
+            for f in st.findings.iter().filter(|f| {
+                f.severity >= Severity::Problem
+                    // The fence is on its own line above.
+                    && !matches!(f.code, Code::FencedElsewhere | Code::FenceUnknown)
+            }) {
                 s += &format!("                 {} {}\n", paint(RED, "x"), esc(&f.message));
             }
         }
@@ -189,9 +235,10 @@ pub fn render(r: &ScanReport) -> String {
             );
         }
     }
-    if !r.findings.is_empty() {
+    if r.findings.iter().any(|f| f.code != Code::FenceUnknown) {
         s += &format!("\n  {}\n", paint(BOLD, "findings"));
-        for f in &r.findings {
+        // etcd unreachable is on the etcd line at the top.
+        for f in r.findings.iter().filter(|f| f.code != Code::FenceUnknown) {
             let code = serde_json::to_value(f.code)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))

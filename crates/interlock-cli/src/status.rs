@@ -35,18 +35,67 @@ pub struct StatusArgs {
     /// starting at that moment would count us and refuse to start.
     #[arg(long)]
     pub attach: bool,
-    /// etcd client endpoints, comma-separated (http://HOST:PORT): also read
-    /// the fence `interlock run --etcd` holds there. Another host holding
-    /// it makes the verdict blocked; etcd unreachable makes it unknown.
-    #[arg(long, value_name = "ENDPOINTS")]
-    pub etcd: Option<String>,
+    /// etcd: --etcd.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// The name in the fence's key /interlock/SYSID/NAME, as given to
     /// `interlock run --name` [default: the data directory's absolute path].
-    #[arg(long, requires = "etcd")]
+    /// Read only with --etcd (or INTERLOCK_ETCD); an empty value is not set.
+    #[arg(long, env = ETCD_NAME_ENV, hide_env_values = true)]
     pub name: Option<String>,
 }
 
+/// The environment variable that gives `--etcd`.
+pub const ETCD_ENV: &str = "INTERLOCK_ETCD";
+/// The environment variable that gives `status --name`.
+pub const ETCD_NAME_ENV: &str = "INTERLOCK_ETCD_NAME";
+
+/// The fence's name to read, `--name` (or INTERLOCK_ETCD_NAME; empty: not
+/// set); `None` (an error said) when `--name` is given on the command line
+/// without etcd, as clap's `requires` would say. INTERLOCK_ETCD_NAME alone
+/// is no mistake (it may be set for a host where etcd is given only
+/// sometimes), so clap cannot check it.
+pub fn fence_name<'a>(etcd: &EtcdArgs, name: Option<&'a str>) -> Option<Option<&'a str>> {
+    let from_env = name.is_some() && std::env::var(ETCD_NAME_ENV).ok().as_deref() == name;
+    if name.is_some() && etcd.endpoints().is_none() && !from_env {
+        eprintln!("error: --name needs --etcd ENDPOINTS (or {ETCD_ENV})");
+        return None;
+    }
+    Some(name.filter(|n| !n.is_empty()))
+}
+
+/// Where etcd is, for the fence across hosts (`status`, `scan`,
+/// `preflight`).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct EtcdArgs {
+    /// etcd client endpoints, comma-separated (http://HOST:PORT): also read
+    /// the fence `interlock run --etcd` holds there, of each data
+    /// directory. Another host holding it makes the verdict blocked; etcd
+    /// unreachable makes it unknown. An empty value is not set.
+    #[arg(long, value_name = "ENDPOINTS", env = ETCD_ENV, hide_env_values = true)]
+    pub etcd: Option<String>,
+}
+
+impl EtcdArgs {
+    /// The endpoints, unless not given or empty (`INTERLOCK_ETCD=` is not
+    /// set).
+    pub fn endpoints(&self) -> Option<&str> {
+        self.etcd.as_deref().filter(|e| !e.trim().is_empty())
+    }
+
+    /// The endpoints from the environment alone, for `interlock` run with
+    /// no command (whose scan has no arguments parsed).
+    pub fn from_env() -> EtcdArgs {
+        EtcdArgs {
+            etcd: std::env::var(ETCD_ENV).ok(),
+        }
+    }
+}
+
 pub fn run(args: &StatusArgs) -> u8 {
+    let Some(name) = fence_name(&args.etcd, args.name.as_deref()) else {
+        return exit::UNKNOWN;
+    };
     let opts = StatusOptions {
         postgres: args.postgres.clone(),
         port: args.port,
@@ -59,13 +108,8 @@ pub fn run(args: &StatusArgs) -> u8 {
         Err(e) if format == Format::Nagios => return monitor::nagios_error(&e),
         Err(e) => return exit::error(&e),
     };
-    if let Some(endpoints) = &args.etcd {
-        interlock_doctor::fence::check_fence(
-            &mut report,
-            &args.datadir,
-            endpoints,
-            args.name.as_deref(),
-        );
+    if let Some(endpoints) = args.etcd.endpoints() {
+        interlock_doctor::fence::check_fence(&mut report, &args.datadir, endpoints, name);
     }
     let written = args.output.prometheus_textfile.as_deref().map(|dir| {
         monitor::write_or_say(

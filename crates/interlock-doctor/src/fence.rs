@@ -8,9 +8,9 @@
 //! host runs a server cannot be told.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use interlock_fence::etcd::{Client, Holder};
+use interlock_fence::etcd::{Client, EtcdError, Holder};
 use interlock_fence::key::{self, HolderValue};
 use serde::Serialize;
 
@@ -83,8 +83,131 @@ fn holder_words(h: &FenceHolder) -> String {
     )
 }
 
+/// Reads fences from one etcd for one or many data directories (`status`
+/// reads one, `scan` every cluster it finds): one client, one budget for
+/// every read together, and once etcd has been found unreachable no
+/// further attempt, so a scan pays the time limit once, not once per
+/// cluster.
+///
+/// What counts, for each directory: the key `/interlock/SYSID/NAME`
+/// ([`key::key_for`], the rule `interlock run` creates it by), NAME given
+/// or else the directory's absolute path as given (`std::path::absolute`,
+/// as `run` takes it: no symbolic link resolved). A directory fenced under
+/// another name, or under another spelling of its path, is not found by
+/// `scan`, which has no name to give.
+#[derive(Debug)]
+pub struct FenceReader {
+    client: Result<Client, String>,
+    host: String,
+    boot_id: String,
+    deadline: Instant,
+    budget: Duration,
+    unreachable: Option<String>,
+}
+
+impl FenceReader {
+    /// A reader of etcd at `endpoints` (comma-separated), as seen from
+    /// this host (`host`, `boot_id`), every read within `budget` in all.
+    pub fn new(endpoints: &str, budget: Duration, host: &str, boot_id: &str) -> FenceReader {
+        FenceReader {
+            client: Client::new(endpoints).map_err(|e| e.to_string()),
+            host: host.into(),
+            boot_id: boot_id.into(),
+            deadline: Instant::now() + budget,
+            budget,
+            unreachable: None,
+        }
+    }
+
+    /// A reader as this host sees it ([`key::this_host`],
+    /// [`key::this_boot_id`]).
+    pub fn here(endpoints: &str, budget: Duration) -> FenceReader {
+        FenceReader::new(endpoints, budget, &key::this_host(), &key::this_boot_id())
+    }
+
+    /// Why etcd could not be reached (the client not made, an endpoint
+    /// list refused, or no endpoint answering), once it is known: every
+    /// read since then, and after, is unknown for that reason.
+    pub fn unreachable(&self) -> Option<&str> {
+        self.unreachable.as_deref()
+    }
+
+    /// Read the fence of `data_dir`, named `name` or else by its absolute
+    /// path.
+    pub fn read(&mut self, data_dir: &Path, name: Option<&str>) -> FenceInfo {
+        let unknown = |key: Option<String>, error: String| FenceInfo {
+            key,
+            state: FenceState::Unknown,
+            holder: None,
+            line: format!("cannot be told: {error}"),
+            error: Some(error),
+        };
+        let abs = match std::path::absolute(data_dir) {
+            Ok(p) => p,
+            Err(e) => return unknown(None, format!("{}: {e}", data_dir.display())),
+        };
+        let k = match key::key_for(&abs, name) {
+            Ok(k) => k,
+            Err(e) => return unknown(None, format!("cannot read the system identifier: {e}")),
+        };
+        let client = match &self.client {
+            Ok(c) => c,
+            Err(e) => {
+                self.unreachable = Some(e.clone());
+                return unknown(Some(k), e.clone());
+            }
+        };
+        if let Some(e) = &self.unreachable {
+            return unknown(Some(k), e.clone());
+        }
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let e = format!(
+                "etcd too slow: no time left for this read ({} ms for every read in all)",
+                self.budget.as_millis()
+            );
+            return unknown(Some(k), e);
+        }
+        match client.get(&k, left.min(LIMIT)) {
+            Err(e) => {
+                if matches!(e, EtcdError::Unreachable(_)) {
+                    self.unreachable = Some(e.to_string());
+                }
+                unknown(Some(k), e.to_string())
+            }
+            Ok(None) => FenceInfo {
+                line: format!("{k}: not held"),
+                key: Some(k),
+                state: FenceState::Free,
+                holder: None,
+                error: None,
+            },
+            Ok(Some(h)) => {
+                let here = HolderValue::parse(&h.value).is_here(&self.host, &self.boot_id);
+                let holder = holder_of(&h);
+                FenceInfo {
+                    line: format!(
+                        "{k}: held by {}{}",
+                        holder_words(&holder),
+                        if here { ", this host" } else { "" }
+                    ),
+                    key: Some(k),
+                    state: if here {
+                        FenceState::HeldHere
+                    } else {
+                        FenceState::HeldElsewhere
+                    },
+                    holder: Some(holder),
+                    error: None,
+                }
+            }
+        }
+    }
+}
+
 /// Read the fence of `data_dir` (named `name`, else by its absolute path)
-/// from etcd at `endpoints`, as seen from this host (`host`, `boot_id`).
+/// from etcd at `endpoints`, as seen from this host (`host`, `boot_id`),
+/// within [`LIMIT`].
 pub fn read_fence(
     data_dir: &Path,
     endpoints: &str,
@@ -92,54 +215,7 @@ pub fn read_fence(
     host: &str,
     boot_id: &str,
 ) -> FenceInfo {
-    let unknown = |key: Option<String>, error: String| FenceInfo {
-        key,
-        state: FenceState::Unknown,
-        holder: None,
-        line: format!("cannot be told: {error}"),
-        error: Some(error),
-    };
-    let abs = match std::path::absolute(data_dir) {
-        Ok(p) => p,
-        Err(e) => return unknown(None, format!("{}: {e}", data_dir.display())),
-    };
-    let k = match key::key_for(&abs, name) {
-        Ok(k) => k,
-        Err(e) => return unknown(None, format!("cannot read the system identifier: {e}")),
-    };
-    let client = match Client::new(endpoints) {
-        Ok(c) => c,
-        Err(e) => return unknown(Some(k), e.to_string()),
-    };
-    match client.get(&k, LIMIT) {
-        Err(e) => unknown(Some(k), e.to_string()),
-        Ok(None) => FenceInfo {
-            line: format!("{k}: not held"),
-            key: Some(k),
-            state: FenceState::Free,
-            holder: None,
-            error: None,
-        },
-        Ok(Some(h)) => {
-            let here = HolderValue::parse(&h.value).is_here(host, boot_id);
-            let holder = holder_of(&h);
-            FenceInfo {
-                line: format!(
-                    "{k}: held by {}{}",
-                    holder_words(&holder),
-                    if here { ", this host" } else { "" }
-                ),
-                key: Some(k),
-                state: if here {
-                    FenceState::HeldHere
-                } else {
-                    FenceState::HeldElsewhere
-                },
-                holder: Some(holder),
-                error: None,
-            }
-        }
-    }
+    FenceReader::new(endpoints, LIMIT, host, boot_id).read(data_dir, name)
 }
 
 /// Add `fence` to `report`: its finding, and the verdict and remedy it
@@ -229,4 +305,62 @@ pub fn check_fence(
         &key::this_boot_id(),
     );
     apply_fence(report, fence);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use interlock_format::pgcontrol::{minimal_control_file, DbState};
+    use std::net::TcpListener;
+
+    fn cluster() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("global")).unwrap();
+        std::fs::write(
+            d.path().join("global/pg_control"),
+            minimal_control_file(16, DbState::ShutDown).unwrap(),
+        )
+        .unwrap();
+        d
+    }
+
+    #[test]
+    fn etcd_unreachable_is_paid_once_then_every_read_unknown_at_once() {
+        // Accepts connections, never answers: a read waits its whole limit.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", silent.local_addr().unwrap());
+        let mut reader = FenceReader::new(&endpoint, Duration::from_millis(300), "h", "b");
+        let (a, b) = (cluster(), cluster());
+        let start = Instant::now();
+        let first = reader.read(a.path(), None);
+        assert_eq!(first.state, FenceState::Unknown);
+        assert!(first.key.is_some());
+        let why = reader.unreachable().unwrap().to_string();
+        assert!(why.contains("etcd unreachable"), "{why}");
+        let paid = start.elapsed();
+        assert!(paid >= Duration::from_millis(250), "{paid:?}");
+        let second = reader.read(b.path(), None);
+        assert_eq!(second.state, FenceState::Unknown);
+        assert_eq!(second.error.as_deref(), Some(why.as_str()));
+        assert!(start.elapsed() - paid < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn no_budget_left_is_unknown_and_says_so() {
+        let mut reader = FenceReader::new("http://127.0.0.1:9", Duration::ZERO, "h", "b");
+        let f = reader.read(cluster().path(), Some("n"));
+        assert_eq!(f.state, FenceState::Unknown);
+        assert!(f.key.unwrap().ends_with("/n"));
+        assert!(f.error.unwrap().contains("too slow"));
+        assert!(reader.unreachable().is_none());
+    }
+
+    #[test]
+    fn endpoints_refused_by_the_client_are_unknown_for_every_read() {
+        let mut reader = FenceReader::new("https://etcd:2379", LIMIT, "h", "b");
+        let f = reader.read(cluster().path(), None);
+        assert_eq!(f.state, FenceState::Unknown);
+        assert!(f.error.unwrap().contains("only http://"));
+        assert!(reader.unreachable().is_some());
+    }
 }

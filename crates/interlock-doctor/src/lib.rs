@@ -57,9 +57,11 @@ pub use interlock_format::procstat::ProcState;
 pub use control::{control, ControlReport};
 pub use error::Error;
 pub use fix::{carry_out, plan, FixOptions, Outcome, Plan};
-pub use preflight::{preflight, preflight_wait, Gate, Orphan, Refusal};
+pub use preflight::{
+    preflight, preflight_fenced, preflight_wait, FenceQuery, Gate, Orphan, Refusal,
+};
 pub use root::{HostRoot, SharedStorage};
-pub use scan::{scan, ScanOptions, ScanReport};
+pub use scan::{scan, ScanEtcd, ScanOptions, ScanReport};
 pub use status::status;
 pub use supervisor::{HowKnown, ManagedBy, Manager};
 pub use version::VersionInfo;

@@ -24,6 +24,10 @@ pub enum Gate {
     Unknown {
         /// Why, in one sentence.
         reason: String,
+        /// Whether it is the fence across hosts that cannot be read (etcd
+        /// unreachable, with [`FenceQuery`]): then `reason` is that, and
+        /// reaching etcd, not more privileges, is the remedy.
+        fence: bool,
     },
 }
 
@@ -47,6 +51,16 @@ pub enum Refusal {
         orphans: Vec<Orphan>,
         /// The FATAL the server would log, if it would stop.
         fatal: Option<String>,
+        /// The first remedy line.
+        remedy: Option<String>,
+    },
+    /// Another host (or this host in another boot) holds the directory's
+    /// fence in etcd (`interlock run --etcd`): a server started here would
+    /// be a second one. Only with a fence to read ([`FenceQuery`]).
+    Fenced {
+        /// Who holds which key, in one sentence (the `fenced_elsewhere`
+        /// finding).
+        holder: String,
         /// The first remedy line.
         remedy: Option<String>,
     },
@@ -83,11 +97,21 @@ impl Gate {
 pub fn gate_of(r: &StatusReport) -> Gate {
     let has = |code: Code| r.findings.iter().any(|f| f.code == code);
     let remedy = r.remedy.first().cloned();
+    let fenced = r.findings.iter().find(|f| f.code == Code::FencedElsewhere);
     match r.verdict {
+        // Before anything seen here: another host runs (or may start) it.
+        Verdict::Blocked if fenced.is_some() => Gate::Refuse(Refusal::Fenced {
+            holder: fenced.map(|f| f.message.clone()).unwrap_or_default(),
+            remedy,
+        }),
         Verdict::WillStart if r.safe_to_start => Gate::Start,
-        Verdict::Unknown => Gate::Unknown {
-            reason: unknown_reason(r),
-        },
+        Verdict::Unknown => {
+            let fence = r.findings.iter().find(|f| f.code == Code::FenceUnknown);
+            Gate::Unknown {
+                reason: fence.map_or_else(|| unknown_reason(r), |f| f.message.clone()),
+                fence: fence.is_some(),
+            }
+        }
         Verdict::Running => {
             let (pid, what) = match (&r.lock_file.process, r.lock_file.pid) {
                 (Some(p), _) => (p.pid, Some(p.cmdline.clone())),
@@ -165,10 +189,34 @@ fn unknown_reason(r: &StatusReport) -> String {
 
 /// Diagnose `data_dir` once, as `status` does, and answer.
 pub fn preflight(data_dir: &Path, opts: &StatusOptions) -> Result<Gate, Error> {
-    status(data_dir, opts).map(|r| gate_of(&r))
+    preflight_fenced(data_dir, opts, None)
 }
 
-/// [`preflight`], then, while the answer is a refusal that may change on
+/// Where to read a directory's fence across hosts (`--etcd`, `--name`).
+#[derive(Debug, Clone, Copy)]
+pub struct FenceQuery<'a> {
+    /// etcd's client endpoints, comma-separated.
+    pub endpoints: &'a str,
+    /// The key's name (else the directory's absolute path).
+    pub name: Option<&'a str>,
+}
+
+/// [`preflight`], with the fence read as `status --etcd` reads it
+/// ([`crate::fence::check_fence`]): another host holding it refuses
+/// ([`Refusal::Fenced`]); etcd unreachable is [`Gate::Unknown`].
+pub fn preflight_fenced(
+    data_dir: &Path,
+    opts: &StatusOptions,
+    fence: Option<FenceQuery<'_>>,
+) -> Result<Gate, Error> {
+    let mut r = status(data_dir, opts)?;
+    if let Some(q) = fence {
+        crate::fence::check_fence(&mut r, data_dir, q.endpoints, q.name);
+    }
+    Ok(gate_of(&r))
+}
+
+/// [`preflight_fenced`], then, while the answer is a refusal that may change on
 /// its own ([`Gate::waitable`]: orphans of the last server), again every
 /// `every` until it is not or `wait` has passed. `on_wait` is called once,
 /// with the first answer, when waiting begins. Returns the last answer and
@@ -176,19 +224,20 @@ pub fn preflight(data_dir: &Path, opts: &StatusOptions) -> Result<Gate, Error> {
 pub fn preflight_wait(
     data_dir: &Path,
     opts: &StatusOptions,
+    fence: Option<FenceQuery<'_>>,
     wait: Duration,
     every: Duration,
     mut on_wait: impl FnMut(&Gate),
 ) -> Result<(Gate, Duration), Error> {
     let start = Instant::now();
-    let mut gate = preflight(data_dir, opts)?;
+    let mut gate = preflight_fenced(data_dir, opts, fence)?;
     if gate.waitable() && !wait.is_zero() {
         on_wait(&gate);
     }
     while gate.waitable() && start.elapsed() < wait {
         let left = wait.saturating_sub(start.elapsed());
         std::thread::sleep(every.min(left));
-        gate = preflight(data_dir, opts)?;
+        gate = preflight_fenced(data_dir, opts, fence)?;
     }
     Ok((gate, start.elapsed()))
 }

@@ -28,6 +28,10 @@ pub struct ScanOptions {
     pub status: StatusOptions,
     /// Where Debian keeps clusters (`/var/lib/postgresql`).
     pub debian_root: PathBuf,
+    /// etcd client endpoints: also read each directory's fence there
+    /// (`interlock run --etcd`), as `status --etcd` does without `--name`
+    /// ([`crate::fence::FenceReader`]).
+    pub etcd: Option<String>,
 }
 
 impl Default for ScanOptions {
@@ -36,6 +40,7 @@ impl Default for ScanOptions {
             dirs: Vec::new(),
             status: StatusOptions::default(),
             debian_root: PathBuf::from("/var/lib/postgresql"),
+            etcd: None,
         }
     }
 }
@@ -92,6 +97,20 @@ pub struct ScanReport {
     pub dsm: Vec<DsmInfo>,
     /// Host-wide findings.
     pub findings: Vec<Finding>,
+    /// The fences read in etcd, when asked for (`--etcd`); each
+    /// directory's own is in its report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<ScanEtcd>,
+}
+
+/// etcd as `scan --etcd` found it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanEtcd {
+    /// The endpoints, as given.
+    pub endpoints: String,
+    /// Why etcd could not be reached, if it could not: then every
+    /// directory's fence is unknown, and so is its verdict.
+    pub unreachable: Option<String>,
 }
 
 /// A PostgreSQL process: PID, working directory, its (device, inode).
@@ -272,9 +291,20 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
     // Diagnose each, from the host as read above: every process's maps are
     // in `host` already, and what each diagnosis reads more (working
     // directories, the /dev/shm listing) is kept for the next.
+    // With etcd, each directory's fence too, by the rule `status` reads it
+    // by (`fence.rs`), from one reader: one client, one time budget for
+    // all, and no further attempt once etcd is found unreachable.
+    let mut fences = opts
+        .etcd
+        .as_deref()
+        .map(|endpoints| crate::fence::FenceReader::here(endpoints, crate::fence::LIMIT));
     let mut data_dirs: Vec<HostDir> = Vec::new();
     for (path, found_by) in dirs.values() {
-        if let Ok(status) = super::status::status_with_host(path, &opts.status, &mut host) {
+        if let Ok(mut status) = super::status::status_with_host(path, &opts.status, &mut host) {
+            if let Some(reader) = &mut fences {
+                let fence = reader.read(path, None);
+                crate::fence::apply_fence(&mut status, fence);
+            }
             data_dirs.push(HostDir {
                 status,
                 found_by: found_by.clone(),
@@ -428,6 +458,21 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
             ),
         );
     }
+    let etcd = opts.etcd.as_ref().map(|endpoints| ScanEtcd {
+        endpoints: endpoints.clone(),
+        unreachable: fences
+            .as_ref()
+            .and_then(|r| r.unreachable().map(str::to_string)),
+    });
+    if let Some(why) = etcd.as_ref().and_then(|e| e.unreachable.as_deref()) {
+        find(
+            Code::FenceUnknown,
+            Severity::Problem,
+            format!(
+                "etcd cannot be reached ({why}): whether another host holds any of these data directories cannot be told, so each one's verdict is unknown"
+            ),
+        );
+    }
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     ScanReport {
         ipc_namespace: host.my_ipc_ns,
@@ -436,5 +481,6 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         segments,
         dsm,
         findings,
+        etcd,
     }
 }
