@@ -96,6 +96,10 @@ pub struct WatchdogArgs {
     /// The lease's TTL: the watchdog derives the same `Timing` as `run`.
     #[arg(long)]
     pub ttl_ms: u64,
+    /// CLOCK_MONOTONIC (ns) of the last renewal known to have succeeded
+    /// (the grant's send time at first) [default: now].
+    #[arg(long)]
+    pub last_ok_ns: Option<u64>,
 }
 
 fn timeout_until(deadline_ns: u64) -> Timespec {
@@ -115,43 +119,140 @@ fn report(err: &Error) {
 
 /// The pipe to the watchdog; lines `hb NS` and `pid N`.
 struct WatchdogLink {
+    timing: Timing,
+    state: Mutex<LinkState>,
+}
+
+/// What the watchdog has been told, replayed to a new one if it dies.
+struct LinkState {
     child: Child,
-    stdin: Mutex<Option<ChildStdin>>,
+    stdin: Option<ChildStdin>,
+    last_hb: u64,
+    pid: Option<u32>,
+    lost: bool,
+    restarts: u32,
+}
+
+/// How many times a watchdog that died is started again.
+const WATCHDOG_RESTARTS: u32 = 5;
+
+fn spawn_watchdog(timing: &Timing, last_ok_ns: u64) -> std::io::Result<(Child, ChildStdin)> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .arg("fence-watchdog")
+        .arg("--ttl-ms")
+        .arg(timing.ttl.as_millis().to_string())
+        .arg("--last-ok-ns")
+        .arg(last_ok_ns.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        // Not in our process group: a Ctrl-C or a group kill aimed at
+        // `interlock run` must not end the watchdog.
+        .process_group(0)
+        .spawn()?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("no pipe to the watchdog"))?;
+    Ok((child, stdin))
 }
 
 impl WatchdogLink {
-    fn start(timing: &Timing) -> std::io::Result<WatchdogLink> {
-        let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
-            .arg("fence-watchdog")
-            .arg("--ttl-ms")
-            .arg(timing.ttl.as_millis().to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            // Not in our process group: a Ctrl-C or a group kill aimed at
-            // `interlock run` must not end the watchdog.
-            .process_group(0)
-            .spawn()?;
-        let stdin = child.stdin.take();
+    /// Start the watchdog, counting from `last_ok_ns` (the grant's send
+    /// time: never later than the lease's start at etcd).
+    fn start(timing: &Timing, last_ok_ns: u64) -> std::io::Result<WatchdogLink> {
+        let (child, stdin) = spawn_watchdog(timing, last_ok_ns)?;
         Ok(WatchdogLink {
-            child,
-            stdin: Mutex::new(stdin),
+            timing: *timing,
+            state: Mutex::new(LinkState {
+                child,
+                stdin: Some(stdin),
+                last_hb: last_ok_ns,
+                pid: None,
+                lost: false,
+                restarts: 0,
+            }),
         })
     }
 
-    fn send(&self, line: &str) {
-        let mut g = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = g.as_mut() {
-            if w.write_all(line.as_bytes()).is_err() {
-                eprintln!("interlock: warning: the fence watchdog is gone");
-                *g = None;
+    fn lock(&self) -> std::sync::MutexGuard<'_, LinkState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pipe's write end, for COMMAND to announce its PID on between
+    /// fork and exec (`interlock::sys::proc::announce_pid_in`).
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.lock().stdin.as_ref().map(|w| w.as_raw_fd())
+    }
+
+    /// A renewal sent at `ns` succeeded.
+    fn heartbeat(&self, ns: u64) {
+        let mut st = self.lock();
+        st.last_hb = st.last_hb.max(ns);
+        self.send(&mut st, &format!("hb {ns}\n"));
+    }
+
+    /// COMMAND runs as `pid` (it announced itself already; kept for a
+    /// watchdog started again).
+    fn command_started(&self, pid: u32) {
+        self.lock().pid = Some(pid);
+    }
+
+    /// The lease or the key is gone at etcd: fence now.
+    fn lease_lost(&self) {
+        let mut st = self.lock();
+        st.lost = true;
+        self.send(&mut st, "lost\n");
+    }
+
+    /// Send `line`; if the watchdog is gone (killed), start another,
+    /// tell it what the old one knew, and send it there.
+    fn send(&self, st: &mut LinkState, line: &str) {
+        let ok = st
+            .stdin
+            .as_mut()
+            .is_some_and(|w| w.write_all(line.as_bytes()).is_ok());
+        if ok || st.stdin.is_none() {
+            return;
+        }
+        st.stdin = None;
+        let _ = st.child.try_wait();
+        if st.restarts >= WATCHDOG_RESTARTS {
+            eprintln!(
+                "interlock: warning: the fence watchdog is gone again; not started a {}th time                  (interlock run still enforces the lease deadline itself)",
+                WATCHDOG_RESTARTS + 1
+            );
+            return;
+        }
+        st.restarts += 1;
+        match spawn_watchdog(&self.timing, st.last_hb) {
+            Ok((child, mut stdin)) => {
+                eprintln!("interlock: warning: the fence watchdog was gone: started it again");
+                let mut replay = String::new();
+                if let Some(pid) = st.pid {
+                    replay += &format!("pid {pid}\n");
+                }
+                if st.lost {
+                    replay += "lost\n";
+                }
+                replay += line;
+                if stdin.write_all(replay.as_bytes()).is_ok() {
+                    st.stdin = Some(stdin);
+                }
+                // The old one, if it ever exits, is reaped by `finish`
+                // no more: it was killed; reap it now if it has exited.
+                let mut old = std::mem::replace(&mut st.child, child);
+                let _ = old.try_wait();
             }
+            Err(e) => eprintln!("interlock: warning: the fence watchdog is gone ({e})"),
         }
     }
 
-    fn finish(mut self) {
-        drop(self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let _ = self.child.wait();
+    fn finish(self) {
+        let mut st = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        drop(st.stdin.take());
+        let _ = st.child.wait();
     }
 }
 
@@ -269,11 +370,8 @@ pub fn run(args: &RunArgs) -> u8 {
     }
 
     let watchdog = match &lease {
-        Some(l) => match WatchdogLink::start(&timing) {
-            Ok(w) => {
-                w.send(&format!("hb {}\n", l.granted_sent_ns()));
-                Some(Arc::new(w))
-            }
+        Some(l) => match WatchdogLink::start(&timing, l.granted_sent_ns()) {
+            Ok(w) => Some(Arc::new(w)),
             Err(e) => {
                 eprintln!("interlock: cannot start the fence watchdog: {e}");
                 let _ = l.revoke(timing.renew_every);
@@ -291,6 +389,11 @@ pub fn run(args: &RunArgs) -> u8 {
     cmd.args(rest);
     // Its own process group, so that a fence stops all of it.
     cmd.process_group(0);
+    // It tells the watchdog its PID itself, before it execs: were we
+    // killed right after the fork, the watchdog still knows whom to stop.
+    if let Some(fd) = watchdog.as_ref().and_then(|w| w.raw_fd()) {
+        interlock::sys::proc::announce_pid_in(&mut cmd, fd);
+    }
     let spawned = match &lock {
         Some(lock) => lock.spawn(&mut cmd).map(Spawned::Kept),
         None => Spawned::plain(&mut cmd),
@@ -318,7 +421,7 @@ pub fn run(args: &RunArgs) -> u8 {
         return exit::HOLD_FAILED;
     };
     if let Some(w) = &watchdog {
-        w.send(&format!("pid {}\n", child.id()));
+        w.command_started(child.id());
     }
     if !args.quiet {
         match &lock {
@@ -338,6 +441,24 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     }
 
+    // The lease or its key gone at etcd: another host may hold the key
+    // now, so COMMAND is stopped at once, not at the deadline; the
+    // renewer wakes `wait_fencing` through this pipe.
+    let lost_pipe = match rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    ) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!(
+                "interlock: warning: no pipe for the lease's loss ({e}); the deadline fences"
+            );
+            None
+        }
+    };
+    let (lost_r, lost_w) = match lost_pipe {
+        Some((r, w)) => (Some(r), Some(w)),
+        None => (None, None),
+    };
     // The renewer, which heartbeats the watchdog. Without it (no thread),
     // the deadline passes and fences COMMAND.
     let renewer = lease.as_ref().and_then(|l| {
@@ -345,14 +466,26 @@ pub fn run(args: &RunArgs) -> u8 {
         let started = Renewer::start(l, &timing, move |ev| match ev {
             RenewEvent::Renewed { sent_ns } => {
                 if let Some(w) = &watchdog {
-                    w.send(&format!("hb {sent_ns}\n"));
+                    w.heartbeat(sent_ns);
                 }
             }
             RenewEvent::Recovered => eprintln!("interlock: lease renewed again"),
             RenewEvent::Failing(e) => eprintln!("interlock: lease renewal failed: {e}"),
-            // Nothing more to renew: the deadline will fence.
-            RenewEvent::Gone => {
-                eprintln!("interlock: the lease is gone at etcd (expired or revoked)")
+            RenewEvent::Gone | RenewEvent::KeyLost => {
+                eprintln!(
+                    "interlock: {}",
+                    if matches!(ev, RenewEvent::Gone) {
+                        "the lease is gone at etcd (expired or revoked)"
+                    } else {
+                        "the key is no longer bound to our lease at etcd (deleted or taken)"
+                    }
+                );
+                if let Some(w) = &watchdog {
+                    w.lease_lost();
+                }
+                if let Some(w) = &lost_w {
+                    let _ = rustix::io::write(w, b"!");
+                }
             }
         });
         started
@@ -371,6 +504,7 @@ pub fn run(args: &RunArgs) -> u8 {
         pgid,
         &signals,
         lease.is_some().then_some((&*last_ok, &timing)),
+        lost_r.as_ref(),
     );
     drop(signals);
     if let Some(r) = renewer {
@@ -457,8 +591,10 @@ fn wait_fencing(
     pgid: Pid,
     signals: &SignalFd,
     fence: Option<(&AtomicU64, &Timing)>,
+    lost: Option<&OwnedFd>,
 ) -> std::io::Result<std::process::ExitStatus> {
     let mut kill_at: Option<u64> = None;
+    let mut lease_lost = false;
     loop {
         let deadline = match (fence, kill_at) {
             (_, Some(k)) => Some(k),
@@ -469,15 +605,22 @@ fn wait_fencing(
         };
         let timeout = deadline.map(timeout_until);
         let pidfd: &OwnedFd = child.pidfd();
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(pidfd, PollFlags::IN),
             PollFd::new(signals, PollFlags::IN),
         ];
+        if let Some(fd) = lost.filter(|_| !lease_lost) {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
         match poll(&mut fds, timeout.as_ref()) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
         let exited = !fds[0].revents().is_empty();
+        if fds.len() > 2 && !fds[2].revents().is_empty() {
+            lease_lost = true;
+        }
+        drop(fds);
         while let Some(got) = signals.read()? {
             if !exited {
                 if let Some(sig) = Signal::from_named_raw(got.signo) {
@@ -502,11 +645,15 @@ fn wait_fencing(
             }
             (Some((last_ok, t)), None) => {
                 let last = last_ok.load(Ordering::SeqCst);
-                if fence_due(last, now, t) {
-                    eprintln!(
-                        "interlock: lease not renewed for {} ms: stopping COMMAND (self-fence)",
-                        (now - last) / 1_000_000
-                    );
+                if lease_lost || fence_due(last, now, t) {
+                    if lease_lost {
+                        eprintln!("interlock: the fence is lost: stopping COMMAND (self-fence)");
+                    } else {
+                        eprintln!(
+                            "interlock: lease not renewed for {} ms: stopping COMMAND (self-fence)",
+                            (now - last) / 1_000_000
+                        );
+                    }
                     signal_group(pgid, Signal::QUIT);
                     kill_at = Some(now + t.stop_within.as_nanos() as u64);
                 }
@@ -523,14 +670,23 @@ pub fn watchdog(args: &WatchdogArgs) -> u8 {
     let timing = Timing::for_ttl(Duration::from_millis(args.ttl_ms));
     let fence_after = timing.fence_after;
     let stop_within = timing.stop_within.as_nanos() as u64;
-    let mut last_ok: u64 = now_ns();
+    let mut last_ok: u64 = args.last_ok_ns.unwrap_or_else(now_ns);
+    // The lease or its key is gone at etcd (`lost`), or the deadline
+    // passed before COMMAND's PID came: fence as soon as it comes.
+    let mut due = false;
     let mut target: Option<(Pid, OwnedFd)> = None;
     let mut buf = Vec::new();
     let mut eof = false;
     let mut kill_at: Option<u64> = None;
     loop {
-        let deadline = kill_at.unwrap_or(last_ok + fence_after.as_nanos() as u64);
-        let timeout = timeout_until(deadline);
+        let deadline = match (kill_at, due, &target) {
+            (Some(k), _, _) => Some(k),
+            // Nothing to stop yet: wait for COMMAND's PID (or EOF).
+            (None, true, None) => None,
+            (None, true, Some(_)) => Some(0),
+            (None, false, _) => Some(last_ok + fence_after.as_nanos() as u64),
+        };
+        let timeout = deadline.map(timeout_until);
         let (in_ready, exited) = {
             let stdin_fd = std::io::stdin();
             let mut fds = vec![PollFd::new(&stdin_fd, PollFlags::IN)];
@@ -541,7 +697,7 @@ pub fn watchdog(args: &WatchdogArgs) -> u8 {
             if let Some((_, fd)) = &target {
                 fds.push(PollFd::new(fd, PollFlags::IN));
             }
-            match poll(&mut fds, Some(&timeout)) {
+            match poll(&mut fds, timeout.as_ref()) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(_) => return 1,
             }
@@ -572,6 +728,7 @@ pub fn watchdog(args: &WatchdogArgs) -> u8 {
                     words.next().and_then(|w| w.parse::<u64>().ok()),
                 ) {
                     (Some("hb"), Some(ns)) => last_ok = last_ok.max(ns),
+                    (Some("lost"), _) => due = true,
                     (Some("pid"), Some(pid)) if target.is_none() => {
                         let Some(pid) = Pid::from_raw(pid as i32) else {
                             continue;
@@ -613,20 +770,26 @@ pub fn watchdog(args: &WatchdogArgs) -> u8 {
                 }
                 kill_at = Some(u64::MAX / 2);
             }
-            None if fence_due(last_ok, now, &timing) => {
-                eprintln!(
-                    "interlock fence-watchdog: lease not renewed for {} ms: stopping COMMAND \
-                     (self-fence)",
-                    (now - last_ok) / 1_000_000
-                );
+            None if due || fence_due(last_ok, now, &timing) => {
+                if due {
+                    eprintln!(
+                        "interlock fence-watchdog: the fence is lost: stopping COMMAND (self-fence)"
+                    );
+                } else {
+                    eprintln!(
+                        "interlock fence-watchdog: lease not renewed for {} ms: stopping COMMAND \
+                         (self-fence)",
+                        (now - last_ok) / 1_000_000
+                    );
+                }
                 match &target {
                     Some((pgid, _)) => {
                         signal_group(*pgid, Signal::QUIT);
                         kill_at = Some(now + stop_within);
                     }
-                    // COMMAND not started yet: `run` will not start it
-                    // without a lease either; wait for its pid or EOF.
-                    None => last_ok = now,
+                    // COMMAND not started yet (it announces its PID before
+                    // it execs): stop it the moment its PID comes.
+                    None => due = true,
                 }
             }
             _ => {}

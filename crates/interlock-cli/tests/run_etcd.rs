@@ -433,3 +433,97 @@ fn postgres_fenced_refused_then_stopped_by_the_watchdog_then_taken_over() {
         second.stderr()
     );
 }
+
+/// The etcd key `interlock run` holds, from its banner.
+fn held_key(r: &Run) -> String {
+    let mut key = String::new();
+    wait_until("the banner naming the key", || {
+        key = r
+            .stderr()
+            .split("fenced by etcd key ")
+            .nth(1)
+            .and_then(|k| k.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
+        !key.is_empty()
+    });
+    key
+}
+
+/// The key deleted by hand while the lease lives (`etcdctl del`): another
+/// holder could take it now, so COMMAND is stopped at the next renewal,
+/// not at the deadline; the watchdog is told as well.
+#[test]
+fn key_deleted_by_hand_the_holder_stops_command_at_once() {
+    let bin = interlock_testkit::require_etcd!();
+    let etcd = Etcd::start(&bin);
+    let (a, _b, logs) = dirs();
+    let mut c = Cleanup::for_dir(a.path());
+    let mut first = Run::start(&etcd.endpoint, a.path(), "k", logs.path(), &mut c);
+    let (_, cmd) = first.started(&mut c);
+    let key = held_key(&first);
+    std::thread::sleep(Duration::from_millis(700));
+    let b64 = Command::new("sh")
+        .args(["-c", "printf %s \"$0\" | base64 -w0", &key])
+        .output()
+        .unwrap();
+    let body = format!(
+        "{{\"key\":\"{}\"}}",
+        String::from_utf8_lossy(&b64.stdout).trim()
+    );
+    let deleted = Instant::now();
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "POST", "-d", &body])
+        .arg(format!("{}/v3/kv/deleterange", etcd.endpoint))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"deleted\":\"1\""));
+    // One renewal interval (0.5 s), not the deadline (1 s).
+    let took = time_to_death(cmd, deleted, Duration::from_millis(500) + SLACK);
+    eprintln!("COMMAND stopped {took:?} after its key was deleted");
+    assert_eq!(first.wait_code(Duration::from_secs(5)), Some(128 + 3));
+    let stderr = first.stderr();
+    assert!(stderr.contains("no longer bound to our lease"), "{stderr}");
+    assert!(stderr.contains("the fence is lost"), "{stderr}");
+}
+
+/// The watchdog killed: `interlock run` starts another, which knows
+/// COMMAND; SIGKILL of `interlock run` afterwards is still answered.
+#[test]
+fn watchdog_killed_run_starts_another_that_still_guards_command() {
+    let bin = interlock_testkit::require_etcd!();
+    let etcd = Etcd::start(&bin);
+    let (a, _b, logs) = dirs();
+    let mut c = Cleanup::for_dir(a.path());
+    let mut first = Run::start(&etcd.endpoint, a.path(), "k", logs.path(), &mut c);
+    let (_, cmd) = first.started(&mut c);
+    let run_pid = first.child.id() as i32;
+    let watchdogs = || children_named(run_pid, "fence-watchdog");
+    let old = watchdogs();
+    assert_eq!(old.len(), 1, "{old:?}");
+    c.pid(old[0]);
+    signal(old[0], Signal::KILL);
+    let mut new = Vec::new();
+    wait_until("another watchdog", || {
+        new = watchdogs()
+            .into_iter()
+            .filter(|p| !old.contains(p) && running(*p))
+            .collect();
+        !new.is_empty()
+    });
+    c.pid(new[0]);
+    assert!(
+        first
+            .stderr()
+            .contains("watchdog was gone: started it again"),
+        "{}",
+        first.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Instant::now();
+    signal(run_pid, Signal::KILL);
+    let took = time_to_death(cmd, killed, STOPPED_BY + SLACK);
+    eprintln!("COMMAND stopped {took:?} after SIGKILL of interlock run, by the second watchdog");
+    first.child.wait().unwrap();
+}

@@ -302,6 +302,21 @@ impl Client {
         })
     }
 
+    /// The lease `key` is bound to (0: none), or `None` when the key does
+    /// not exist. A linearizable read (etcd's default for a range): it is
+    /// answered only through a leader that still has its quorum (raft's
+    /// ReadIndex), unlike a lease renewal, which etcd's leader grants by
+    /// itself (`lessor.Renew`, server/lease/lessor.go) and so may grant
+    /// for a while after it was cut off from the other members.
+    pub fn key_lease(&self, key: &str, limit: Duration) -> Result<Option<i64>, EtcdError> {
+        let v = self.call(
+            "/v3/kv/range",
+            &json!({ "key": B64.encode(key), "limit": "1" }),
+            limit,
+        )?;
+        Ok(v.pointer("/kvs/0").map(|kv| field_int(kv, "lease")))
+    }
+
     /// Revoke `lease` (and so delete the keys bound to it).
     pub fn revoke(&self, lease: i64, limit: Duration) -> Result<(), EtcdError> {
         self.call(

@@ -144,8 +144,9 @@ pub enum LostReason {
     /// of the last that did (this long ago): the lease may lapse at etcd
     /// soon, and the server must be stopped before.
     NotRenewed { since_last_renewal: Duration },
-    /// etcd said the lease no longer exists (expired or revoked): the key
-    /// is gone, and another holder may have it already.
+    /// etcd said the lease no longer exists (expired or revoked), or the
+    /// key is no longer bound to it (deleted by hand): another holder may
+    /// have the key already.
     LeaseGone,
 }
 
@@ -169,7 +170,10 @@ impl fmt::Display for Lost {
                 "lease not renewed for {} ms",
                 since_last_renewal.as_millis()
             ),
-            LostReason::LeaseGone => write!(f, "the lease is gone at etcd (expired or revoked)"),
+            LostReason::LeaseGone => write!(
+                f,
+                "the lease is gone at etcd (expired or revoked), or the key is no longer bound to it"
+            ),
         }
     }
 }
@@ -269,7 +273,9 @@ impl Fence {
         let watch = Arc::new(Watch::default());
         let w = watch.clone();
         let renewer = match Renewer::start(&lease, &timing, move |ev| {
-            if let RenewEvent::Gone = ev {
+            // The lease gone, or the key no longer bound to it: either
+            // way another holder may have the key now.
+            if matches!(ev, RenewEvent::Gone | RenewEvent::KeyLost) {
                 w.set(|s| s.gone = true);
             }
         }) {

@@ -205,6 +205,10 @@ pub enum RenewEvent {
     /// The lease no longer exists at etcd (expired or revoked): the key is
     /// gone and another holder may take it. The renewer stops.
     Gone,
+    /// The lease lives but the key is no longer bound to it (deleted by
+    /// hand, or taken again under another lease): another holder may
+    /// take it, or have it. The renewer stops.
+    KeyLost,
 }
 
 /// A thread renewing a lease every `renew_every`, recording the send time
@@ -228,11 +232,11 @@ impl Renewer {
         let last_ok = Arc::new(AtomicU64::new(lease.granted_sent_ns));
         let done = Arc::new(AtomicBool::new(false));
         let client = lease.client.clone();
-        let (id, timing) = (lease.id, *timing);
+        let (id, timing, key) = (lease.id, *timing, lease.key.clone());
         let (l, d) = (last_ok.clone(), done.clone());
         let thread = std::thread::Builder::new()
             .name("interlock-fence-renewer".into())
-            .spawn(move || renew_loop(&client, id, &timing, &l, &d, on_event))?;
+            .spawn(move || renew_loop(&client, id, &key, &timing, &l, &d, on_event))?;
         Ok(Renewer {
             last_ok,
             done,
@@ -266,9 +270,29 @@ impl Drop for Renewer {
     }
 }
 
+/// What one renewal came to.
+enum Renewal {
+    /// Renewed, and the key still bound to the lease (read through a
+    /// quorum).
+    Confirmed,
+    /// The lease is gone at etcd.
+    LeaseGone,
+    /// The lease lives, the key is not bound to it.
+    KeyLost,
+}
+
+/// Renew every `renew_every`. A renewal counts (its send time becomes
+/// `last_ok`) only when the keep-alive succeeded **and** a linearizable
+/// read after it finds the key still bound to our lease, both within
+/// `renew_every` of the send: the keep-alive alone can be granted by a
+/// leader that has lost its quorum (see [`Client::key_lease`]), and the
+/// key can be deleted while the lease lives. Requiring both only makes
+/// successes rarer, which the protocol's model already allows (a renewal
+/// that fails or whose answer is lost).
 fn renew_loop(
     client: &Client,
     id: i64,
+    key: &str,
     timing: &Timing,
     last_ok: &AtomicU64,
     done: &AtomicBool,
@@ -285,8 +309,28 @@ fn renew_loop(
         }
         let sent = now_ns();
         next = sent + every;
-        match client.keep_alive_once(id, timing.renew_every) {
-            Ok(Renewed::Ttl(_)) => {
+        let renewed = (|| -> Result<Renewal, EtcdError> {
+            if let Renewed::Gone = client.keep_alive_once(id, timing.renew_every)? {
+                return Ok(Renewal::LeaseGone);
+            }
+            let spent = Duration::from_nanos(now_ns().saturating_sub(sent));
+            let left = timing.renew_every.saturating_sub(spent);
+            if left.is_zero() {
+                return Err(EtcdError::Unreachable(
+                    "renewed, but no time left to confirm it with a quorum read".into(),
+                ));
+            }
+            Ok(match client.key_lease(key, left)? {
+                Some(lease) if lease == id => Renewal::Confirmed,
+                _ => Renewal::KeyLost,
+            })
+        })();
+        match renewed {
+            Ok(Renewal::KeyLost) => {
+                on_event(RenewEvent::KeyLost);
+                return;
+            }
+            Ok(Renewal::Confirmed) => {
                 last_ok.fetch_max(sent, Ordering::SeqCst);
                 on_event(RenewEvent::Renewed { sent_ns: sent });
                 if failing {
@@ -294,7 +338,7 @@ fn renew_loop(
                     failing = false;
                 }
             }
-            Ok(Renewed::Gone) => {
+            Ok(Renewal::LeaseGone) => {
                 // Nothing more to renew.
                 on_event(RenewEvent::Gone);
                 return;

@@ -362,6 +362,69 @@ pub fn unblock_signals_in(cmd: &mut std::process::Command) {
     unsafe { cmd.pre_exec(hook) };
 }
 
+/// Make `cmd`'s child write `pid N\n` (N its own PID) to `fd` between
+/// fork and exec, before it runs anything of the command: a process
+/// reading the other end (the fence's watchdog) learns whom to guard even
+/// if the parent dies right after the fork. The write is one `write(2)`
+/// of at most 25 bytes, so it is not interleaved with other lines on a
+/// pipe (PIPE_BUF). If it fails (the reader is gone: EPIPE, SIGPIPE
+/// ignored for the write), the spawn fails with that error and the
+/// command does not run.
+pub fn announce_pid_in(cmd: &mut std::process::Command, fd: RawFd) {
+    use std::os::unix::process::CommandExt;
+    let hook = move || {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let mut line = [0u8; 25];
+        let n = pid_line(&mut line, pid);
+        // SAFETY: `sigaction` is plain data; all-zero is a valid value
+        // (no handler, empty mask, no flags).
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut ign: libc::sigaction = unsafe { std::mem::zeroed() };
+        ign.sa_sigaction = libc::SIG_IGN;
+        // SAFETY: both pointers are to live structs on our stack. The
+        // hook runs in the single-threaded child between fork and exec,
+        // where only async-signal-safe calls are made (sigaction, write).
+        unsafe { libc::sigaction(libc::SIGPIPE, &ign, &mut old) };
+        let ok = write_all(fd, &line[..n]);
+        let err = errno();
+        // SAFETY: restores the action read above.
+        unsafe { libc::sigaction(libc::SIGPIPE, &old, std::ptr::null_mut()) };
+        if ok {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(err))
+        }
+    };
+    // SAFETY: the hook only calls getpid, sigaction and write on stack
+    // buffers (see above), all async-signal-safe, and allocates nothing.
+    unsafe { cmd.pre_exec(hook) };
+}
+
+/// `pid N\n` into `buf`, without allocating; its length.
+fn pid_line(buf: &mut [u8; 25], pid: i32) -> usize {
+    let mut digits = [0u8; 12];
+    let mut v = pid.unsigned_abs();
+    let mut d = 0;
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf[..4].copy_from_slice(b"pid ");
+    let mut n = 4;
+    for i in (0..d).rev() {
+        buf[n] = digits[i];
+        n += 1;
+    }
+    buf[n] = b'\n';
+    n + 1
+}
+
 /// Switch the whole process to `uid`/`gid` with no supplementary groups:
 /// `setgroups(1, [gid])`, `setresgid(gid×3)`, `setresuid(uid×3)`, in that
 /// order (groups can only be changed while still privileged). glibc applies
@@ -395,4 +458,45 @@ pub fn at_exit(f: extern "C" fn()) -> io::Result<()> {
         return Err(io::Error::other("atexit failed"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_lines_are_written_without_allocating() {
+        let mut buf = [0u8; 25];
+        for (pid, want) in [
+            (1, "pid 1\n"),
+            (4194304, "pid 4194304\n"),
+            (i32::MAX, "pid 2147483647\n"),
+        ] {
+            let n = pid_line(&mut buf, pid);
+            assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn the_child_announces_its_pid_before_exec() {
+        let (r, w) = pipe_cloexec().unwrap();
+        let mut cmd = std::process::Command::new("true");
+        announce_pid_in(&mut cmd, w.as_raw_fd());
+        let mut child = cmd.spawn().unwrap();
+        drop(w);
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut got).unwrap();
+        assert_eq!(got, format!("pid {}\n", child.id()));
+        assert!(child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn with_the_reader_gone_the_command_does_not_run() {
+        let (r, w) = pipe_cloexec().unwrap();
+        drop(r);
+        let mut cmd = std::process::Command::new("true");
+        announce_pid_in(&mut cmd, w.as_raw_fd());
+        let e = cmd.spawn().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPIPE), "{e}");
+    }
 }
