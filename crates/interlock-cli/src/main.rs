@@ -77,11 +77,15 @@ enum Cmd {
     /// directory without attaching; reports leaked segments and DSM files,
     /// directories that probe the same keys, and servers in other
     /// namespaces (containers). With --etcd (or INTERLOCK_ETCD), also each
-    /// directory's fence across hosts, as `status --etcd` reads it without
-    /// --name: the key /interlock/SYSID/PATH of its absolute path as found
-    /// (a directory fenced under another name is not seen); etcd is given
-    /// 3 s for every directory together, and once unreachable is not tried
-    /// again.
+    /// directory's fence across hosts: every key under /interlock/SYSID/
+    /// (one read per system identifier) counts for a directory if it is
+    /// its default key (/interlock/SYSID/PATH, its absolute path as found)
+    /// or if the datadir its holder recorded is that path or resolves here
+    /// to the same directory (a key of `run --name`); a holder elsewhere is
+    /// preferred when several count. Keys that count for no directory found
+    /// are listed as "fenced under other names" (replicas share SYSID),
+    /// without changing a verdict. etcd is given 3 s for every directory
+    /// together, and once unreachable is not tried again.
     #[command(after_help = exit::SCAN_EXIT_CODES_HELP)]
     Scan(scan::ScanArgs),
     /// Get a blocked PostgreSQL started without harming anything else: print

@@ -136,6 +136,14 @@ pub fn render(r: &ScanReport) -> String {
             }
         );
     }
+    // Keys under a scanned system identifier that count for no directory
+    // here: for the record (a replica, or a directory not found here).
+    for o in r.etcd.iter().flat_map(|e| &e.other_names) {
+        s += &format!(
+            "      {}\n",
+            paint(DIM, &format!("fenced under other names: {}", esc(&o.line)))
+        );
+    }
     if !r.data_dirs.is_empty() {
         s += &format!("\n  {}\n", paint(BOLD, "data directories"));
         for d in &r.data_dirs {

@@ -190,6 +190,149 @@ fn scan_folds_each_clusters_fence_into_its_verdict() {
 }
 
 #[test]
+fn scan_counts_a_key_under_another_name_by_the_datadir_its_holder_recorded() {
+    let etcd_bin = interlock_testkit::require_etcd!();
+    let etcd = Etcd::start(&etcd_bin);
+    let client = Client::new(&etcd.endpoint).unwrap();
+    // Fenced as `interlock run --name lun7` on another host, which
+    // recorded this directory's path.
+    let named = cluster();
+    let token = hold_key(&client, named.path(), Some("lun7"), other_host());
+    // Fenced under a name by another spelling of its path (a symbolic
+    // link): the recorded datadir resolves here to this directory.
+    let linked = cluster();
+    let links = tempfile::tempdir().unwrap();
+    let link = links.path().join("pgdata");
+    std::os::unix::fs::symlink(linked.path(), &link).unwrap();
+    hold_key(&client, &link, Some("via-link"), other_host());
+    // Two keys count: this host's default key, another host's by name;
+    // the other host's is the one reported.
+    let both = cluster();
+    let this = HolderValue {
+        host: this_host(),
+        boot_id: this_boot_id(),
+        ..other_host()
+    };
+    hold_key(&client, both.path(), None, this);
+    hold_key(&client, both.path(), Some("b-elsewhere"), other_host());
+    // A key under the same system identifier that names none of them: a
+    // replica on another host. For the record only.
+    let free = cluster();
+    let abs_free = std::path::absolute(free.path()).unwrap();
+    let replica = key_for(&abs_free, Some("replica-b")).unwrap();
+    let lease = client.grant(60, Duration::from_secs(5)).unwrap();
+    let value = HolderValue {
+        host: "db-replica".into(),
+        datadir: "/srv/replica-b".into(),
+        ..other_host()
+    };
+    assert!(matches!(
+        client
+            .create_with_lease(&replica, &value.to_json(), lease, Duration::from_secs(5))
+            .unwrap(),
+        Created::Ok { .. }
+    ));
+    let dirs = [named.path(), linked.path(), both.path(), free.path()];
+
+    let (code, out, _) = interlock(&["scan", "--json", "--etcd", &etcd.endpoint], &dirs, &[]);
+    let scan = json(&out);
+    assert_eq!(code, Some(1), "{scan:#}");
+    let n = entry(&scan, named.path());
+    assert_eq!(n["verdict"], "blocked", "{n:#}");
+    assert_eq!(n["fence"]["state"], "held_elsewhere", "{n:#}");
+    assert!(
+        n["fence"]["key"].as_str().unwrap().ends_with("/lun7"),
+        "{n:#}"
+    );
+    assert_eq!(n["fence"]["holder"]["host"], "db-other", "{n:#}");
+    assert_eq!(n["fence"]["holder"]["token"], token, "{n:#}");
+    assert!(
+        n["fence"]["holder"]["lease_expires_in"].as_i64().unwrap() > 0,
+        "{n:#}"
+    );
+    assert!(codes_of(n).contains(&"fenced_elsewhere".into()), "{n:#}");
+    let l = entry(&scan, linked.path());
+    assert_eq!(l["verdict"], "blocked", "{l:#}");
+    assert!(
+        l["fence"]["key"].as_str().unwrap().ends_with("/via-link"),
+        "{l:#}"
+    );
+    let b = entry(&scan, both.path());
+    assert_eq!(b["verdict"], "blocked", "{b:#}");
+    assert!(
+        b["fence"]["key"]
+            .as_str()
+            .unwrap()
+            .ends_with("/b-elsewhere"),
+        "{b:#}"
+    );
+    let default_both = key_for(&std::path::absolute(both.path()).unwrap(), None).unwrap();
+    assert!(
+        b["fence"]["line"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("; also under {default_both}")),
+        "{b:#}"
+    );
+    let f = entry(&scan, free.path());
+    assert_eq!(f["verdict"], "will_start", "{f:#}");
+    assert_eq!(f["fence"]["state"], "free", "{f:#}");
+    assert!(!codes_of(f).iter().any(|c| c.starts_with("fence")), "{f:#}");
+    let others = scan["etcd"]["other_names"].as_array().unwrap();
+    assert_eq!(others.len(), 1, "{scan:#}");
+    assert_eq!(others[0]["key"], replica.as_str(), "{scan:#}");
+    assert_eq!(others[0]["datadir"], "/srv/replica-b", "{scan:#}");
+    assert_eq!(others[0]["holder"]["host"], "db-replica", "{scan:#}");
+    assert_eq!(others[0]["here"], false, "{scan:#}");
+
+    // The text: the named holder under the blocked directory, the other
+    // name once, at the top.
+    let (_, text, _) = interlock(&["scan", "--etcd", &etcd.endpoint], &dirs, &[]);
+    let lines: Vec<&str> = text.lines().collect();
+    let shown = named.path().display().to_string();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("BLOCKED") && l.contains(&shown))
+        .unwrap_or_else(|| panic!("{shown} not BLOCKED in:\n{text}"));
+    assert!(
+        lines[at + 1].contains("/lun7: held by host db-other (PID 4242, token ")
+            && lines[at + 1].ends_with(&format!(", for datadir {shown}")),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(&format!(
+            "fenced under other names: {replica} held by host db-replica (PID 4242, token "
+        ))
+        .count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("datadir /srv/replica-b)"), "{text}");
+
+    // Scanned alone, the free directory still would start: every other key
+    // is only named.
+    let (_, out, _) = interlock(
+        &["scan", "--json", "--etcd", &etcd.endpoint],
+        &[free.path()],
+        &[],
+    );
+    let alone = json(&out);
+    let f = entry(&alone, free.path());
+    assert_eq!(f["verdict"], "will_start", "{f:#}");
+    assert_eq!(f["fence"]["state"], "free", "{f:#}");
+    let keys: Vec<&str> = alone["etcd"]["other_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    for name in ["/lun7", "/via-link", "/b-elsewhere", "/replica-b"] {
+        assert!(keys.iter().any(|k| k.ends_with(name)), "{name}: {alone:#}");
+    }
+    assert!(keys.contains(&default_both.as_str()), "{alone:#}");
+}
+
+#[test]
 fn interlock_etcd_in_the_environment_is_read_by_status_and_scan() {
     let etcd_bin = interlock_testkit::require_etcd!();
     let etcd = Etcd::start(&etcd_bin);

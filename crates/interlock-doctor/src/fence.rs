@@ -7,7 +7,8 @@
 //! record. etcd unreachable makes the verdict `unknown`: whether another
 //! host runs a server cannot be told.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use interlock_fence::etcd::{Client, EtcdError, Holder};
@@ -60,6 +61,17 @@ pub struct FenceInfo {
     pub line: String,
 }
 
+/// The fence unknown, with why.
+fn unknown(key: Option<String>, error: String) -> FenceInfo {
+    FenceInfo {
+        key,
+        state: FenceState::Unknown,
+        holder: None,
+        line: format!("cannot be told: {error}"),
+        error: Some(error),
+    }
+}
+
 fn holder_of(h: &Holder) -> FenceHolder {
     let v = HolderValue::parse(&h.value);
     FenceHolder {
@@ -89,12 +101,28 @@ fn holder_words(h: &FenceHolder) -> String {
 /// further attempt, so a scan pays the time limit once, not once per
 /// cluster.
 ///
-/// What counts, for each directory: the key `/interlock/SYSID/NAME`
-/// ([`key::key_for`], the rule `interlock run` creates it by), NAME given
-/// or else the directory's absolute path as given (`std::path::absolute`,
-/// as `run` takes it: no symbolic link resolved). A directory fenced under
-/// another name, or under another spelling of its path, is not found by
-/// `scan`, which has no name to give.
+/// What counts, for [`FenceReader::read`] (`status`, `preflight`): the key
+/// `/interlock/SYSID/NAME` ([`key::key_for`], the rule `interlock run`
+/// creates it by), NAME given or else the directory's absolute path as
+/// given (`std::path::absolute`, as `run` takes it: no symbolic link
+/// resolved).
+///
+/// For [`FenceReader::read_found`] (`scan`, which has no name to give):
+/// every key under `/interlock/SYSID/`, read in one range per system
+/// identifier ([`Client::get_prefix`], kept for the next directory of the
+/// same identifier). A key counts for a directory if it is the directory's
+/// default key (its absolute path), or if the `datadir` its holder recorded
+/// ([`HolderValue`]) is this directory's absolute path, or resolves here to
+/// the same directory (both canonicalised: a symbolic link, another
+/// spelling). A holder on another host recorded its own path: its key is
+/// counted only if that path names this directory here too; the same path
+/// is taken for the same storage, the assumption the default key makes
+/// (so a replica at the same path on another host, fenced under its own
+/// name, counts too: `status --name` tells which). When several keys
+/// count, one held by another host (or boot) is reported, the default key
+/// first, then in key order. Keys under the prefix that count for no
+/// directory read are [`FenceReader::other_names`]: informational (replicas
+/// share a system identifier), never a verdict.
 #[derive(Debug)]
 pub struct FenceReader {
     client: Result<Client, String>,
@@ -103,6 +131,39 @@ pub struct FenceReader {
     deadline: Instant,
     budget: Duration,
     unreachable: Option<String>,
+    /// The keys under `/interlock/SYSID/`, by system identifier, as read
+    /// once (or why they could not be).
+    prefixes: BTreeMap<u64, Result<Vec<PrefixKey>, String>>,
+}
+
+/// A key under a system identifier's prefix, as [`FenceReader::read_found`]
+/// keeps it.
+#[derive(Debug)]
+struct PrefixKey {
+    key: String,
+    holder: Holder,
+    value: HolderValue,
+    /// The recorded `datadir`, canonicalised here, once asked (`None`
+    /// inside: not absolute, or not resolved here).
+    canonical: Option<Option<PathBuf>>,
+    /// Counted for a directory read.
+    matched: bool,
+}
+
+/// A key under `/interlock/SYSID/` that counted for no directory `scan`
+/// read: fenced under another name (a replica, or a directory not found
+/// here). For the record.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherName {
+    pub key: String,
+    /// The data directory its holder recorded (on its host).
+    pub datadir: String,
+    /// The holder (its lease's time left not read).
+    pub holder: FenceHolder,
+    /// Held by this host, this boot.
+    pub here: bool,
+    /// In one line.
+    pub line: String,
 }
 
 impl FenceReader {
@@ -116,6 +177,7 @@ impl FenceReader {
             deadline: Instant::now() + budget,
             budget,
             unreachable: None,
+            prefixes: BTreeMap::new(),
         }
     }
 
@@ -132,16 +194,190 @@ impl FenceReader {
         self.unreachable.as_deref()
     }
 
+    /// Time left for one more read, or why there is none: the
+    /// client refused, etcd found unreachable, or the budget spent.
+    fn time_left(&mut self) -> Result<Duration, String> {
+        if let Err(e) = &self.client {
+            self.unreachable = Some(e.clone());
+            return Err(e.clone());
+        }
+        if let Some(e) = &self.unreachable {
+            return Err(e.clone());
+        }
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let e = format!(
+                "etcd too slow: no time left for this read ({} ms for every read in all)",
+                self.budget.as_millis()
+            );
+            return Err(e);
+        }
+        Ok(left.min(LIMIT))
+    }
+
+    /// Read the fence of `data_dir` as `scan` does, with no name to give:
+    /// every key under `/interlock/SYSID/` (one range per system
+    /// identifier, kept), counted by the rule in [`FenceReader`]'s
+    /// documentation.
+    pub fn read_found(&mut self, data_dir: &Path) -> FenceInfo {
+        let abs = match std::path::absolute(data_dir) {
+            Ok(p) => p,
+            Err(e) => return unknown(None, format!("{}: {e}", data_dir.display())),
+        };
+        let sysid = match key::system_identifier(&abs) {
+            Ok(s) => s,
+            Err(e) => return unknown(None, format!("cannot read the system identifier: {e}")),
+        };
+        let shown = abs.display().to_string();
+        let default = key::key(sysid, &shown);
+        if !self.prefixes.contains_key(&sysid) {
+            let limit = match self.time_left() {
+                Ok(l) => l,
+                Err(e) => return unknown(Some(default), e),
+            };
+            let prefix = format!("/interlock/{sysid}/");
+            let Ok(client) = &self.client else {
+                unreachable!("time_left checked the client")
+            };
+            let keys = match client.get_prefix(&prefix, limit) {
+                Ok(kvs) => Ok(kvs
+                    .into_iter()
+                    .map(|(key, holder)| PrefixKey {
+                        value: HolderValue::parse(&holder.value),
+                        key,
+                        holder,
+                        canonical: None,
+                        matched: false,
+                    })
+                    .collect()),
+                Err(e) => {
+                    if matches!(e, EtcdError::Unreachable(_)) {
+                        self.unreachable = Some(e.to_string());
+                        return unknown(Some(default), e.to_string());
+                    }
+                    Err(e.to_string())
+                }
+            };
+            self.prefixes.insert(sysid, keys);
+        }
+        let here_canonical = std::fs::canonicalize(&abs).ok();
+        let (host, boot_id) = (self.host.clone(), self.boot_id.clone());
+        let keys = match self.prefixes.get_mut(&sysid) {
+            Some(Ok(keys)) => keys,
+            Some(Err(e)) => return unknown(Some(default), e.clone()),
+            None => unreachable!("inserted above"),
+        };
+        // Which keys count for this directory.
+        let mut counted: Vec<usize> = Vec::new();
+        for (i, k) in keys.iter_mut().enumerate() {
+            let same = k.key == default
+                || k.value.datadir == shown
+                || (here_canonical.is_some() && {
+                    let recorded = &k.value.datadir;
+                    let c = k.canonical.get_or_insert_with(|| {
+                        Path::new(recorded)
+                            .is_absolute()
+                            .then(|| std::fs::canonicalize(recorded).ok())
+                            .flatten()
+                    });
+                    *c == here_canonical
+                });
+            if same {
+                k.matched = true;
+                counted.push(i);
+            }
+        }
+        // One held elsewhere first, then the default key, then key order.
+        counted.sort_by_key(|&i| {
+            (
+                keys[i].value.is_here(&host, &boot_id),
+                keys[i].key != default,
+                i,
+            )
+        });
+        let Some(&first) = counted.first() else {
+            return FenceInfo {
+                line: format!("{default}: not held"),
+                key: Some(default),
+                state: FenceState::Free,
+                holder: None,
+                error: None,
+            };
+        };
+        let also: Vec<String> = counted[1..].iter().map(|&i| keys[i].key.clone()).collect();
+        let (k, mut h, recorded) = (
+            keys[first].key.clone(),
+            keys[first].holder.clone(),
+            keys[first].value.datadir.clone(),
+        );
+        let here = keys[first].value.is_here(&host, &boot_id);
+        if h.lease != 0 {
+            if let (Ok(limit), Ok(client)) = (self.time_left(), &self.client) {
+                h.ttl_remaining = client.time_to_live(h.lease, limit).ok();
+            }
+        }
+        let holder = holder_of(&h);
+        FenceInfo {
+            line: format!(
+                "{k}: held by {}{}{}{}",
+                holder_words(&holder),
+                if here { ", this host" } else { "" },
+                if k == default {
+                    String::new()
+                } else {
+                    format!(", for datadir {recorded}")
+                },
+                if also.is_empty() {
+                    String::new()
+                } else {
+                    format!("; also under {}", also.join(", "))
+                }
+            ),
+            key: Some(k),
+            state: if here {
+                FenceState::HeldHere
+            } else {
+                FenceState::HeldElsewhere
+            },
+            holder: Some(holder),
+            error: None,
+        }
+    }
+
+    /// The keys read by [`FenceReader::read_found`] that counted for no
+    /// directory it read, in key order: fenced under other names.
+    pub fn other_names(&self) -> Vec<OtherName> {
+        self.prefixes
+            .values()
+            .filter_map(|r| r.as_ref().ok())
+            .flatten()
+            .filter(|k| !k.matched)
+            .map(|k| {
+                let holder = holder_of(&k.holder);
+                let here = k.value.is_here(&self.host, &self.boot_id);
+                OtherName {
+                    line: format!(
+                        "{} held by host {} (PID {}, token {}, since {}; datadir {}){}",
+                        k.key,
+                        holder.host,
+                        holder.pid.map_or("?".into(), |p| p.to_string()),
+                        holder.token,
+                        holder.since,
+                        k.value.datadir,
+                        if here { ", this host" } else { "" }
+                    ),
+                    key: k.key.clone(),
+                    datadir: k.value.datadir.clone(),
+                    holder,
+                    here,
+                }
+            })
+            .collect()
+    }
+
     /// Read the fence of `data_dir`, named `name` or else by its absolute
     /// path.
     pub fn read(&mut self, data_dir: &Path, name: Option<&str>) -> FenceInfo {
-        let unknown = |key: Option<String>, error: String| FenceInfo {
-            key,
-            state: FenceState::Unknown,
-            holder: None,
-            line: format!("cannot be told: {error}"),
-            error: Some(error),
-        };
         let abs = match std::path::absolute(data_dir) {
             Ok(p) => p,
             Err(e) => return unknown(None, format!("{}: {e}", data_dir.display())),
@@ -343,6 +579,32 @@ mod tests {
         assert_eq!(second.state, FenceState::Unknown);
         assert_eq!(second.error.as_deref(), Some(why.as_str()));
         assert!(start.elapsed() - paid < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn scan_reads_pay_unreachable_once_and_keep_no_other_names() {
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", silent.local_addr().unwrap());
+        let mut reader = FenceReader::new(&endpoint, Duration::from_millis(300), "h", "b");
+        let (a, b) = (cluster(), cluster());
+        let start = Instant::now();
+        let first = reader.read_found(a.path());
+        assert_eq!(first.state, FenceState::Unknown);
+        let abs = std::path::absolute(a.path()).unwrap();
+        assert_eq!(first.key, Some(key::key_for(&abs, None).unwrap()));
+        let why = reader.unreachable().unwrap().to_string();
+        let paid = start.elapsed();
+        let second = reader.read_found(b.path());
+        assert_eq!(second.error.as_deref(), Some(why.as_str()));
+        assert!(start.elapsed() - paid < Duration::from_millis(100));
+        assert!(reader.other_names().is_empty());
+
+        let mut spent = FenceReader::new("http://127.0.0.1:9", Duration::ZERO, "h", "b");
+        let f = spent.read_found(a.path());
+        assert!(f.error.unwrap().contains("too slow"));
+        let no_pg = tempfile::tempdir().unwrap();
+        let f = spent.read_found(no_pg.path());
+        assert!(f.key.is_none() && f.error.unwrap().contains("system identifier"));
     }
 
     #[test]

@@ -29,8 +29,9 @@ pub struct ScanOptions {
     /// Where Debian keeps clusters (`/var/lib/postgresql`).
     pub debian_root: PathBuf,
     /// etcd client endpoints: also read each directory's fence there
-    /// (`interlock run --etcd`), as `status --etcd` does without `--name`
-    /// ([`crate::fence::FenceReader`]).
+    /// (`interlock run --etcd`): its default key, or any key under its
+    /// system identifier whose holder recorded this directory
+    /// ([`crate::fence::FenceReader::read_found`]).
     pub etcd: Option<String>,
 }
 
@@ -111,6 +112,10 @@ pub struct ScanEtcd {
     /// Why etcd could not be reached, if it could not: then every
     /// directory's fence is unknown, and so is its verdict.
     pub unreachable: Option<String>,
+    /// Keys under a scanned directory's system identifier that count for
+    /// no directory found: fenced under other names (replicas share a
+    /// system identifier). Informational, never a verdict.
+    pub other_names: Vec<crate::fence::OtherName>,
 }
 
 /// A PostgreSQL process: PID, working directory, its (device, inode).
@@ -291,9 +296,11 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
     // Diagnose each, from the host as read above: every process's maps are
     // in `host` already, and what each diagnosis reads more (working
     // directories, the /dev/shm listing) is kept for the next.
-    // With etcd, each directory's fence too, by the rule `status` reads it
-    // by (`fence.rs`), from one reader: one client, one time budget for
-    // all, and no further attempt once etcd is found unreachable.
+    // With etcd, each directory's fence too (`fence.rs`, `read_found`: one
+    // range per system identifier, a key counted by its name or the
+    // datadir its holder recorded), from one reader: one client, one time
+    // budget for all, and no further attempt once etcd is found
+    // unreachable.
     let mut fences = opts
         .etcd
         .as_deref()
@@ -302,7 +309,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
     for (path, found_by) in dirs.values() {
         if let Ok(mut status) = super::status::status_with_host(path, &opts.status, &mut host) {
             if let Some(reader) = &mut fences {
-                let fence = reader.read(path, None);
+                let fence = reader.read_found(path);
                 crate::fence::apply_fence(&mut status, fence);
             }
             data_dirs.push(HostDir {
@@ -463,6 +470,7 @@ pub fn scan(opts: &ScanOptions) -> ScanReport {
         unreachable: fences
             .as_ref()
             .and_then(|r| r.unreachable().map(str::to_string)),
+        other_names: fences.as_ref().map(|r| r.other_names()).unwrap_or_default(),
     });
     if let Some(why) = etcd.as_ref().and_then(|e| e.unreachable.as_deref()) {
         find(

@@ -61,6 +61,25 @@ pub enum Created {
     Held(Holder),
 }
 
+/// The most keys [`Client::get_prefix`] asks etcd for (its request's
+/// `limit`).
+pub const PREFIX_MAX_KEYS: usize = 64;
+
+/// The end of etcd's range for every key starting with `prefix` (etcd's
+/// `GetPrefixRangeEnd`): trailing `0xff` bytes dropped, then the last byte
+/// plus one; a prefix of `0xff` bytes only (or empty) gives `"\0"`, which
+/// etcd reads as "to the end of the key space".
+pub fn prefix_range_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
 /// A client for one or more etcd endpoints (`http://host:port`), tried
 /// in order.
 #[derive(Debug, Clone)]
@@ -276,6 +295,59 @@ impl Client {
         }))
     }
 
+    /// Every key under `prefix` with its holder, in key order, in one
+    /// request: etcd's range from `prefix` to [`prefix_range_end`]`(prefix)`.
+    /// The lease's time left is not read (`ttl_remaining` is `None`):
+    /// ask [`Client::time_to_live`] for the holders that matter, so that a
+    /// range over many keys stays one request.
+    ///
+    /// Bounded: the request asks for at most [`PREFIX_MAX_KEYS`] keys (a
+    /// fence's prefix `/interlock/SYSID/` holds one key per name a cluster
+    /// and its replicas are fenced under: a few). More keys than that is
+    /// an error ([`EtcdError::Protocol`], with etcd's count), never a
+    /// silently truncated answer.
+    pub fn get_prefix(
+        &self,
+        prefix: &str,
+        limit: Duration,
+    ) -> Result<Vec<(String, Holder)>, EtcdError> {
+        let body = json!({
+            "key": B64.encode(prefix),
+            "range_end": B64.encode(prefix_range_end(prefix.as_bytes())),
+            "limit": PREFIX_MAX_KEYS.to_string(),
+        });
+        let v = self.call("/v3/kv/range", &body, limit)?;
+        if v.get("more").and_then(Value::as_bool) == Some(true) {
+            return Err(EtcdError::Protocol(format!(
+                "more than {PREFIX_MAX_KEYS} keys under {prefix} ({} in all)",
+                field_int(&v, "count")
+            )));
+        }
+        let decode = |kv: &Value, name: &str| {
+            kv.get(name)
+                .and_then(Value::as_str)
+                .and_then(|s| B64.decode(s).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        let kvs = v.get("kvs").and_then(Value::as_array);
+        Ok(kvs
+            .into_iter()
+            .flatten()
+            .map(|kv| {
+                (
+                    decode(kv, "key"),
+                    Holder {
+                        value: decode(kv, "value"),
+                        create_revision: field_int(kv, "create_revision"),
+                        lease: field_int(kv, "lease"),
+                        ttl_remaining: None,
+                    },
+                )
+            })
+            .collect())
+    }
+
     /// Seconds left on `lease` (-1: it has expired or does not exist).
     pub fn time_to_live(&self, lease: i64, limit: Duration) -> Result<i64, EtcdError> {
         let v = self.call(
@@ -325,5 +397,21 @@ impl Client {
             limit,
         )
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_range_end_is_etcds() {
+        assert_eq!(prefix_range_end(b"/interlock/7/"), b"/interlock/70");
+        assert_eq!(prefix_range_end(b"a"), b"b");
+        assert_eq!(prefix_range_end(b"a\xff"), b"b");
+        assert_eq!(prefix_range_end(b"a\xfe\xff\xff"), b"a\xff");
+        assert_eq!(prefix_range_end(b"\xff\xff"), b"\0");
+        assert_eq!(prefix_range_end(b"\xff"), b"\0");
+        assert_eq!(prefix_range_end(b""), b"\0");
     }
 }

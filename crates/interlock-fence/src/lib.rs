@@ -11,7 +11,7 @@
 //! With the feature `etcd` (off by default: without it the crate pulls in
 //! no HTTP stack and no serde):
 //! - `etcd`: a small blocking etcd v3 client (grant, create-if-absent,
-//!   keep-alive, revoke, get) on etcd's JSON gateway;
+//!   keep-alive, revoke, get, get_prefix) on etcd's JSON gateway;
 //! - `key`: the key (`/interlock/SYSID/NAME`), the holder's value, and
 //!   `DATADIR/interlock.fence`, the holder's record of its fencing token;
 //! - `lease`: taking the key under a lease (`Lease::acquire`) and renewing

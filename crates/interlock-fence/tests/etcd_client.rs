@@ -62,3 +62,41 @@ fn unreachable_within_the_limit() {
     }
     assert!(start.elapsed() < LIMIT * 2);
 }
+
+#[test]
+fn get_prefix_is_one_range_bounded_and_in_key_order() {
+    let bin = interlock_testkit::require_etcd!();
+    let etcd = Etcd::start(&bin);
+    let c = Client::new(&etcd.endpoint).unwrap();
+    let lease = c.grant(30, LIMIT).unwrap();
+    for (k, v) in [
+        ("/interlock/7/srv/pg", "a"),
+        ("/interlock/7/lun7", "b"),
+        ("/interlock/70/x", "not under /interlock/7/"),
+        ("/interlock/8/y", "another system"),
+    ] {
+        assert!(matches!(
+            c.create_with_lease(k, v, lease, LIMIT).unwrap(),
+            Created::Ok { .. }
+        ));
+    }
+    let got = c.get_prefix("/interlock/7/", LIMIT).unwrap();
+    let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["/interlock/7/lun7", "/interlock/7/srv/pg"]);
+    let (_, h) = &got[1];
+    assert_eq!(h.value, "a");
+    assert_eq!(h.lease, lease);
+    assert!(h.create_revision > 0);
+    assert_eq!(h.ttl_remaining, None, "not read by a range");
+    assert!(c.get_prefix("/interlock/9/", LIMIT).unwrap().is_empty());
+
+    // More keys than PREFIX_MAX_KEYS: an error, not a truncated answer.
+    for i in 0..=interlock_fence::etcd::PREFIX_MAX_KEYS {
+        let k = format!("/interlock/5/{i}");
+        c.create_with_lease(&k, "v", lease, LIMIT).unwrap();
+    }
+    match c.get_prefix("/interlock/5/", LIMIT) {
+        Err(EtcdError::Protocol(m)) => assert!(m.contains("more than 64 keys"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
