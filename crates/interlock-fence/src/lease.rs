@@ -259,6 +259,7 @@ impl Renewer {
     fn finish(&mut self) {
         self.done.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -304,7 +305,9 @@ fn renew_loop(
     while !done.load(Ordering::SeqCst) {
         let now = now_ns();
         if now < next {
-            std::thread::sleep(Duration::from_nanos((next - now).min(50_000_000)));
+            // Woken early by `Renewer::finish` (unpark); a spurious wake
+            // only loops.
+            std::thread::park_timeout(Duration::from_nanos(next - now));
             continue;
         }
         let sent = now_ns();
