@@ -65,7 +65,9 @@
 //!   if the host still holds an unexpired lease, and moves the expiry to
 //!   `ttl` after etcd handled it. The response can be lost or arrive late;
 //!   the holder counts from the send time of its last *known* success and
-//!   heartbeats the keeper then.
+//!   heartbeats the keeper then. (The code counts a renewal only when a
+//!   quorum read after it confirms the key is still bound to the lease,
+//!   [`lease`]: fewer successes than the model allows, never more.)
 //! - Fencing: while COMMAND runs, a live `interlock` or the keeper stops it
 //!   at the deadline (time cannot pass it); the stop ends at any moment up
 //!   to `stop_within` later (time cannot pass that either). A stop that
