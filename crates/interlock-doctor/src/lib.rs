@@ -718,25 +718,12 @@ pub fn format_utc(epoch: i64) -> String {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339) for epoch seconds.
 pub fn format_rfc3339_utc(epoch: i64) -> String {
-    let (y, m, d, hh, mm, ss) = civil_utc(epoch);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+    interlock_format::utc::rfc3339(epoch)
 }
 
 /// Year, month, day, hour, minute, second (UTC) of epoch seconds.
 fn civil_utc(epoch: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = epoch.div_euclid(86_400);
-    let secs = epoch.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
+    interlock_format::utc::civil(epoch)
 }
 
 #[cfg(test)]

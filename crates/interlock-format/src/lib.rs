@@ -41,5 +41,6 @@ pub mod shmem_header;
 pub mod statfs;
 pub mod sysctl;
 pub mod sysvipc;
+pub mod utc;
 
 pub use error::ParseError;
