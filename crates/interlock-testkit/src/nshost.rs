@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
+use crate::process::{all_procs, Proc};
+
 /// What runs as PID 1: it sets the host name and a private `/dev/shm`,
 /// starts the command in a subshell that records its exit status, and
 /// becomes `sleep`, an init that outlives the command, so that what the
@@ -86,43 +88,6 @@ macro_rules! require_namespaces {
             return;
         }
     };
-}
-
-/// A process: its PID as seen from the test, its parent and its argv.
-#[derive(Debug, Clone)]
-pub struct Proc {
-    pub pid: i32,
-    pub ppid: i32,
-    pub argv: Vec<String>,
-}
-
-/// Every process on the machine, with parent and argv (from `/proc`).
-fn all_procs() -> Vec<Proc> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(ppid) = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(1))
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let argv = cmd
-            .split(|&b| b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        out.push(Proc { pid, ppid, argv });
-    }
-    out
 }
 
 impl NsHost {

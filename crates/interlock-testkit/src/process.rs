@@ -73,9 +73,17 @@ pub fn wait_stopped(pid: i32) {
     wait_until(&format!("PID {pid} to stop"), || state_of(pid) == Some('T'));
 }
 
-/// Children of `ppid` whose command line contains `needle` (from each
-/// `/proc/PID/stat`'s parent field, which every kernel has).
-pub fn children_named(ppid: i32, needle: &str) -> Vec<i32> {
+/// A process: its PID as seen from the test, its parent and its argv.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub pid: i32,
+    pub ppid: i32,
+    pub argv: Vec<String>,
+}
+
+/// Every process on the machine, with parent (from each `/proc/PID/stat`'s
+/// parent field, which every kernel has) and argv.
+pub fn all_procs() -> Vec<Proc> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
@@ -84,19 +92,32 @@ pub fn children_named(ppid: i32, needle: &str) -> Vec<i32> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        let parent = stat
+        let Some(ppid) = stat
             .rsplit(')')
             .next()
             .and_then(|r| r.split_whitespace().nth(1))
-            .and_then(|s| s.parse::<i32>().ok());
-        if parent == Some(ppid) {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(needle) {
-                out.push(pid);
-            }
-        }
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv = cmd
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        out.push(Proc { pid, ppid, argv });
     }
     out
+}
+
+/// Children of `ppid` whose command line contains `needle`.
+pub fn children_named(ppid: i32, needle: &str) -> Vec<i32> {
+    all_procs()
+        .into_iter()
+        .filter(|p| p.ppid == ppid && p.argv.join(" ").contains(needle))
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// `target/<profile>/examples/<name>`, built by `cargo test --workspace`
