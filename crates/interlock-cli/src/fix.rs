@@ -31,6 +31,15 @@ pub struct FixArgs {
     /// The port the server will start on (decides the keys of 10–12).
     #[arg(long)]
     pub port: Option<u16>,
+    /// etcd: --etcd. With it, fix refuses while another host holds the
+    /// directory's fence, or while etcd cannot be read.
+    #[command(flatten)]
+    pub etcd: crate::status::EtcdArgs,
+    /// The name in the fence's key, as given to `interlock run --name`
+    /// [default: the data directory's absolute path]. Read only with
+    /// --etcd (or INTERLOCK_ETCD); an empty value is not set.
+    #[arg(long, env = crate::status::ETCD_NAME_ENV, hide_env_values = true)]
+    pub name: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -40,7 +49,15 @@ struct Report<'a> {
 }
 
 pub fn run(args: &FixArgs) -> u8 {
+    let Some(name) = crate::status::fence_name(&args.etcd, args.name.as_deref()) else {
+        return exit::UNKNOWN;
+    };
+    let fence = args
+        .etcd
+        .endpoints()
+        .map(|e| (e.to_string(), name.map(str::to_string)));
     let opts = FixOptions {
+        fence,
         status: StatusOptions {
             postgres: args.postgres.clone(),
             port: args.port,

@@ -65,6 +65,9 @@ pub struct FixOptions {
     pub grace: Duration,
     /// How long a process gets after SIGKILL before the fix gives up.
     pub kill_wait: Duration,
+    /// Read the fence across hosts too (`fix --etcd`): etcd's endpoints
+    /// and the key's name (`None`: the data directory's absolute path).
+    pub fence: Option<(String, Option<String>)>,
 }
 
 impl Default for FixOptions {
@@ -73,6 +76,7 @@ impl Default for FixOptions {
             status: StatusOptions::default(),
             grace: Duration::from_secs(10),
             kill_wait: Duration::from_secs(5),
+            fence: None,
         }
     }
 }
@@ -299,6 +303,9 @@ pub enum RefusalCode {
     /// The lock file is on a network or cluster file system and is not
     /// proven this host's: it may be a live server's on another host.
     OtherHost,
+    /// Another host holds the data directory's fence in etcd (`fix
+    /// --etcd`): its server may be running on this directory.
+    FencedElsewhere,
 }
 
 /// One reason the plan is refused.
@@ -378,8 +385,19 @@ pub struct Outcome {
 }
 
 /// Make the plan for `data_dir`. Changes nothing; errors as `status` does.
+/// The diagnosis `fix` acts on: `status`, and with `opts.fence` the fence
+/// across hosts read into it (the same rule as `status --etcd`,
+/// [`crate::fence::check_fence`]).
+fn diagnose(data_dir: &Path, opts: &FixOptions) -> Result<StatusReport, Error> {
+    let mut r = status(data_dir, &opts.status)?;
+    if let Some((endpoints, name)) = &opts.fence {
+        crate::fence::check_fence(&mut r, data_dir, endpoints, name.as_deref());
+    }
+    Ok(r)
+}
+
 pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
-    let before = status(data_dir, &opts.status)?;
+    let before = diagnose(data_dir, opts)?;
     let owner = fs::metadata(data_dir)
         .map(|m| m.uid())
         .map_err(|e| Error::sys(format!("stat(\"{}\")", data_dir.display()), e))?;
@@ -398,6 +416,20 @@ pub fn plan(data_dir: &Path, opts: &FixOptions) -> Result<Plan, Error> {
     let has = |c: Code| r.findings.iter().any(|f| f.code == c);
     let mut refuse = |code, pid, message: String| p.refused.push(Refusal { code, pid, message });
 
+    // Another host's server may run on the directory: nothing here is
+    // proven leftovers of a crash that nobody else needs, and the lock
+    // file may be that server's.
+    if let Some(f) = r.findings.iter().find(|f| f.code == Code::FencedElsewhere) {
+        refuse(
+            RefusalCode::FencedElsewhere,
+            None,
+            format!(
+                "{}; fix changes nothing on a directory another host holds: stop the server there (its `interlock run` releases the key), or wait for the lease to lapse if that host is down",
+                f.message
+            ),
+        );
+        return Ok(p);
+    }
     match r.verdict {
         // A running server, or a hold: nothing to fix, and fix never stops them.
         Verdict::Running => return Ok(p),
@@ -924,7 +956,7 @@ pub fn carry_out(plan: &Plan, opts: &FixOptions) -> Result<Outcome, Error> {
         stop_processes(plan, opts, &mut steps);
         remove_leftovers(plan, opts, &dir, &mut steps)?;
     }
-    let after = status(&dir, &opts.status)?;
+    let after = diagnose(&dir, opts)?;
     let ready = after.verdict == Verdict::WillStart && after.safe_to_start;
     Ok(Outcome {
         steps,
