@@ -50,7 +50,7 @@ impl Shared {
     fn new(bindir: &Path) -> Shared {
         let dir = cluster(bindir);
         let logs = tempfile::tempdir().unwrap();
-        for h in ["host-a", "host-b"] {
+        for h in HOSTS {
             let s = dir.root.path().join(format!("sock-{h}"));
             std::fs::create_dir(&s).unwrap();
             chown_r(&s);
@@ -206,6 +206,64 @@ fn take_over(s: &Shared, etcd: &str, host: &str, limit: Duration) -> (NsHost, In
         drop(h);
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Both hosts start the fenced server at once: each opens the FIFO `gun`
+/// for reading, which blocks until the test opens it for writing, then
+/// execs; both are let go by that one open, once both wait in it (started
+/// in turn, A first or B first by `round`). Returns both hosts (A, B) and
+/// the one that serves, if any; panics if both do, or on an exit other
+/// than 75.
+fn race(s: &Shared, etcd: &str, gun: &Path, round: usize) -> (Vec<NsHost>, Option<usize>) {
+    let at_gun = |h: &NsHost| {
+        h.processes().iter().any(|p| {
+            std::fs::read_to_string(format!("/proc/{}/wchan", p.pid))
+                .is_ok_and(|w| w == "wait_for_partner")
+        })
+    };
+    let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+    let mut started: Vec<(usize, NsHost)> = order
+        .iter()
+        .map(|&i| {
+            let h = HOSTS[i];
+            let mut argv: Vec<String> = ["sh", "-c", r#"exec 3<"$0"; exec 3<&-; exec "$@""#]
+                .map(String::from)
+                .to_vec();
+            argv.push(gun.display().to_string());
+            argv.extend(s.fenced(etcd, h));
+            (i, s.start(h, &argv))
+        })
+        .collect();
+    started.sort_by_key(|(i, _)| *i);
+    let hs: Vec<NsHost> = started.into_iter().map(|(_, h)| h).collect();
+    wait_until("both hosts at the starting gun", || hs.iter().all(at_gun));
+    drop(std::fs::OpenOptions::new().write(true).open(gun).unwrap());
+    let outs: Vec<Outcome> = hs.iter().map(|h| outcome(s, h, START_LIMIT)).collect();
+    let win = match (&outs[0], &outs[1]) {
+        (Outcome::Serving, Outcome::Exited(75)) => Some(0),
+        (Outcome::Exited(75), Outcome::Serving) => Some(1),
+        (Outcome::Exited(75), Outcome::Exited(75)) => None,
+        (Outcome::Serving, Outcome::Serving) => panic!("round {round}: both hosts serve"),
+        _ => panic!(
+            "round {round}: host-a {}; host-b {}",
+            hs[0].stderr(),
+            hs[1].stderr()
+        ),
+    };
+    (hs, win)
+}
+
+/// The two hosts' names.
+const HOSTS: [&str; 2] = ["host-a", "host-b"];
+
+/// A FIFO for [`race`], in the logs directory.
+fn starting_gun(s: &Shared) -> PathBuf {
+    let gun = s.logs.path().join("gun");
+    if !gun.exists() {
+        let st = Command::new("mkfifo").arg(&gun).status().unwrap();
+        assert!(st.success());
+    }
+    gun
 }
 
 /// The danger this fence exists for: two hosts, one data directory, no
@@ -464,32 +522,21 @@ fn quorum_lost_the_holder_self_fences_nobody_takes_over_then_one_host_runs() {
     etcd.resume(1);
     etcd.resume(2);
     let back = Instant::now();
-    let mut winner: Option<(NsHost, &str)> = None;
-    while winner.is_none() {
+    let gun = starting_gun(&s);
+    let mut round = 0;
+    let (hs, win) = loop {
         assert!(back.elapsed() < LEASE * 8, "nobody took over");
-        let hs: Vec<NsHost> = ["host-a", "host-b"]
-            .iter()
-            .map(|h| s.start(h, &s.fenced(&endpoints, h)))
-            .collect();
-        let outs: Vec<Outcome> = hs.iter().map(|h| outcome(&s, h, START_LIMIT)).collect();
-        let serving: Vec<usize> = (0..2)
-            .filter(|&i| matches!(outs[i], Outcome::Serving))
-            .collect();
-        assert!(serving.len() <= 1, "both hosts serve");
-        for (i, h) in hs.into_iter().enumerate() {
-            match outs[i] {
-                Outcome::Serving => winner = Some((h, ["host-a", "host-b"][i])),
-                Outcome::Exited(75) => {}
-                Outcome::Exited(c) => panic!("{}: exit {c}: {}", h.name, h.stderr()),
-            }
+        match race(&s, &endpoints, &gun, round) {
+            (hs, Some(win)) => break (hs, win),
+            (_, None) => std::thread::sleep(Duration::from_millis(100)),
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (w, name) = winner.unwrap();
+        round += 1;
+    };
+    let (w, name) = (&hs[win], HOSTS[win]);
     eprintln!("quorum back: {name} serving after {:?}", back.elapsed());
     let other = if name == "host-a" { "host-b" } else { "host-a" };
     assert!(s.serving(name) && !s.serving(other));
-    drop(w);
+    assert!(w.interlock_run().is_some());
 }
 
 /// etcd unreachable at start: refused with exit 75, saying why and how to
@@ -526,52 +573,19 @@ fn two_hosts_racing_to_start_exactly_one_runs_each_round() {
         .unwrap_or(100);
     let etcd = Etcd::start(&etcd_bin);
     let s = Shared::new(&bindir);
-    // The starting gun: each host opens this FIFO for reading, which
-    // blocks until the test opens it for writing, then execs its command;
-    // both are let go by the one open, once both wait in it.
-    let gun = s.logs.path().join("gun");
-    let st = Command::new("mkfifo").arg(&gun).status().unwrap();
-    assert!(st.success());
-    let at_gun = |h: &NsHost| {
-        h.processes().iter().any(|p| {
-            std::fs::read_to_string(format!("/proc/{}/wchan", p.pid))
-                .is_ok_and(|w| w == "wait_for_partner")
-        })
-    };
+    let gun = starting_gun(&s);
     let started = Instant::now();
     let mut wins = [0usize; 2];
     let mut last_token = 0;
     for round in 0..rounds {
-        let mut hs: Vec<NsHost> = Vec::new();
-        // Started in turn, A first or B first.
-        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        let mut started_in_order: Vec<(usize, NsHost)> = order
-            .iter()
-            .map(|&i| {
-                let h = ["host-a", "host-b"][i];
-                let mut argv: Vec<String> = ["sh", "-c", r#"exec 3<"$0"; exec 3<&-; exec "$@""#]
-                    .map(String::from)
-                    .to_vec();
-                argv.push(gun.display().to_string());
-                argv.extend(s.fenced(&etcd.endpoint, h));
-                (i, s.start(h, &argv))
-            })
-            .collect();
-        started_in_order.sort_by_key(|(i, _)| *i);
-        hs.extend(started_in_order.into_iter().map(|(_, h)| h));
-        wait_until("both hosts at the starting gun", || hs.iter().all(at_gun));
-        drop(std::fs::OpenOptions::new().write(true).open(&gun).unwrap());
-        let outs: Vec<Outcome> = hs.iter().map(|h| outcome(&s, h, START_LIMIT)).collect();
-        let win = match (&outs[0], &outs[1]) {
-            (Outcome::Serving, Outcome::Exited(75)) => 0,
-            (Outcome::Exited(75), Outcome::Serving) => 1,
-            (Outcome::Serving, Outcome::Serving) => panic!("round {round}: both hosts serve"),
-            _ => panic!(
+        let (hs, win) = race(&s, &etcd.endpoint, &gun, round);
+        let win = win.unwrap_or_else(|| {
+            panic!(
                 "round {round}: no winner: host-a {}; host-b {}",
                 hs[0].stderr(),
                 hs[1].stderr()
-            ),
-        };
+            )
+        });
         wins[win] += 1;
         let (w, l) = (&hs[win], &hs[1 - win]);
         assert!(
