@@ -175,6 +175,17 @@ fn outcome(s: &Shared, h: &NsHost, limit: Duration) -> Outcome {
     }
 }
 
+/// The fenced server started on `host`, serving.
+fn serving(s: &Shared, etcd: &str, host: &str) -> NsHost {
+    let h = s.start(host, &s.fenced(etcd, host));
+    assert!(
+        matches!(outcome(s, &h, START_LIMIT), Outcome::Serving),
+        "{}",
+        h.stderr()
+    );
+    h
+}
+
 /// The fencing token `interlock run` printed.
 fn token(h: &NsHost) -> i64 {
     let out = h.stdout();
@@ -361,12 +372,7 @@ fn second_host_refused_naming_the_first_then_takes_over_after_sigkill_with_every
     let etcd = Etcd::start(&etcd_bin);
     let s = Shared::new(&bindir);
 
-    let a = s.start("host-a", &s.fenced(&etcd.endpoint, "host-a"));
-    assert!(
-        matches!(outcome(&s, &a, START_LIMIT), Outcome::Serving),
-        "{}",
-        a.stderr()
-    );
+    let a = serving(&s, &etcd.endpoint, "host-a");
     let token_a = token(&a);
     let run_a = a.interlock_run().expect("interlock run on host-a");
     let pm_a = a.postmaster().unwrap();
@@ -430,12 +436,7 @@ fn sigstop_of_the_holders_interlock_its_server_stops_before_the_other_host_start
     let etcd = Etcd::start(&etcd_bin);
     let s = Shared::new(&bindir);
 
-    let a = s.start("host-a", &s.fenced(&etcd.endpoint, "host-a"));
-    assert!(
-        matches!(outcome(&s, &a, START_LIMIT), Outcome::Serving),
-        "{}",
-        a.stderr()
-    );
+    let a = serving(&s, &etcd.endpoint, "host-a");
     let run_a = a.interlock_run().unwrap();
     let pm_a = a.postmaster().unwrap();
 
@@ -478,12 +479,7 @@ fn quorum_lost_the_holder_self_fences_nobody_takes_over_then_one_host_runs() {
     let endpoints = etcd.endpoints_arg();
     let s = Shared::new(&bindir);
 
-    let a = s.start("host-a", &s.fenced(&endpoints, "host-a"));
-    assert!(
-        matches!(outcome(&s, &a, START_LIMIT), Outcome::Serving),
-        "{}",
-        a.stderr()
-    );
+    let a = serving(&s, &endpoints, "host-a");
     let pm_a = a.postmaster().unwrap();
 
     let lost = Instant::now();

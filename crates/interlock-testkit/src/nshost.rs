@@ -36,6 +36,16 @@ shift 2
 ( "$@"; echo $? >"$status.tmp"; mv "$status.tmp" "$status" ) </dev/null &
 exec sleep 100000"#;
 
+/// The namespaces of a "host", and its own `/proc`.
+const UNSHARE: [&str; 6] = [
+    "--ipc",
+    "--pid",
+    "--mount",
+    "--uts",
+    "--fork",
+    "--mount-proc",
+];
+
 /// One "host": `argv` running in its own namespaces.
 #[derive(Debug)]
 pub struct NsHost {
@@ -57,15 +67,8 @@ pub fn namespaces_available() -> Result<(), String> {
         return Err("namespaces need root".into());
     }
     let out = Command::new("unshare")
-        .args([
-            "--ipc",
-            "--pid",
-            "--mount",
-            "--uts",
-            "--fork",
-            "--mount-proc",
-            "true",
-        ])
+        .args(UNSHARE)
+        .arg("true")
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("unshare: {e}"))?;
@@ -101,13 +104,8 @@ impl NsHost {
         let err = logs.join(format!("{name}.{n}.err"));
         let status = logs.join(format!("{name}.{n}.status"));
         let unshare = Command::new("unshare")
+            .args(UNSHARE)
             .args([
-                "--ipc",
-                "--pid",
-                "--mount",
-                "--uts",
-                "--fork",
-                "--mount-proc",
                 // The namespace's init is SIGKILLed if unshare dies.
                 "--kill-child",
                 "--",
