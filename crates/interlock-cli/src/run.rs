@@ -220,7 +220,7 @@ impl WatchdogLink {
         let _ = st.child.try_wait();
         if st.restarts >= WATCHDOG_RESTARTS {
             eprintln!(
-                "interlock: warning: the fence watchdog is gone again; not started a {}th time                  (interlock run still enforces the lease deadline itself)",
+                "interlock: warning: the fence watchdog is gone again; not started a {}th time (interlock run still enforces the lease deadline itself)",
                 WATCHDOG_RESTARTS + 1
             );
             return;
@@ -240,10 +240,14 @@ impl WatchdogLink {
                 if stdin.write_all(replay.as_bytes()).is_ok() {
                     st.stdin = Some(stdin);
                 }
-                // The old one, if it ever exits, is reaped by `finish`
-                // no more: it was killed; reap it now if it has exited.
+                // The old one closed its end of the pipe, which it does
+                // only by exiting: reap it (and should it linger, it is
+                // ours to end).
                 let mut old = std::mem::replace(&mut st.child, child);
-                let _ = old.try_wait();
+                if !matches!(old.try_wait(), Ok(Some(_))) {
+                    let _ = old.kill();
+                    let _ = old.wait();
+                }
             }
             Err(e) => eprintln!("interlock: warning: the fence watchdog is gone ({e})"),
         }
