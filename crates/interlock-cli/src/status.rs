@@ -300,6 +300,9 @@ pub fn render(r: &StatusReport) -> String {
         esc(&r.probe.outcome)
     );
     s += &format!("  {:<10}{}\n", "control", esc(&r.control.line));
+    if let Some(f) = &r.fence_file {
+        s += &format!("  fence file  {}\n", esc(&f.line));
+    }
     if let Some(f) = &r.fence {
         s += &format!("  {:<10}{}\n", "fence", esc(&f.line));
     }

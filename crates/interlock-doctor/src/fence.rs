@@ -15,7 +15,7 @@ use interlock_fence::etcd::{Client, EtcdError, Holder};
 use interlock_fence::key::{self, HolderValue};
 use serde::Serialize;
 
-use crate::{Code, Finding, Severity, StatusReport, Verdict};
+use crate::{Code, FenceFileInfo, FenceFileVersus, Finding, Severity, StatusReport, Verdict};
 
 /// How long the fence's reads may take, in all.
 pub const LIMIT: Duration = Duration::from_secs(3);
@@ -454,9 +454,72 @@ pub fn read_fence(
     FenceReader::new(endpoints, LIMIT, host, boot_id).read(data_dir, name)
 }
 
+/// How the directory's `interlock.fence` compares with the fence read in
+/// etcd, in words; `None` when there is nothing to compare (no file, a file
+/// not read, the fence unknown). The key decides, never the file: it may
+/// say only which holder wrote it last (a holder whose lease lapsed has
+/// self-fenced, and anyone who can write the directory can write the file).
+pub fn file_versus_fence(
+    file: &FenceFileInfo,
+    fence: &FenceInfo,
+) -> Option<(FenceFileVersus, String)> {
+    let (token, file_key) = (file.token?, file.key.as_deref()?);
+    let by = format!(
+        "token {token} by host {}",
+        file.host.as_deref().unwrap_or("?")
+    );
+    let key = fence.key.as_deref()?;
+    if file_key != key {
+        return Some((
+            FenceFileVersus::OtherKey,
+            format!("{} names another key, {file_key} ({by})", key::FENCE_FILE),
+        ));
+    }
+    let held = match (fence.state, &fence.holder) {
+        (FenceState::Free, _) => None,
+        (FenceState::HeldHere | FenceState::HeldElsewhere, Some(h)) => Some(h.token),
+        _ => return None,
+    };
+    Some(match held {
+        None => (
+            FenceFileVersus::EarlierHolder,
+            format!(
+                "{} is an earlier holder's ({by}; the key is not held now)",
+                key::FENCE_FILE
+            ),
+        ),
+        Some(t) if t == token => (
+            FenceFileVersus::Consistent,
+            format!("{} agrees (token {token})", key::FENCE_FILE),
+        ),
+        Some(t) if t > token => (
+            FenceFileVersus::EarlierHolder,
+            format!(
+                "{} is an earlier holder's ({by}, before the key's token {t})",
+                key::FENCE_FILE
+            ),
+        ),
+        Some(t) => (
+            FenceFileVersus::AheadOfEtcd,
+            format!(
+                "{} has a later token than the key's {t} ({by}): etcd lost revisions (restored from a backup, or another cluster), or no holder of this key wrote the file",
+                key::FENCE_FILE
+            ),
+        ),
+    })
+}
+
 /// Add `fence` to `report`: its finding, and the verdict and remedy it
-/// decides.
-pub fn apply_fence(report: &mut StatusReport, fence: FenceInfo) {
+/// decides; and how the directory's `interlock.fence` compares with it,
+/// for the record ([`file_versus_fence`]: `versus_etcd` and the fence's
+/// line, never the verdict).
+pub fn apply_fence(report: &mut StatusReport, mut fence: FenceInfo) {
+    if let Some(file) = report.fence_file.as_mut() {
+        if let Some((versus, words)) = file_versus_fence(file, &fence) {
+            file.versus_etcd = Some(versus);
+            fence.line = format!("{}; {words}", fence.line);
+        }
+    }
     let key = fence.key.clone().unwrap_or_else(|| "the fence".into());
     match fence.state {
         FenceState::Free => {}

@@ -494,6 +494,53 @@ pub struct LockFileInfo {
     pub problem: Option<String>,
 }
 
+/// `interlock.fence`: the record the last holder of the fence across hosts
+/// (`interlock run --etcd`) left in the data directory (`status/fencefile.rs`).
+/// Informational: etcd's key decides, never this file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FenceFileInfo {
+    /// Its path.
+    pub path: String,
+    /// The fencing token: the key's create revision when that holder took it.
+    pub token: Option<i64>,
+    /// The fence's key.
+    pub key: Option<String>,
+    /// The holder's host name.
+    pub host: Option<String>,
+    /// The holder's boot id.
+    pub boot_id: Option<String>,
+    /// The holder's PID (on its host).
+    pub pid: Option<u32>,
+    /// When it took the fence (RFC 3339).
+    pub since: Option<String>,
+    /// Whether the holder was this host, this boot (same host name and
+    /// boot id); null when either side is not known.
+    pub here: Option<bool>,
+    /// With `--etcd`, how the file compares with the key there.
+    pub versus_etcd: Option<FenceFileVersus>,
+    /// Why it could not be read, or what is wrong with it.
+    pub problem: Option<String>,
+    /// In one line.
+    pub line: String,
+}
+
+/// How `interlock.fence` compares with the fence's key in etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FenceFileVersus {
+    /// The key is held with the file's token: its holder wrote the file.
+    Consistent,
+    /// The key is held with a larger token, or not held: the file is an
+    /// earlier holder's.
+    EarlierHolder,
+    /// The key is held with a smaller token than the file's: etcd lost
+    /// revisions (restored from a backup, another cluster), or the file was
+    /// not written by a holder of this key.
+    AheadOfEtcd,
+    /// The file names another key (another `--name`).
+    OtherKey,
+}
+
 /// A Unix-socket lock file (`DIR/.s.PGSQL.PORT.lock`) the server will try
 /// to create, found already there. The server judges it as it judges
 /// `postmaster.pid` (empty, bogus, or a PID that `kill(pid, 0)` finds),
@@ -632,6 +679,9 @@ pub struct StatusReport {
     pub findings: Vec<Finding>,
     /// What to do, safest first.
     pub remedy: Vec<String>,
+    /// `interlock.fence`, the last fence holder's record in the directory;
+    /// null when there is none.
+    pub fence_file: Option<FenceFileInfo>,
     /// The fence across hosts in etcd, when asked for (`--etcd`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fence: Option<fence::FenceInfo>,

@@ -146,6 +146,24 @@ impl HostRoot {
         (inode != PROC_PID_INIT_INO).then_some(link)
     }
 
+    /// This host as the fence's holders name themselves: its host name
+    /// and boot id, from `ROOT/proc/sys/kernel/hostname` and
+    /// `ROOT/proc/sys/kernel/random/boot_id` (what
+    /// `interlock_fence::key::this_host` and `this_boot_id` read on `/`),
+    /// trimmed; `None` when either cannot be read (a fixture tree without
+    /// them).
+    pub fn host_and_boot_id(&self) -> Option<(String, String)> {
+        let read = |p: &str| {
+            std::fs::read_to_string(self.at(p))
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        Some((
+            read("/proc/sys/kernel/hostname")?,
+            read("/proc/sys/kernel/random/boot_id")?,
+        ))
+    }
+
     /// `ROOT/etc/passwd`'s text, if it can be read.
     pub(crate) fn passwd(&self) -> Option<String> {
         std::fs::read_to_string(self.at("/etc/passwd")).ok()

@@ -13,6 +13,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use interlock_format::fencefile::FenceFile;
 use serde_json::Value;
 
 use crate::etcd::Holder;
@@ -131,15 +132,19 @@ impl HolderValue {
 pub const FENCE_FILE: &str = "interlock.fence";
 
 /// The content of [`FENCE_FILE`]: one `name value` line each for the
-/// fencing token, the key, and the holder's host, boot id, PID and start.
+/// fencing token, the key, and the holder's host, boot id, PID and start,
+/// as [`FenceFile::render`] writes them (the format and its strict reader,
+/// `FenceFile::parse`, are `interlock_format::fencefile`'s).
 pub fn fence_file_content(token: i64, key: &str, holder: &HolderValue) -> String {
-    format!(
-        "token {token}\nkey {key}\nhost {}\nboot_id {}\npid {}\nsince {}\n",
-        holder.host,
-        holder.boot_id,
-        holder.pid.map_or("?".into(), |p| p.to_string()),
-        holder.since
-    )
+    FenceFile {
+        token,
+        key: key.into(),
+        host: holder.host.clone(),
+        boot_id: holder.boot_id.clone(),
+        pid: holder.pid,
+        since: holder.since.clone(),
+    }
+    .render()
 }
 
 /// Write [`FENCE_FILE`] in `datadir` atomically (a temporary file, synced,
@@ -229,6 +234,34 @@ mod tests {
         let t = utc_now();
         assert_eq!(t.len(), 20, "{t}");
         assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    }
+
+    /// What the holders write, the doctor reads back unchanged
+    /// (`interlock_format::fencefile`, strict).
+    #[test]
+    fn fence_file_is_read_back_by_the_format_parser() {
+        let d = tempfile::tempdir().unwrap();
+        let v = HolderValue::this_process(d.path());
+        let key = key_for_test(d.path());
+        write_fence_file(d.path(), 1_234_567, &key, &v).unwrap();
+        let bytes = std::fs::read(d.path().join(FENCE_FILE)).unwrap();
+        let f = FenceFile::parse(&bytes).unwrap();
+        assert_eq!(f.token, 1_234_567);
+        assert_eq!(f.key, key);
+        assert_eq!((f.host, f.boot_id), (v.host.clone(), v.boot_id.clone()));
+        assert_eq!((f.pid, f.since), (v.pid, v.since.clone()));
+        // A holder that did not know its PID, and the largest token.
+        let unknown = HolderValue { pid: None, ..v };
+        let f = FenceFile::parse(fence_file_content(i64::MAX, &key, &unknown).as_bytes()).unwrap();
+        assert_eq!((f.token, f.pid), (i64::MAX, None));
+    }
+
+    /// A key as `key_for` makes it, with a space in the path.
+    fn key_for_test(d: &Path) -> String {
+        key(
+            7_301_234_567_890_123_456,
+            &d.join("my pg").display().to_string(),
+        )
     }
 
     #[test]

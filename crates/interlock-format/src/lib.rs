@@ -15,6 +15,7 @@
 //! * [`maps`]: `/proc/PID/maps` lines, and finding System V attachments in them;
 //! * [`procstat`]: `/proc/PID/stat`, `/proc/PID/status` and the `btime` line of `/proc/stat`;
 //! * [`dsm`]: PostgreSQL's dynamic shared memory control segment;
+//! * [`fencefile`]: `interlock.fence`, the fence holder's record in the data directory;
 //! * [`pgcontrol`]: `global/pg_control` of 10–18, with its CRC-32C;
 //! * [`serverlog`]: server and `pg_ctl` log output, and the startup failures in it;
 //! * [`nettcp`]: the kernel's `/proc/net/tcp` and `/proc/net/tcp6` socket tables;
@@ -28,6 +29,7 @@ mod error;
 mod num;
 
 pub mod dsm;
+pub mod fencefile;
 pub mod maps;
 pub mod nettcp;
 pub mod pgconf;

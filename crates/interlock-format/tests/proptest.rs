@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use interlock_format::dsm::{
     dsm_file_name, parse_dsm_control, parse_dsm_file_name, render_dsm_control, DsmControl, DsmItem,
 };
+use interlock_format::fencefile::{FenceFile, MAX_FENCE_FILE_SIZE};
 use interlock_format::maps::{
     maps_mentions_shmid, parse_maps_line, sysv_attachments, sysv_key_of, MapsLine,
 };
@@ -167,8 +168,50 @@ fn sysv_maps_line(start: u64, inode: u64, name: &str) -> Vec<u8> {
     .render()
 }
 
+prop_compose! {
+    /// A record as the holders write it: a positive token and PID, values
+    /// without control characters (`\PC`: no character of Unicode's
+    /// category C), spaces included (a key holds a path).
+    fn fence_file()(
+        token in 1..=i64::MAX,
+        key in "\\PC{0,60}",
+        host in "\\PC{0,20}",
+        boot_id in "[0-9a-f-]{0,36}",
+        pid in prop::option::of(1..=u32::MAX),
+        since in "\\PC{0,24}",
+    ) -> FenceFile {
+        FenceFile { token, key, host, boot_id, pid, since }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fence_file_round_trip(f in fence_file()) {
+        let text = f.render();
+        prop_assert!(text.len() <= MAX_FENCE_FILE_SIZE);
+        prop_assert_eq!(FenceFile::parse(text.as_bytes()), Ok(f));
+    }
+
+    #[test]
+    fn fence_file_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        if let Ok(f) = FenceFile::parse(&bytes) {
+            prop_assert_eq!(FenceFile::parse(f.render().as_bytes()), Ok(f));
+        }
+    }
+
+    #[test]
+    fn fence_file_mutations_never_panic(f in fence_file(), e in edits()) {
+        let bytes = mutate(f.render().into_bytes(), e);
+        match FenceFile::parse(&bytes) {
+            Ok(g) => prop_assert_eq!(FenceFile::parse(g.render().as_bytes()), Ok(g)),
+            Err(err) => {
+                let shown = err.to_string();
+                prop_assert!(!shown.contains('\n'), "unescaped newline in {}", shown);
+            }
+        }
+    }
 
     #[test]
     fn pidfile_round_trip(p in pid_file()) {

@@ -534,6 +534,47 @@ pub fn read(base: Option<&Path>, path: &Path, max: u64) -> Result<Vec<u8>, ReadE
     Ok(bytes)
 }
 
+/// The whole regular file `name` (one component) in the directory `dir`,
+/// refused when larger than `max` bytes. The directory is opened as any
+/// path is (it is the one asked about); `name` is opened as
+/// [`open_regular_at`] opens it: a symbolic link is refused whoever owns
+/// the directory, for files that only a program writes there, as a
+/// regular file (`interlock.fence`). `Ok(None)` when it does not exist.
+///
+/// # Errors
+/// See [`ReadError`].
+pub fn read_in(dir: &Path, name: &OsStr, max: u64) -> Result<Option<Vec<u8>>, ReadError> {
+    let shown = dir.join(name);
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| map_errno(&shown, "open", e))?;
+    let mut o = match open_regular_at(&fd, name, &shown) {
+        Ok(o) => o,
+        Err(ReadError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if o.size > max {
+        return Err(ReadError::TooLarge {
+            path: shown,
+            size: o.size,
+            max,
+        });
+    }
+    let bytes = read_upto(&mut o.file, max, &shown)?;
+    if bytes.len() as u64 > max {
+        // It grew while we read.
+        return Err(ReadError::TooLarge {
+            path: shown,
+            size: bytes.len() as u64,
+            max,
+        });
+    }
+    Ok(Some(bytes))
+}
+
 /// As [`read`], as UTF-8 text.
 ///
 /// # Errors
@@ -662,6 +703,37 @@ mod tests {
         let fd = open_dir(Some(d.path()), Path::new("via")).unwrap();
         let o = open_regular_at(&fd, OsStr::new("f"), &d.path().join("via/f")).unwrap();
         assert_eq!(o.size, 1);
+    }
+
+    #[test]
+    fn read_in_refuses_links_fifos_and_giants_and_misses_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let name = OsStr::new("interlock.fence");
+        assert!(read_in(d.path(), name, 4096).unwrap().is_none());
+        std::fs::write(d.path().join("real"), "token 1\n").unwrap();
+        symlink("real", d.path().join(name)).unwrap();
+        // Our own directory, and still refused: only a program writes it.
+        let e = read_in(d.path(), name, 4096).unwrap_err();
+        assert!(e.is_hostile() && e.to_string().contains("symbolic link"), "{e}");
+        std::fs::remove_file(d.path().join(name)).unwrap();
+        mkfifo(&d.path().join(name));
+        let e = read_in(d.path(), name, 4096).unwrap_err();
+        assert!(e.is_hostile() && e.to_string().contains("FIFO"), "{e}");
+        std::fs::remove_file(d.path().join(name)).unwrap();
+        File::create(d.path().join(name))
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        let e = read_in(d.path(), name, 4096).unwrap_err();
+        assert!(matches!(e, ReadError::TooLarge { max: 4096, .. }), "{e}");
+        std::fs::write(d.path().join(name), "token 1\n").unwrap();
+        assert_eq!(
+            read_in(d.path(), name, 4096).unwrap().unwrap(),
+            b"token 1\n"
+        );
+        assert!(read_in(&d.path().join("gone"), name, 4096)
+            .unwrap_err()
+            .is_not_found());
     }
 
     #[test]

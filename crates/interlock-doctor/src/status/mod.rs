@@ -10,6 +10,8 @@
 //! - [`probe`](mod@probe): the first key and the key probe (`PGSharedMemoryCreate`);
 //! - [`segments`]: whose each segment is, line 7's segment, and the
 //!   segments the probe never reaches;
+//! - [`fencefile`]: `interlock.fence`, the last fence holder's record
+//!   (informational; etcd's key decides, `crate::fence`);
 //! - [`storage`]: whether the directory is on a network or cluster file
 //!   system, where another host's server is invisible here;
 //! - [`verdict`]: the first of those steps that stops the server, with its
@@ -50,6 +52,7 @@ use interlock::sys::proc::KEEPER_NAME;
 use interlock::sys::shm::{ShmId, ShmKey};
 
 mod datadir;
+mod fencefile;
 mod holders;
 mod lockfile;
 mod probe;
@@ -62,6 +65,7 @@ mod tests;
 mod verdict;
 
 use datadir::*;
+use fencefile::*;
 use holders::*;
 use lockfile::*;
 use probe::*;
@@ -430,8 +434,11 @@ fn status_once(
         parts,
     } = read_lock(&mut cx);
 
+    // --- interlock.fence: the last fence holder's record -------------------
+    let fence_file = read_fence_file(&mut cx);
+
     // --- the file system: shared with other hosts? -----------------------
-    let other_host_unknown = storage_check(&mut cx, &stage, &lock_info);
+    let other_host_unknown = storage_check(&mut cx, &stage, &lock_info, fence_file.as_ref());
 
     // --- holders: who is attached to which segment ----------------------
     let line7_shmid = reading
@@ -605,6 +612,7 @@ fn status_once(
         managed_by,
         findings: Vec::new(),
         remedy: Vec::new(),
+        fence_file,
         fence: None,
     };
     report.remedy = remedy(&report, &cx, &stage, recycled.is_some());

@@ -18,6 +18,9 @@ pub(super) fn remedy(
     let lock = shell::quote_os(lock_path.as_os_str());
     let has = |c: Code| cx.findings.iter().any(|f| f.code == c);
     let nobody_attached = r.holders.is_empty();
+    let look_first = last_holder_elsewhere(r.fence_file.as_ref())
+        .map(|l| format!("; {l}"))
+        .unwrap_or_default();
 
     if has(Code::PermissionDenied) && rustix::process::geteuid().as_raw() != 0 {
         steps.push(format!(
@@ -41,7 +44,7 @@ pub(super) fn remedy(
         .any(|f| f.code == Code::ContainerNamespace && f.severity == Severity::Problem)
     {
         steps.push(format!(
-            "Do not start the server here or remove {lock} until you know that no other container (nor the host) runs a server on {dir}: run `interlock status` on the host itself, where every container's processes are visible, on this volume's path there (see the container_namespace finding); fix never removes this lock file here. To make a second container refuse by itself, run the server in every container through the etcd fence: interlock run --etcd ENDPOINTS {dir} -- postgres -D {dir}"
+            "Do not start the server here or remove {lock} until you know that no other container (nor the host) runs a server on {dir}: run `interlock status` on the host itself, where every container's processes are visible, on this volume's path there (see the container_namespace finding){look_first}; fix never removes this lock file here. To make a second container refuse by itself, run the server in every container through the etcd fence: interlock run --etcd ENDPOINTS {dir} -- postgres -D {dir}"
         ));
     } else if cx
         .findings
@@ -49,7 +52,7 @@ pub(super) fn remedy(
         .any(|f| f.code == Code::SharedStorage && f.severity == Severity::Problem)
     {
         steps.push(format!(
-            "Do not start the server here or remove {lock} until you have checked every other host that mounts {dir} for a PostgreSQL server on it (ps -C postgres -o pid,args there; see the shared_storage finding); fix never removes this lock file. To make a second host refuse by itself, run the server on every host through the etcd fence: interlock run --etcd ENDPOINTS {dir} -- postgres -D {dir}"
+            "Do not start the server here or remove {lock} until you have checked every other host that mounts {dir} for a PostgreSQL server on it (ps -C postgres -o pid,args there; see the shared_storage finding){look_first}; fix never removes this lock file. To make a second host refuse by itself, run the server on every host through the etcd fence: interlock run --etcd ENDPOINTS {dir} -- postgres -D {dir}"
         ));
     } else if cx.findings.iter().any(|f| f.code == Code::SharedStorage)
         && r.verdict != Verdict::Running

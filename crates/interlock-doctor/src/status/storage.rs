@@ -28,6 +28,9 @@
 //! `Code::ContainerNamespace`, with the same consequences, whenever there
 //! is a lock file not proven this namespace's server's.
 //!
+//! When the directory holds `interlock.fence` naming another host
+//! ([`last_holder_elsewhere`]), the finding says to look there first.
+//!
 //! Line 3's start time before this host's boot time says the file was
 //! written before this boot or on another host; on a local file system
 //! that is PostgreSQL's own reboot case, and nothing changes. What cannot
@@ -42,7 +45,12 @@ use crate::SharedStorage;
 /// Look at the directory's file system; on shared storage, say what the
 /// lock file's state leaves unprovable. Returns whether the verdict must
 /// be `unknown` (a lock file whose PID does not run here).
-pub(super) fn storage_check(cx: &mut Ctx<'_>, stage: &LockStage, lock: &LockFileInfo) -> bool {
+pub(super) fn storage_check(
+    cx: &mut Ctx<'_>,
+    stage: &LockStage,
+    lock: &LockFileInfo,
+    fence_file: Option<&FenceFileInfo>,
+) -> bool {
     let dir = shell::quote_os(cx.shown.as_os_str());
     let (code, base) = match cx.opts.root.shared_storage(&cx.real) {
         Some(SharedStorage { fs, how }) => (
@@ -112,6 +120,9 @@ pub(super) fn storage_check(cx: &mut Ctx<'_>, stage: &LockStage, lock: &LockFile
         ),
         _ => (Severity::Warning, String::new(), false),
     };
-    cx.find(code, severity, format!("{base}{more}"));
+    let last = last_holder_elsewhere(fence_file)
+        .map(|l| format!("; {l}"))
+        .unwrap_or_default();
+    cx.find(code, severity, format!("{base}{more}{last}"));
     unknown
 }

@@ -1322,3 +1322,200 @@ fn in_the_hosts_own_pid_namespace_or_without_a_lock_file_nothing_changes() {
         r.findings
     );
 }
+
+/// This host, as the fixture root names it (`proc/sys/kernel/hostname`,
+/// `random/boot_id`), and `interlock.fence` in `data` as the holders write
+/// it (`fence_file_content`), by `host` in boot `boot_id`.
+fn fence_file_fixture(root: &HostRoot, data: &Path, host: &str, boot_id: &str, token: i64) {
+    let kernel = root.at("/proc/sys/kernel/random");
+    fs::create_dir_all(&kernel).unwrap();
+    fs::write(root.at("/proc/sys/kernel/hostname"), "db2\n").unwrap();
+    fs::write(kernel.join("boot_id"), "b2\n").unwrap();
+    let holder = interlock_fence::key::HolderValue {
+        host: host.into(),
+        boot_id: boot_id.into(),
+        pid: Some(4242),
+        since: "2026-11-29T21:07:34Z".into(),
+        datadir: data.display().to_string(),
+    };
+    fs::write(
+        data.join("interlock.fence"),
+        interlock_fence::key::fence_file_content(token, "/interlock/7/pg", &holder),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_fence_file_is_reported_and_changes_no_verdict() {
+    let (_root, data, opts) = shared_fixture(None, Some((DEAD_PID, BTIME - 3600)));
+    let r = status(&data, &opts).unwrap();
+    assert!(r.fence_file.is_none());
+    let before = serde_json::to_value(&r).unwrap();
+    assert_eq!(before["fence_file"], serde_json::Value::Null);
+
+    fence_file_fixture(&opts.root, &data, "db2", "b2", 42);
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+    let f = r.fence_file.as_ref().unwrap();
+    assert_eq!(f.path, data.join("interlock.fence").display().to_string());
+    assert_eq!((f.token, f.pid, f.here), (Some(42), Some(4242), Some(true)));
+    assert_eq!(f.key.as_deref(), Some("/interlock/7/pg"));
+    assert_eq!(
+        f.line,
+        "token 42 by host db2 (PID 4242, since 2026-11-29T21:07:34Z), this host"
+    );
+    assert_eq!(f.problem, None);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["fence_file"]["token"], 42);
+    assert_eq!(json["fence_file"]["boot_id"], "b2");
+    assert_eq!(json["fence_file"]["here"], true);
+    assert_eq!(json["fence_file"]["versus_etcd"], serde_json::Value::Null);
+    assert_eq!(json["findings"], before["findings"]);
+
+    // Another boot of this host is not here; without the host's own name
+    // and boot id, whether it is cannot be told.
+    fence_file_fixture(&opts.root, &data, "db2", "b1", 42);
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.fence_file.unwrap().here, Some(false));
+    fs::remove_dir_all(opts.root.at("/proc/sys")).unwrap();
+    let r = status(&data, &opts).unwrap();
+    let f = r.fence_file.unwrap();
+    assert_eq!((f.here, f.token), (None, Some(42)));
+    assert!(!f.line.contains("this host"), "{}", f.line);
+}
+
+#[test]
+fn on_nfs_and_in_a_container_the_last_fenced_holder_elsewhere_is_where_to_look() {
+    let (_root, data, opts) = shared_fixture(Some("nfs4"), Some((DEAD_PID, BTIME - 3600)));
+    fence_file_fixture(&opts.root, &data, "db1", "b1", 42);
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.verdict, Verdict::Unknown, "{:#?}", r.findings);
+    let f = shared_finding(&r).unwrap();
+    let note = "the last fenced holder was host db1 (token 42, since 2026-11-29T21:07:34Z; interlock.fence): check there first";
+    assert!(f.message.ends_with(note), "{}", f.message);
+    assert!(remedy_has(&r, note), "{:?}", r.remedy);
+
+    // No lock file: the warning says it too, and nothing else changes.
+    fs::remove_file(data.join("postmaster.pid")).unwrap();
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+    assert!(shared_finding(&r).unwrap().message.ends_with(note));
+
+    // This host's own record: nothing to look for elsewhere.
+    fence_file_fixture(&opts.root, &data, "db2", "b2", 43);
+    let r = status(&data, &opts).unwrap();
+    assert!(!shared_finding(&r)
+        .unwrap()
+        .message
+        .contains("fenced holder"));
+
+    let (_root, data, opts) = container_fixture(4026532301, Some((DEAD_PID, BTIME + 100)));
+    fence_file_fixture(&opts.root, &data, "pod-a", "b2", 7);
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.verdict, Verdict::Unknown, "{:#?}", r.findings);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.code == Code::ContainerNamespace)
+        .unwrap();
+    assert!(
+        f.message
+            .contains("the last fenced holder was host pod-a (token 7"),
+        "{}",
+        f.message
+    );
+    assert!(remedy_has(&r, "host pod-a (token 7"), "{:?}", r.remedy);
+}
+
+#[test]
+fn a_fence_file_that_is_not_a_holders_is_refused_or_a_problem() {
+    let (_root, data, opts) = shared_fixture(None, None);
+    let path = data.join("interlock.fence");
+    let unsafe_file = |r: &StatusReport| {
+        r.findings
+            .iter()
+            .find(|f| f.code == Code::UnsafeFile)
+            .map(|f| f.message.clone())
+    };
+    // A link, even in our own directory: only a program writes the file.
+    fs::write(data.join("elsewhere"), "token 1\n").unwrap();
+    std::os::unix::fs::symlink("elsewhere", &path).unwrap();
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(r.verdict, Verdict::WillStart, "{:#?}", r.findings);
+    let msg = unsafe_file(&r).unwrap_or_else(|| panic!("{:#?}", r.findings));
+    assert!(msg.contains("symbolic link"), "{msg}");
+    let f = r.fence_file.unwrap();
+    assert_eq!(f.token, None);
+    assert!(f.problem.unwrap().starts_with("not read: "));
+    fs::remove_file(&path).unwrap();
+    // A FIFO: refused without blocking.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let r = status(&data, &opts).unwrap();
+    assert!(unsafe_file(&r).unwrap().contains("FIFO"));
+    fs::remove_file(&path).unwrap();
+    // Far larger than any holder writes.
+    fs::File::create(&path).unwrap().set_len(1 << 20).unwrap();
+    let r = status(&data, &opts).unwrap();
+    assert!(unsafe_file(&r).unwrap().contains("1048576 bytes"));
+    // Not what a holder writes: a problem, not a hostile file.
+    fs::write(&path, "token 1\nhost \x1b]0;owned\x07\n").unwrap();
+    let r = status(&data, &opts).unwrap();
+    assert_eq!(unsafe_file(&r), None, "{:#?}", r.findings);
+    let f = r.fence_file.unwrap();
+    let problem = f.problem.unwrap();
+    assert!(
+        problem.starts_with("not what a fence holder writes: line 2 (host)"),
+        "{problem}"
+    );
+    assert!(!f.line.contains('\x1b'), "{}", f.line);
+}
+
+#[test]
+fn with_etcd_the_fence_file_is_compared_with_the_key_and_the_key_decides() {
+    use crate::fence::{apply_fence, FenceHolder, FenceInfo, FenceState};
+    use crate::FenceFileVersus as V;
+    let (_root, data, opts) = shared_fixture(None, None);
+    fence_file_fixture(&opts.root, &data, "db1", "b1", 42);
+    let fence = |state: FenceState, token: Option<i64>, key: &str| FenceInfo {
+        key: Some(key.into()),
+        state,
+        holder: token.map(|token| FenceHolder {
+            host: "db1".into(),
+            boot_id: "b1".into(),
+            pid: Some(4242),
+            token,
+            since: "2026-11-29T21:07:34Z".into(),
+            lease_expires_in: Some(9),
+        }),
+        error: None,
+        line: format!("{key}: held"),
+    };
+    let k = "/interlock/7/pg";
+    let cases = [
+        (fence(FenceState::HeldElsewhere, Some(42), k), Some(V::Consistent), "interlock.fence agrees (token 42)", Verdict::Blocked),
+        (fence(FenceState::HeldHere, Some(50), k), Some(V::EarlierHolder), "interlock.fence is an earlier holder's (token 42 by host db1, before the key's token 50)", Verdict::WillStart),
+        (fence(FenceState::Free, None, k), Some(V::EarlierHolder), "interlock.fence is an earlier holder's (token 42 by host db1; the key is not held now)", Verdict::WillStart),
+        (fence(FenceState::HeldHere, Some(40), k), Some(V::AheadOfEtcd), "interlock.fence has a later token than the key's 40 (token 42 by host db1): etcd lost revisions", Verdict::WillStart),
+        (fence(FenceState::HeldHere, Some(42), "/interlock/7/other"), Some(V::OtherKey), "interlock.fence names another key, /interlock/7/pg (token 42 by host db1)", Verdict::WillStart),
+        (fence(FenceState::Unknown, None, k), None, "", Verdict::Unknown),
+    ];
+    for (f, versus, words, verdict) in cases {
+        let mut r = status(&data, &opts).unwrap();
+        assert_eq!(r.verdict, Verdict::WillStart);
+        apply_fence(&mut r, f);
+        let file = r.fence_file.as_ref().unwrap();
+        assert_eq!(file.versus_etcd, versus);
+        let line = &r.fence.as_ref().unwrap().line;
+        assert!(line.contains(words), "{line}");
+        // The key decides: the file changes no verdict.
+        assert_eq!(r.verdict, verdict, "{line}");
+        assert!(!file.line.contains("agrees"), "{}", file.line);
+    }
+}
