@@ -1,5 +1,5 @@
 //! The preflight gate: may a service manager start PostgreSQL on a data
-//! directory now? One typed answer ([`Gate`]) made from a [`status`]
+//! directory now? One typed answer ([`Gate`]) made from a [`status()`](crate::status())
 //! report, and a bounded wait ([`preflight_wait`]) for orphans of the last
 //! server to exit on their own. The gate reads; it never signals, attaches
 //! or removes anything (`fix` does that, when told).
