@@ -1,4 +1,4 @@
-//! `interlock.fence` in `status` (issue 15): the fencing token `interlock
+//! `interlock.fence` in `status`: the fencing token `interlock
 //! run --etcd` printed is the one `status` reports from the data directory,
 //! with or without etcd, and `status --etcd` finds it consistent with the
 //! key while the holder runs, and an earlier holder's once the key is

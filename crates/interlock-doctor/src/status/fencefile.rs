@@ -1,6 +1,6 @@
 //! Beyond this host, the record: `interlock.fence`, which a holder of the
 //! fence across hosts (`interlock run --etcd`, `interlock_fence::Fence`)
-//! writes in the data directory when it takes the key (issue 15): the
+//! writes in the data directory when it takes the key: the
 //! fencing token (the key's create revision, which grows with every
 //! acquisition), the key, and the holder's host, boot id, PID and start.
 //!
