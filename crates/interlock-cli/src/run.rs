@@ -90,7 +90,7 @@ pub struct RunArgs {
 }
 
 /// Arguments of the hidden `interlock fence-watchdog` (started by `run`;
-/// reads `hb NS` and `pid N` lines on its standard input).
+/// reads `hb NS`, `pid N` and `lost` lines on its standard input).
 #[derive(Debug, clap::Args)]
 pub struct WatchdogArgs {
     /// The lease's TTL: the watchdog derives the same `Timing` as `run`.
@@ -117,7 +117,8 @@ fn report(err: &Error) {
     }
 }
 
-/// The pipe to the watchdog; lines `hb NS` and `pid N`.
+/// The pipe to the watchdog; lines `hb NS`, `pid N` (written by COMMAND
+/// itself before it execs) and `lost`.
 struct WatchdogLink {
     timing: Timing,
     state: Mutex<LinkState>,
