@@ -83,13 +83,7 @@ pub fn run(args: &HoldArgs) -> u8 {
         Ok(lock) => lock,
         Err(e) => {
             report(&e);
-            return match e {
-                Error::LockFileHeld { .. }
-                | Error::LockFileOwnerUnknown { .. }
-                | Error::SegmentInUse { .. }
-                | Error::SegmentAnalysisFailed { .. } => exit::HOLD_BUSY,
-                _ => exit::HOLD_FAILED,
-            };
+            return acquire_failed(&e);
         }
     };
     let (program, rest) = match args.command.split_first() {
@@ -143,4 +137,16 @@ pub fn run(args: &HoldArgs) -> u8 {
         _ => {}
     }
     code
+}
+
+/// The exit code of a failed acquire: 75 when the directory is in use (or
+/// cannot be proven free), 125 for any other failure (`hold` and `run`).
+pub fn acquire_failed(e: &Error) -> u8 {
+    match e {
+        Error::LockFileHeld { .. }
+        | Error::LockFileOwnerUnknown { .. }
+        | Error::SegmentInUse { .. }
+        | Error::SegmentAnalysisFailed { .. } => exit::HOLD_BUSY,
+        _ => exit::HOLD_FAILED,
+    }
 }

@@ -324,13 +324,7 @@ pub fn run(args: &RunArgs) -> u8 {
         Ok(lock) => lock,
         Err(e) => {
             report(&e);
-            return match e {
-                Error::LockFileHeld { .. }
-                | Error::LockFileOwnerUnknown { .. }
-                | Error::SegmentInUse { .. }
-                | Error::SegmentAnalysisFailed { .. } => exit::HOLD_BUSY,
-                _ => exit::HOLD_FAILED,
-            };
+            return crate::hold::acquire_failed(&e);
         }
     };
 

@@ -105,6 +105,27 @@ fn int(v: &Value) -> Option<i64> {
     }
 }
 
+/// A base64 field of a key-value (`key`, `value`) as text; empty when
+/// missing.
+fn decode(kv: &Value, name: &str) -> String {
+    kv.get(name)
+        .and_then(Value::as_str)
+        .and_then(|s| B64.decode(s).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// The holder a key-value of a range answer names (its lease's time left
+/// not read: [`Client::with_ttl`]).
+fn holder_of(kv: &Value) -> Holder {
+    Holder {
+        value: decode(kv, "value"),
+        create_revision: field_int(kv, "create_revision"),
+        lease: field_int(kv, "lease"),
+        ttl_remaining: None,
+    }
+}
+
 fn field_int(v: &Value, name: &str) -> i64 {
     // proto3 JSON leaves out fields at their default (0).
     v.get(name).and_then(int).unwrap_or(0)
@@ -245,25 +266,7 @@ impl Client {
         let kv = v
             .pointer("/responses/0/response_range/kvs/0")
             .ok_or_else(|| EtcdError::Protocol(format!("txn failed with no holder: {v}")))?;
-        let value = kv
-            .get("value")
-            .and_then(Value::as_str)
-            .and_then(|s| B64.decode(s).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let holder_lease = field_int(kv, "lease");
-        let left = limit.saturating_sub(start.elapsed());
-        let ttl_remaining = if holder_lease != 0 && !left.is_zero() {
-            self.time_to_live(holder_lease, left).ok()
-        } else {
-            None
-        };
-        Ok(Created::Held(Holder {
-            value,
-            create_revision: field_int(kv, "create_revision"),
-            lease: holder_lease,
-            ttl_remaining,
-        }))
+        Ok(Created::Held(self.with_ttl(holder_of(kv), start, limit)))
     }
 
     /// Who holds `key`, if anyone (with its lease's remaining time when
@@ -271,28 +274,18 @@ impl Client {
     pub fn get(&self, key: &str, limit: Duration) -> Result<Option<Holder>, EtcdError> {
         let start = std::time::Instant::now();
         let v = self.call("/v3/kv/range", &json!({ "key": B64.encode(key) }), limit)?;
-        let Some(kv) = v.pointer("/kvs/0") else {
-            return Ok(None);
-        };
-        let value = kv
-            .get("value")
-            .and_then(Value::as_str)
-            .and_then(|s| B64.decode(s).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let lease = field_int(kv, "lease");
+        Ok(v.pointer("/kvs/0")
+            .map(|kv| self.with_ttl(holder_of(kv), start, limit)))
+    }
+
+    /// `h` with its lease's time left, when it has a lease and that can be
+    /// read within what is left of `limit` since `start`.
+    fn with_ttl(&self, mut h: Holder, start: std::time::Instant, limit: Duration) -> Holder {
         let left = limit.saturating_sub(start.elapsed());
-        let ttl_remaining = if lease != 0 && !left.is_zero() {
-            self.time_to_live(lease, left).ok()
-        } else {
-            None
-        };
-        Ok(Some(Holder {
-            value,
-            create_revision: field_int(kv, "create_revision"),
-            lease,
-            ttl_remaining,
-        }))
+        if h.lease != 0 && !left.is_zero() {
+            h.ttl_remaining = self.time_to_live(h.lease, left).ok();
+        }
+        h
     }
 
     /// Every key under `prefix` with its holder, in key order, in one
@@ -323,28 +316,11 @@ impl Client {
                 field_int(&v, "count")
             )));
         }
-        let decode = |kv: &Value, name: &str| {
-            kv.get(name)
-                .and_then(Value::as_str)
-                .and_then(|s| B64.decode(s).ok())
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        };
         let kvs = v.get("kvs").and_then(Value::as_array);
         Ok(kvs
             .into_iter()
             .flatten()
-            .map(|kv| {
-                (
-                    decode(kv, "key"),
-                    Holder {
-                        value: decode(kv, "value"),
-                        create_revision: field_int(kv, "create_revision"),
-                        lease: field_int(kv, "lease"),
-                        ttl_remaining: None,
-                    },
-                )
-            })
+            .map(|kv| (decode(kv, "key"), holder_of(kv)))
             .collect())
     }
 

@@ -514,7 +514,13 @@ pub fn read(base: Option<&Path>, path: &Path, max: u64) -> Result<Vec<u8>, ReadE
         Some(b) if path.is_relative() => b.join(path),
         _ => path.to_path_buf(),
     };
-    let mut o = open_regular(base, path)?;
+    let o = open_regular(base, path)?;
+    read_whole(o, max, shown)
+}
+
+/// All of an opened regular file, refused when larger than `max` bytes
+/// (by its size, or by what was read if it grew meanwhile).
+fn read_whole(mut o: Opened, max: u64, shown: PathBuf) -> Result<Vec<u8>, ReadError> {
     if o.size > max {
         return Err(ReadError::TooLarge {
             path: shown,
@@ -551,28 +557,11 @@ pub fn read_in(dir: &Path, name: &OsStr, max: u64) -> Result<Option<Vec<u8>>, Re
         Mode::empty(),
     )
     .map_err(|e| map_errno(&shown, "open", e))?;
-    let mut o = match open_regular_at(&fd, name, &shown) {
-        Ok(o) => o,
-        Err(ReadError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if o.size > max {
-        return Err(ReadError::TooLarge {
-            path: shown,
-            size: o.size,
-            max,
-        });
+    match open_regular_at(&fd, name, &shown) {
+        Ok(o) => read_whole(o, max, shown).map(Some),
+        Err(ReadError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
-    let bytes = read_upto(&mut o.file, max, &shown)?;
-    if bytes.len() as u64 > max {
-        // It grew while we read.
-        return Err(ReadError::TooLarge {
-            path: shown,
-            size: bytes.len() as u64,
-            max,
-        });
-    }
-    Ok(Some(bytes))
 }
 
 /// As [`read`], as UTF-8 text.
