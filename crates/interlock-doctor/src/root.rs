@@ -153,8 +153,11 @@ impl HostRoot {
     /// trimmed; `None` when either cannot be read (a fixture tree without
     /// them).
     pub fn host_and_boot_id(&self) -> Option<(String, String)> {
+        // Both are a line of at most 64 bytes (HOST_NAME_MAX; a UUID);
+        // read as any file under a root that may be a copy: bounded, no
+        // FIFO, no link in another user's directory.
         let read = |p: &str| {
-            std::fs::read_to_string(self.at(p))
+            interlock::safe_fs::read_to_string(None, &self.at(p), 256)
                 .ok()
                 .map(|s| s.trim().to_string())
         };
